@@ -1,0 +1,3 @@
+from spyderd.daemon import main
+
+raise SystemExit(main())

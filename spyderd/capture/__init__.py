@@ -1,0 +1,1 @@
+"""Kernel event capture: eBPF programs and their user-space loaders."""

@@ -1,0 +1,115 @@
+"""Daemon configuration: YAML with every error located as `file:line:col: message`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spyderd.errors import ConfigError
+
+DEFAULT_CONFIG = "/etc/spyderd/spyderd.yaml"
+DEFAULT_RULES = ["/usr/share/spyderd/rules", "/etc/spyderd/rules.d"]
+
+# section -> key -> (type, default)
+SCHEMA: dict[str, Any] = {
+    "state_dir": (str, "/var/lib/spyderd"),
+    "runtime_dir": (str, "/run/spyderd"),
+    "rules": (list, DEFAULT_RULES),
+    "log_level": (str, "info"),
+    "store": {"batch_delay": (float, 0.5), "map_size_mb": (int, 1024),
+              "max_memory_nodes": (int, 200_000)},
+    "capture": {"ring_buffer_pages": (int, 256), "max_args": (int, 32),
+                "arg_bytes": (int, 2048), "ignore_self": (bool, True)},
+    "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, "")},
+}
+
+
+@dataclass
+class Config:
+    """Effective settings; `source` says where they came from, for messages."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    def get(self, dotted: str) -> Any:
+        cur: Any = self.values
+        for part in dotted.split("."):
+            cur = cur[part]
+        return cur
+
+
+def _defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_defaults(v) if isinstance(v, dict) else list(v[1]) if isinstance(v[1], list)
+                else v[1]) for k, v in schema.items()}
+
+
+def _where(path: str, node: yaml.Node) -> str:
+    m = node.start_mark
+    return f"{path}:{m.line + 1}:{m.column + 1}"
+
+
+def _check(path: str, node: yaml.Node, schema: dict[str, Any], out: dict[str, Any],
+           errors: list[str], prefix: str = "") -> None:
+    if not isinstance(node, yaml.MappingNode):
+        errors.append(f"{_where(path, node)}: expected a mapping for "
+                      f"{prefix.rstrip('.') or 'the top level'}")
+        return
+    for knode, vnode in node.value:
+        key = knode.value
+        spec = schema.get(key)
+        if spec is None:
+            import difflib
+            near = difflib.get_close_matches(key, list(schema), n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            errors.append(f"{_where(path, knode)}: unknown setting '{prefix}{key}'{hint}; "
+                          f"expected one of: {', '.join(sorted(schema))}")
+            continue
+        if isinstance(spec, dict):
+            _check(path, vnode, spec, out[key], errors, f"{prefix}{key}.")
+            continue
+        try:
+            value = yaml.safe_load(yaml.serialize(vnode))
+        except yaml.YAMLError as exc:  # pragma: no cover - composed already
+            errors.append(f"{_where(path, vnode)}: {exc}")
+            continue
+        typ = spec[0]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if typ is list and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            errors.append(f"{_where(path, vnode)}: '{prefix}{key}' must be "
+                          f"{typ.__name__}, got {type(value).__name__} {value!r}")
+            continue
+        out[key] = value
+
+
+def load_config(path: str | None, *, required: bool = False) -> Config:
+    """Read the config file (absent default file means defaults); raise ConfigError."""
+    cfg = Config(values=_defaults(SCHEMA))
+    path = path or DEFAULT_CONFIG
+    if not os.path.exists(path):
+        if required:
+            raise ConfigError(f"{path}: no such file")
+        return cfg
+    try:
+        text = Path(path).read_text()
+        node = yaml.compose(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.MarkedYAMLError as exc:
+        m = exc.problem_mark
+        loc = f"{path}:{m.line + 1}:{m.column + 1}" if m else path
+        raise ConfigError(f"{loc}: {exc.problem}") from None
+    cfg.source = path
+    if node is None:
+        return cfg
+    errors: list[str] = []
+    _check(path, node, SCHEMA, cfg.values, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return cfg

@@ -1,0 +1,1 @@
+"""Enrichment: container, machine and user context for processes."""

@@ -1,0 +1,322 @@
+"""In-memory causal index of live processes; every change also goes to the store's next batch.
+
+Ancestry lookups for live processes never touch LMDB: the images that live processes
+descend from stay in memory until nothing alive points at them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from spyderd.capture.snapshot import ProcInfo
+from spyderd.graph.store import Store
+from spyderd.model import (
+    AcceptEvent,
+    ConnectEvent,
+    Edge,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    Finding,
+    ForkEvent,
+    ListenEvent,
+    Node,
+    connection_id,
+    event_to_dict,
+    process_id,
+)
+
+log = logging.getLogger("spyderd.graph")
+MAX_DEPTH = 64
+
+
+class Graph:
+    """Applies events to the graph and hands the changes to the store in batches."""
+
+    def __init__(self, store: Store | None, boot: str, *, boot_wall_ns: int,
+                 machine_id: str = "", max_recent: int = 200_000) -> None:
+        self.store = store
+        self.boot = boot
+        self.boot_wall_ns = boot_wall_ns
+        self.machine_id = machine_id
+        self.max_recent = max_recent
+        self.live: dict[int, Node] = {}
+        self.nodes: OrderedDict[str, Node] = OrderedDict()
+        self._pending_peer: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
+        self._dirty: dict[str, Node] = {}
+        self._edges: list[Edge] = []
+        self._events: list[dict] = []
+        self._findings: dict[str, Finding] = {}
+        self._traces: dict[str, dict] = {}
+        self.last_flush = time.monotonic()
+
+    # -- nodes -----------------------------------------------------------------------------
+
+    def _add(self, node: Node) -> Node:
+        self.nodes[node.id] = node
+        self._dirty[node.id] = node
+        return node
+
+    def touch(self, node: Node) -> None:
+        """Mark a node changed so the next batch rewrites it."""
+        self._dirty[node.id] = node
+
+    def get(self, node_id: str) -> Node | None:
+        """A node from memory, else from the store (only for long-gone images)."""
+        node = self.nodes.get(node_id)
+        if node is None and node_id and self.store is not None:
+            node = self.store.node(node_id)
+        return node
+
+    def parent(self, node: Node) -> Node | None:
+        return self.get(node.parent) if node.parent else None
+
+    def ancestors(self, node: Node, depth: int | None = None) -> Iterator[Node]:
+        """Nearest first, bounded by `depth` (and MAX_DEPTH), stopping at cycles."""
+        seen = {node.id}
+        limit = min(depth or MAX_DEPTH, MAX_DEPTH)
+        cur = node
+        for _ in range(limit):
+            cur = self.parent(cur)
+            if cur is None or cur.id in seen:
+                return
+            seen.add(cur.id)
+            yield cur
+
+    def _process_node(self, pid: int, ppid: int, start_ns: int, *, exec_ktime: int = 0,
+                      wall: int, uid: int, exe: str, args: list[str], comm: str,
+                      parent: Node | None, via: str, cgroup_id: int = 0) -> Node:
+        node = Node(
+            id=process_id(self.boot, pid, start_ns, exec_ktime),
+            kind="process", start=wall, pid=pid, ppid=ppid, uid=uid,
+            parent=parent.id if parent else "", via=via,
+            attrs={"exe": exe, "args": list(args), "comm": comm, "start_ns": start_ns,
+                   "cgroup_id": cgroup_id, "machine_id": self.machine_id,
+                   "container_id": ""},
+        )
+        return self._add(node)
+
+    # -- snapshot --------------------------------------------------------------------------
+
+    def load_snapshot(self, procs: list[ProcInfo], container_of=None) -> int:
+        """Put every running process in the graph before capture starts.
+
+        A process already stored by an earlier run (same pid and start time) keeps its
+        id and latest image, so a restart does not split its history.
+        """
+        for p in procs:
+            node = self._restore(p)
+            if node is None:
+                parent = self.live.get(p.ppid)
+                node = self._process_node(
+                    p.pid, p.ppid, p.start_ns, wall=self.boot_wall_ns + p.start_ns,
+                    uid=p.uid, exe=p.exe, args=p.args, comm=p.comm, parent=parent,
+                    via="spawned" if parent else "snapshot")
+                node.attrs["snapshot"] = True
+                if parent is not None:
+                    self._edges.append(Edge(parent.id, node.id, "spawned", node.start))
+            if container_of is not None:
+                node.attrs["container_id"] = container_of(p.cgroup)
+            self.live[p.pid] = node
+        return len(procs)
+
+    def _restore(self, p: ProcInfo) -> Node | None:
+        if self.store is None:
+            return None
+        images = [n for n in self.store.processes_by_pid(p.pid)
+                  if n.attrs.get("start_ns") == p.start_ns and n.id.startswith(
+                      f"proc:{self.boot}:")]
+        if not images:
+            return None
+        node = max(images, key=lambda n: n.start)
+        for anc in [node, *self._stored_ancestors(node)]:
+            self.nodes.setdefault(anc.id, anc)
+        return node
+
+    def _stored_ancestors(self, node: Node) -> list[Node]:
+        out, cur = [], node
+        for _ in range(MAX_DEPTH):
+            if not cur.parent:
+                break
+            cur = self.store.node(cur.parent) if self.store else None
+            if cur is None:
+                break
+            out.append(cur)
+        return out
+
+    # -- events ----------------------------------------------------------------------------
+
+    def apply(self, ev: Event) -> Node | None:
+        """Fold one event into the graph; returns the subject process node."""
+        handler = _HANDLERS.get(type(ev))
+        node = handler(self, ev) if handler else self.live.get(ev.pid)
+        if node is not None:
+            ev.process_id = node.id
+        self._events.append(event_to_dict(ev))
+        return node
+
+    def _subject(self, ev: Event) -> Node:
+        """The live image of the event's process, created on the fly if capture missed it."""
+        node = self.live.get(ev.pid)
+        if node is None:
+            node = self._process_node(
+                ev.pid, 0, 0, exec_ktime=ev.ktime, wall=ev.time, uid=ev.uid, exe="",
+                args=[], comm=ev.comm, parent=None, via="unknown", cgroup_id=ev.cgroup_id)
+            node.attrs["incomplete"] = True
+            self.live[ev.pid] = node
+        return node
+
+    def _on_fork(self, ev: ForkEvent) -> Node:
+        parent = self.live.get(ev.ppid)
+        pa = parent.attrs if parent else {}
+        node = self._process_node(
+            ev.pid, ev.ppid, ev.child_start, wall=ev.time, uid=ev.uid,
+            exe=pa.get("exe", ""), args=pa.get("args", []), comm=ev.comm, parent=parent,
+            via="spawned", cgroup_id=ev.cgroup_id)
+        node.attrs["container_id"] = pa.get("container_id", "")
+        if parent is not None:
+            self._edges.append(Edge(parent.id, node.id, "spawned", ev.time))
+        self.live[ev.pid] = node
+        return node
+
+    def _on_exec(self, ev: ExecEvent) -> Node:
+        prev = self.live.get(ev.pid)
+        if prev is None and ev.ppid in self.live:
+            prev = self._on_fork(ForkEvent(time=ev.time, ktime=ev.ktime, pid=ev.pid,
+                                           uid=ev.uid, gid=ev.gid, comm=ev.comm,
+                                           cgroup_id=ev.cgroup_id, ppid=ev.ppid,
+                                           child_start=ev.start))
+        start = ev.start or (prev.attrs.get("start_ns", 0) if prev else 0)
+        node = self._process_node(
+            ev.pid, ev.ppid or (prev.ppid if prev else 0), start, exec_ktime=ev.ktime,
+            wall=ev.time, uid=ev.uid, exe=ev.filename, args=ev.args, comm=ev.comm,
+            parent=prev, via="exec" if prev else "unknown", cgroup_id=ev.cgroup_id)
+        node.attrs["gid"] = ev.gid
+        if ev.args_truncated:
+            node.attrs["args_truncated"] = True
+        if prev is not None:
+            node.attrs["container_id"] = prev.attrs.get("container_id", "")
+            prev.end = ev.time
+            prev.attrs["replaced_by"] = node.id
+            self.touch(prev)
+            self._edges.append(Edge(prev.id, node.id, "exec", ev.time))
+        self.live[ev.pid] = node
+        return node
+
+    def _on_exit(self, ev: ExitEvent) -> Node | None:
+        node = self.live.pop(ev.pid, None)
+        if node is None:
+            return None
+        node.end = ev.time
+        node.attrs["exit_code"] = ev.code
+        node.attrs["exit_signal"] = ev.signal
+        self.touch(node)
+        return node
+
+    def _on_conn(self, ev: ConnectEvent | AcceptEvent) -> Node:
+        proc = self._subject(ev)
+        direction = "out" if isinstance(ev, ConnectEvent) else "in"
+        conn = Node(
+            id=connection_id(self.boot, ev.ktime, ev.pid, ev.local_port, ev.remote_port),
+            kind="connection", start=ev.time, pid=ev.pid, uid=ev.uid,
+            attrs={"direction": direction, "family": ev.family, "local_ip": ev.local_ip,
+                   "local_port": ev.local_port, "remote_ip": ev.remote_ip,
+                   "remote_port": ev.remote_port, "result": ev.result,
+                   "process_id": proc.id, "machine_id": self.machine_id,
+                   "container_id": proc.attrs.get("container_id", "")},
+        )
+        self._add(conn)
+        kind = "connect" if direction == "out" else "accept"
+        self._edges.append(Edge(proc.id, conn.id, kind, ev.time))
+        if direction == "in":
+            proc.attrs["accepts"] = proc.attrs.get("accepts", 0) + 1
+            self.touch(proc)
+        if ev.result == 0:
+            self._stitch(conn, direction, ev)
+        return proc
+
+    def _stitch(self, conn: Node, direction: str, ev: ConnectEvent | AcceptEvent) -> None:
+        """Join both ends of a local TCP connection with a peer edge."""
+        if direction == "out":
+            key = (ev.local_ip, ev.local_port, ev.remote_ip, ev.remote_port)
+        else:
+            key = (ev.remote_ip, ev.remote_port, ev.local_ip, ev.local_port)
+        other = self._pending_peer.pop(key, None)
+        if other is not None and other[1] != direction:
+            self._edges.append(Edge(conn.id, other[0], "peer", ev.time))
+            self._edges.append(Edge(other[0], conn.id, "peer", ev.time))
+            return
+        self._pending_peer[key] = (conn.id, direction)
+        while len(self._pending_peer) > 65536:
+            self._pending_peer.popitem(last=False)
+
+    def _on_listen(self, ev: ListenEvent) -> Node:
+        proc = self._subject(ev)
+        ports = proc.attrs.setdefault("listen_ports", [])
+        if ev.local_port not in ports:
+            ports.append(ev.local_port)
+        lst = Node(id=f"listen:{self.boot}:{ev.ktime}:{ev.pid}:{ev.local_port}",
+                   kind="listener", start=ev.time, pid=ev.pid, uid=ev.uid,
+                   attrs={"family": ev.family, "local_ip": ev.local_ip,
+                          "local_port": ev.local_port, "process_id": proc.id,
+                          "machine_id": self.machine_id})
+        self._add(lst)
+        self._edges.append(Edge(proc.id, lst.id, "listen", ev.time))
+        self.touch(proc)
+        return proc
+
+    # -- findings and batches --------------------------------------------------------------
+
+    def add_finding(self, f: Finding) -> None:
+        self._findings[f.id] = f
+        tr = self._traces.get(f.trace_id) or (self.store.trace(f.trace_id) if self.store
+                                                else None) or {
+            "id": f.trace_id, "root": f.root_id, "findings": [], "first": f.time}
+        if f.id not in tr["findings"]:
+            tr["findings"].append(f.id)
+        tr["last"] = f.time
+        self._traces[f.trace_id] = tr
+
+    def pending(self) -> int:
+        return len(self._dirty) + len(self._edges) + len(self._events) + len(self._findings)
+
+    def flush(self) -> int:
+        """Commit the pending batch to LMDB; returns how many records were written."""
+        n = self.pending()
+        if self.store is not None and (n or self._traces):
+            self.store.write_batch(list(self._dirty.values()), self._edges, self._events,
+                                   list(self._findings.values()), self._traces)
+        self._dirty, self._edges, self._events = {}, [], []
+        self._findings, self._traces = {}, {}
+        self.last_flush = time.monotonic()
+        self._evict()
+        return n
+
+    def _evict(self) -> None:
+        """Drop ended nodes beyond the memory bound; live ones and their ancestry stay."""
+        excess = len(self.nodes) - self.max_recent
+        if excess <= 0:
+            return
+        keep = set()
+        for node in self.live.values():
+            keep.add(node.id)
+            keep.update(a.id for a in self.ancestors(node))
+        for nid in list(self.nodes):
+            if excess <= 0:
+                break
+            if nid not in keep:
+                del self.nodes[nid]
+                excess -= 1
+
+
+_HANDLERS = {
+    ForkEvent: Graph._on_fork,
+    ExecEvent: Graph._on_exec,
+    ExitEvent: Graph._on_exit,
+    ConnectEvent: Graph._on_conn,
+    AcceptEvent: Graph._on_conn,
+    ListenEvent: Graph._on_listen,
+}

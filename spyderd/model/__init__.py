@@ -1,0 +1,38 @@
+"""The typed events and graph nodes every stage of spyderd exchanges.
+
+Events come out of `capture` (or a replay file) and are immutable. Nodes are the
+graph's vertices; their few mutable fields (end time, flags) change as later events
+arrive. Everything here is plain data that serialises to JSON-compatible dicts.
+"""
+
+from spyderd.model.events import (
+    EVENT_TYPES,
+    AcceptEvent,
+    ConnectEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    ListenEvent,
+    event_from_dict,
+    event_to_dict,
+)
+from spyderd.model.nodes import Edge, Finding, Node, connection_id, process_id
+
+__all__ = [
+    "EVENT_TYPES",
+    "AcceptEvent",
+    "ConnectEvent",
+    "Edge",
+    "Event",
+    "ExecEvent",
+    "ExitEvent",
+    "Finding",
+    "ForkEvent",
+    "ListenEvent",
+    "Node",
+    "connection_id",
+    "event_from_dict",
+    "event_to_dict",
+    "process_id",
+]

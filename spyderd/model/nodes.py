@@ -1,0 +1,126 @@
+"""Graph nodes, edges and findings, with the stable ids the store and spyderctl use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CLOCK_TICK_NS = 10_000_000  # /proc reports start times in USER_HZ=100 ticks
+
+
+def process_id(boot: str, pid: int, start_ns: int, exec_ktime: int = 0) -> str:
+    """Stable id of one program image: survives pid reuse (start time) and daemon restarts.
+
+    The start time is cut to clock ticks so the kernel's exact value and /proc's agree;
+    an exec adds its boot-time stamp, because one process may run several images.
+    """
+    base = f"proc:{boot}:{start_ns // CLOCK_TICK_NS}:{pid}"
+    return f"{base}:{exec_ktime}" if exec_ktime else base
+
+
+def connection_id(boot: str, ktime: int, pid: int, local_port: int, remote_port: int) -> str:
+    """Id of one TCP connection as seen from one side."""
+    return f"conn:{boot}:{ktime}:{pid}:{local_port}:{remote_port}"
+
+
+@dataclass(slots=True)
+class Node:
+    """A vertex of the causal graph (process image, connection, listener, machine...).
+
+    `attrs` holds the kind's own fields (exe, args, addresses...). Process nodes keep
+    `parent` (the image they came from) and `via` ("spawned" or "exec") so ancestry
+    walks need no edge lookups.
+    """
+
+    id: str
+    kind: str
+    start: int = 0  # wall-clock ns
+    end: int = 0
+    pid: int = 0
+    ppid: int = 0
+    uid: int = 0
+    parent: str = ""
+    via: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "id": self.id,
+            "kind": self.kind,
+            "start": self.start,
+            "end": self.end,
+            "pid": self.pid,
+            "ppid": self.ppid,
+            "uid": self.uid,
+            "parent": self.parent,
+            "via": self.via,
+        }
+        d.update(self.attrs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Node:
+        core = {k: d[k] for k in ("id", "kind", "start", "end", "pid", "ppid", "uid",
+                                  "parent", "via") if k in d}
+        attrs = {k: v for k, v in d.items() if k not in core}
+        return cls(**core, attrs=attrs)
+
+    @property
+    def name(self) -> str:
+        exe = self.attrs.get("exe") or ""
+        return exe.rsplit("/", 1)[-1] if exe else self.attrs.get("comm", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A time-stamped causal edge: spawned, exec, connect, accept, listen, peer, ..."""
+
+    src: str
+    dst: str
+    kind: str
+    time: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"src": self.src, "dst": self.dst, "kind": self.kind, "time": self.time}
+
+
+@dataclass(slots=True)
+class Finding:
+    """A rule match with the ids needed to cut its trace out of the graph."""
+
+    id: str
+    rule: str
+    severity: str
+    priority: int
+    message: str
+    time: int
+    process_id: str
+    trace_id: str
+    root_id: str
+    event: dict[str, Any]
+    tags: list[str] = field(default_factory=list)
+    message_id: str = ""
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    sent: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "priority": self.priority,
+            "message": self.message,
+            "time": self.time,
+            "process_id": self.process_id,
+            "trace_id": self.trace_id,
+            "root_id": self.root_id,
+            "event": self.event,
+            "tags": self.tags,
+            "message_id": self.message_id,
+            "chain": self.chain,
+            "sent": self.sent,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(**d)

@@ -1,0 +1,1 @@
+"""Where findings go: journald (always), JSON lines (optional)."""
