@@ -87,7 +87,7 @@ class Daemon:
 
     def setup(self) -> None:
         from spyderd.capture.bpf import Capture
-        from spyderd.capture.snapshot import snapshot
+        from spyderd.capture.snapshot import listening_sockets, snapshot
         from spyderd.graph import Graph, Store
         from spyderd.rules import load_rules
 
@@ -109,7 +109,8 @@ class Daemon:
             arg_bytes=self.cfg.get("capture.arg_bytes"),
             ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0)
         self.capture.start()  # capture first, then snapshot: no gap between the two
-        n = self.graph.load_snapshot(snapshot(), container_of=container_of)
+        n = self.graph.load_snapshot(snapshot(), container_of=container_of,
+                                     listening=listening_sockets())
         self.graph.flush()
         self._resend_unsent()
         log.info("spyderd %s ready: %d processes in snapshot, %d rules, probes: %s",

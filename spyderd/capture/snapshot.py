@@ -89,3 +89,39 @@ def snapshot(root: str = "/proc") -> list[ProcInfo]:
     for p in sorted(procs.values(), key=lambda x: x.pid):
         visit(p)
     return ordered
+
+
+def listening_sockets(root: str = "/proc") -> dict[int, list[int]]:
+    """pid -> TCP ports it listens on, so servers started before spyderd are known as such."""
+    inodes: dict[str, int] = {}
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"{root}/net/{name}") as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[3] == "0A":  # TCP_LISTEN
+                        inodes[parts[9]] = int(parts[1].rsplit(":", 1)[1], 16)
+        except OSError:
+            continue
+    out: dict[int, list[int]] = {}
+    if not inodes:
+        return out
+    for pid in os.listdir(root):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"{root}/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"{root}/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                ports = out.setdefault(int(pid), [])
+                port = inodes[link[8:-1]]
+                if port not in ports:
+                    ports.append(port)
+    return out

@@ -101,7 +101,8 @@ class Graph:
 
     # -- snapshot --------------------------------------------------------------------------
 
-    def load_snapshot(self, procs: list[ProcInfo], container_of=None) -> int:
+    def load_snapshot(self, procs: list[ProcInfo], container_of=None,
+                      listening: dict[int, list[int]] | None = None) -> int:
         """Put every running process in the graph before capture starts.
 
         A process already stored by an earlier run (same pid and start time) keeps its
@@ -120,6 +121,10 @@ class Graph:
                     self._edges.append(Edge(parent.id, node.id, "spawned", node.start))
             if container_of is not None:
                 node.attrs["container_id"] = container_of(p.cgroup)
+            if listening and p.pid in listening:
+                ports = node.attrs.setdefault("listen_ports", [])
+                ports.extend(x for x in listening[p.pid] if x not in ports)
+                self.touch(node)
             self.live[p.pid] = node
         return len(procs)
 

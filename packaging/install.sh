@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Install spyderd on Debian 12 (run as root; safe to run again).
+#
+#   packaging/install.sh [--no-start] [--prefix-venv DIR]
+#
+#   --no-start         install only; do not start journald or spyderd
+#   --prefix-venv DIR  where the Python venv goes (default /opt/spyderd/venv)
+#
+# Where systemd is PID 1 the unit is enabled and (re)started. Elsewhere (containers,
+# Firecracker VMs) journald and spyderd are started in the background.
+set -euo pipefail
+
+VENV=/opt/spyderd/venv
+START=1
+
+usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
+
+while (($#)); do
+    case "$1" in
+        --no-start) START=0 ;;
+        --prefix-venv)
+            [[ $# -ge 2 ]] || { echo "install.sh: --prefix-venv needs a directory" >&2; exit 2; }
+            VENV=$2; shift ;;
+        --prefix-venv=*) VENV=${1#*=} ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+step() { printf '==> %s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "must run as root (try: sudo $0)"
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[[ -f $SRC/pyproject.toml ]] || die "no pyproject.toml in $SRC (run from a spyderd checkout)"
+
+KVER=$(uname -r)
+ARCH=$(dpkg --print-architecture)
+ETC=/etc/spyderd
+SHARE=/usr/share/spyderd
+STATE_DIR=/var/lib/spyderd
+RUN_DIR=/run/spyderd
+PIDFILE=$RUN_DIR/spyderd.pid
+LOG=/var/log/spyderd.log
+SBIN=/usr/local/sbin
+
+# ---------------------------------------------------------------- packages
+PACKAGES=(
+    bpfcc-tools python3-bpfcc python3-systemd systemd python3-venv python3-setuptools
+    python3-yaml python3-lark python3-lmdb python3-pyroute2 python3-pytest python3-hypothesis
+    graphviz runc busybox-static auditd make procps iproute2 util-linux ca-certificates
+)
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+pkg_exists() {  # a real (not purely virtual) package apt could install
+    apt-cache show --no-all-versions "$1" 2>/dev/null | grep -q '^Package:'
+}
+
+step "apt-get update"
+apt-get update -qq
+
+step "installing Debian packages"
+apt_install "${PACKAGES[@]}"
+
+# ---------------------------------------------------------------- kernel headers
+# bcc compiles the probes against /lib/modules/$KVER/build. Prefer headers for the running
+# kernel; otherwise use Debian's generic ones (struct layouts then differ from the running
+# kernel, which is why spyderd never uses header offsets: it reads them from BTF).
+headers_match() {  # $1: a build directory; true if its headers are for $KVER
+    local uts=$1/include/generated/utsrelease.h
+    [[ -f $uts ]] && grep -qF "\"$KVER\"" "$uts"
+}
+BUILD=/lib/modules/$KVER/build
+HEADERS_NOTE="matching ($KVER)"
+if pkg_exists "linux-headers-$KVER"; then
+    step "installing kernel headers linux-headers-$KVER"
+    apt_install "linux-headers-$KVER"
+elif [[ -d $BUILD && ! -L $BUILD ]] || headers_match "$BUILD"; then
+    step "kernel headers: $BUILD already holds headers for $KVER; leaving it alone"
+else
+    case "$ARCH" in
+        i386)  FLAVOR=686-pae ;;
+        armhf) FLAVOR=armmp ;;
+        *)     FLAVOR=$ARCH ;;
+    esac
+    step "no linux-headers-$KVER package; installing linux-headers-$FLAVOR"
+    apt_install "linux-headers-$FLAVOR"
+    HDR=$(find /usr/src -maxdepth 1 -type d -name "linux-headers-*-$FLAVOR" | sort -V | tail -n1)
+    [[ -n $HDR ]] || die "linux-headers-$FLAVOR installed but no /usr/src/linux-headers-*-$FLAVOR"
+    COMMON=${HDR%-"$FLAVOR"}-common
+    [[ -d $COMMON ]] || COMMON=$HDR
+    mkdir -p "/lib/modules/$KVER"
+    ln -sfn "$HDR" "$BUILD"
+    if [[ -e /lib/modules/$KVER/source && ! -L /lib/modules/$KVER/source ]]; then
+        warn "/lib/modules/$KVER/source is a real directory; leaving it alone"
+    else
+        ln -sfn "$COMMON" "/lib/modules/$KVER/source"
+    fi
+    HEADERS_NOTE="MISMATCHED ($(basename "$HDR") for kernel $KVER)"
+    warn "kernel headers do not match the running kernel $KVER:"
+    warn "  $BUILD -> $HDR"
+    warn "  /lib/modules/$KVER/source -> $COMMON"
+    warn "bcc will compile against them; spyderd takes struct offsets from BTF"
+    warn "(/sys/kernel/btf/vmlinux), never from these headers."
+fi
+
+# ---------------------------------------------------------------- venv + package
+if [[ ! -x $VENV/bin/python ]]; then
+    step "creating venv $VENV (--system-site-packages)"
+    mkdir -p "$(dirname "$VENV")"
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+else
+    step "venv $VENV exists"
+fi
+
+# Build from a scratch copy so pip's in-tree build (build/, *.egg-info) never lands in the
+# checkout other people are working in.
+step "installing spyderd from $SRC into $VENV"
+BUILD_TMP=$(mktemp -d /tmp/spyderd-build.XXXXXX)
+trap 'rm -rf "$BUILD_TMP"' EXIT
+tar -C "$SRC" --exclude=.git --exclude=build --exclude='*.egg-info' --exclude=__pycache__ \
+    --exclude=.pytest_cache --exclude=.ruff_cache --exclude=.venv -cf - . | tar -C "$BUILD_TMP" -xf -
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
+    --no-deps --upgrade "$BUILD_TMP"
+
+if [[ -x $VENV/bin/ruff ]]; then
+    step "ruff already in $VENV"
+else
+    step "installing ruff into $VENV (optional)"
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check --timeout 20 \
+            --retries 1 ruff; then
+        warn "could not install ruff (PyPI unreachable?); 'make lint' will be skipped"
+    fi
+fi
+
+step "linking spyderd, spyderctl into $SBIN"
+mkdir -p "$SBIN"
+for exe in spyderd spyderctl; do
+    [[ -x $VENV/bin/$exe ]] || die "$VENV/bin/$exe missing after pip install"
+    ln -sfn "$VENV/bin/$exe" "$SBIN/$exe"
+done
+
+# ---------------------------------------------------------------- files
+step "installing configuration, rules, probes, unit and tmpfiles"
+if getent group spyder >/dev/null; then :; else groupadd --system spyder; fi
+
+install -d -m 0755 "$ETC" "$ETC/rules.d"
+if [[ -e $ETC/spyderd.yaml ]]; then
+    echo "    $ETC/spyderd.yaml exists; kept (new default: $SRC/packaging/spyderd.yaml)"
+else
+    install -m 0644 "$SRC/packaging/spyderd.yaml" "$ETC/spyderd.yaml"
+fi
+
+# Replace the shipped rules and probes wholesale (local rules belong in $ETC/rules.d).
+replace_dir() {  # $1: destination; remaining: files to put there
+    local dest=$1; shift
+    rm -rf "$dest"
+    install -d -m 0755 "$dest"
+    (($#)) && install -m 0644 "$@" "$dest/"
+    return 0
+}
+shopt -s nullglob
+replace_dir "$SHARE/rules" "$SRC"/rules/*.yaml
+replace_dir "$SHARE/probes" "$SRC"/probes/*.c "$SRC"/probes/*.h
+shopt -u nullglob
+install -D -m 0644 "$SRC/README.md" /usr/share/doc/spyderd/README.md
+
+install -D -m 0644 "$SRC/packaging/spyderd.service" /etc/systemd/system/spyderd.service
+install -D -m 0644 "$SRC/packaging/tmpfiles.conf" /etc/tmpfiles.d/spyderd.conf
+install -d -m 0750 -o root -g spyder "$STATE_DIR" "$RUN_DIR"
+
+# ---------------------------------------------------------------- tracefs / debugfs
+step "mounting tracefs and debugfs if needed"
+mount_if_needed() {  # $1 type, $2 mount point
+    if mountpoint -q "$2"; then return 0; fi
+    mkdir -p "$2" 2>/dev/null || true
+    mount -t "$1" "$1" "$2" || warn "could not mount $1 on $2; probes may fail to attach"
+}
+mount_if_needed tracefs /sys/kernel/tracing
+mount_if_needed debugfs /sys/kernel/debug
+
+# ---------------------------------------------------------------- start
+spyderd_pid() {  # prints the pid of the background spyderd if it is alive
+    local pid
+    [[ -r $PIDFILE ]] || return 1
+    pid=$(<"$PIDFILE")
+    [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q spyderd || return 1
+    echo "$pid"
+}
+
+JOURNAL_SOCKET=/run/systemd/journal/socket
+journald_alive() {  # the socket exists and something listens on it (a dead journald leaves it)
+    [[ -S $JOURNAL_SOCKET ]] || return 1
+    /usr/bin/python3 - "$JOURNAL_SOCKET" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(sys.argv[1])
+PY
+}
+
+START_NOTE="not started (--no-start)"
+if ((START)); then
+    if [[ $(cat /proc/1/comm 2>/dev/null) == systemd ]]; then
+        step "systemd is PID 1: enabling and (re)starting spyderd.service"
+        systemctl daemon-reload
+        systemctl enable spyderd.service
+        systemctl restart spyderd.service
+        START_NOTE="systemd unit spyderd.service enabled and running"
+    else
+        if ! journald_alive; then
+            step "starting systemd-journald in the background"
+            mkdir -p /run/systemd/journal
+            setsid /lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
+            for _ in $(seq 50); do
+                journald_alive && break
+                sleep 0.1
+            done
+            journald_alive || warn "journald is not answering on $JOURNAL_SOCKET after 5 s"
+        fi
+        if pid=$(spyderd_pid); then
+            step "spyderd already running (pid $pid); not starting another"
+        else
+            step "starting spyderd in the background (log: $LOG)"
+            # setsid does not fork here (we are not a process group leader), so $! is spyderd.
+            setsid nohup "$SBIN/spyderd" </dev/null >>"$LOG" 2>&1 &
+            pid=$!
+            echo "$pid" >"$PIDFILE"
+        fi
+        step "waiting for spyderd to attach its probes (spyderctl status --wait 60)"
+        if ! "$SBIN/spyderctl" status --wait 60; then
+            echo "---- last lines of $LOG ----" >&2
+            tail -n 30 "$LOG" >&2 || true
+            die "spyderd did not become ready (pid $pid)"
+        fi
+        START_NOTE="running in the background, pid $pid (stop: kill \$(cat $PIDFILE))"
+        echo "NOTE: systemd is not PID 1 here, so spyderd was started in the background."
+        echo "      Stop it with: kill \$(cat $PIDFILE)"
+    fi
+fi
+
+# ---------------------------------------------------------------- summary
+cat <<EOF
+==> done
+    venv:      $VENV ($("$VENV/bin/python" -m pip show spyderd 2>/dev/null | sed -n 's/^Version: //p'))
+    commands:  $SBIN/spyderd, $SBIN/spyderctl
+    config:    $ETC/spyderd.yaml, local rules in $ETC/rules.d/
+    shipped:   $SHARE/rules ($(find "$SHARE/rules" -type f | wc -l) files), $SHARE/probes ($(find "$SHARE/probes" -type f | wc -l) files)
+    unit:      /etc/systemd/system/spyderd.service, /etc/tmpfiles.d/spyderd.conf
+    state:     $STATE_DIR, $RUN_DIR (0750 root:spyder)
+    headers:   $HEADERS_NOTE
+    spyderd:   $START_NOTE
+EOF
