@@ -149,9 +149,21 @@ class Daemon:
             if now - last_status >= 1.0:
                 last_status = now
                 self.capture.refresh_clock()
+                self._report_losses()
                 self.write_status(ready=True)
                 _notify("WATCHDOG=1")
         self.shutdown()
+
+    def _report_losses(self) -> None:
+        """Log new kernel losses and decode errors (at most once per status tick)."""
+        now = {**{f"lost {k}": v for k, v in self.capture.lost().items()},
+               **{f"decode errors {k}": v for k, v in self.capture.decode_errors.items()}}
+        prev = getattr(self, "_loss_seen", {})
+        grew = {k: v - prev.get(k, 0) for k, v in now.items() if v > prev.get(k, 0)}
+        if grew:
+            log.warning("events lost since last report: %s",
+                        ", ".join(f"{k}: {v}" for k, v in sorted(grew.items())))
+        self._loss_seen = now
 
     def handle(self, ev: Event) -> None:
         self.counters["events"] = self.counters.get("events", 0) + 1
