@@ -285,7 +285,7 @@ def _notify(msg: str) -> None:
         from systemd import daemon as sd
 
         sd.notify(msg)
-    except Exception as exc:  # notification is best effort; never fatal
+    except Exception as exc:  # noqa: BLE001 - notification is best effort, never fatal
         log.debug("sd_notify failed: %s", exc)
 
 

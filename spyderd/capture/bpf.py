@@ -133,7 +133,7 @@ class Capture:
                 raise ValueError(f"no decoder for record kind {kind}")
             self._out.append(entry[1](buf, self._ctx))  # type: ignore[operator]
             self.received[name] = self.received.get(name, 0) + 1
-        except Exception as exc:  # a bad record is counted and logged, never fatal
+        except Exception as exc:  # noqa: BLE001 - a bad record is counted and logged, never fatal
             self.decode_errors[name] = self.decode_errors.get(name, 0) + 1
             log.warning("decode error in %s record (%d bytes): %s", name, size, exc)
 

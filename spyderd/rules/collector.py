@@ -1,0 +1,362 @@
+"""Collector: entries to definitions, applying appends and overrides (stage 2).
+
+Files load in order, so a site file can extend the default pack: `append: true` adds items to
+an earlier list or `or (...)` to an earlier macro, `override: true` replaces an earlier rule,
+and a rule entry with only `enabled:` switches an earlier rule on or off. Keys are checked
+here (types, severity, event kinds); conditions are left as located text for the compiler.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from spyderd.model.events import EVENT_TYPES
+from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
+from spyderd.rules.reader import Entry, Item, node_location
+from spyderd.rules.source import SourceText
+
+SEVERITIES: dict[str, int] = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
+EVENT_KINDS: tuple[str, ...] = tuple(EVENT_TYPES)
+
+_KEYS = {
+    "rule": (
+        "rule",
+        "description",
+        "event",
+        "condition",
+        "severity",
+        "tags",
+        "output",
+        "exceptions",
+        "enabled",
+        "override",
+        "append",
+    ),
+    "list": ("list", "items", "append"),
+    "macro": ("macro", "condition", "append"),
+}
+_RULE_REQUIRED = ("condition", "event", "severity", "output")
+
+
+@dataclass(slots=True)
+class ListDef:
+    """A named list; each item keeps where it was written, for type errors in lists."""
+
+    name: str
+    loc: Location
+    items: list[tuple[str | int, Location, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class MacroDef:
+    """A named condition; appended parts are or-ed, each part parsed from its own text."""
+
+    name: str
+    loc: Location
+    parts: list[SourceText] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RuleDef:
+    """A rule as written, validated but not compiled."""
+
+    name: str
+    loc: Location
+    source_line: str
+    condition: SourceText
+    events: tuple[str, ...]
+    severity: str
+    output: SourceText
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    exceptions: list[SourceText] = field(default_factory=list)
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class Definitions:
+    """Everything the files define, after appends and overrides, in definition order."""
+
+    lists: dict[str, ListDef] = field(default_factory=dict)
+    macros: dict[str, MacroDef] = field(default_factory=dict)
+    rules: dict[str, RuleDef] = field(default_factory=dict)
+
+
+def collect(entries: list[Entry]) -> tuple[Definitions, list[Diagnostic]]:
+    """Fold entries, in load order, into definitions; every problem becomes a diagnostic."""
+    defs = Definitions()
+    diags: list[Diagnostic] = []
+    handlers = {"rule": _rule, "list": _list, "macro": _macro}
+    for entry in entries:
+        _unknown_keys(entry, diags)
+        handlers[entry.kind](entry, defs, diags)
+    return defs, diags
+
+
+def _diag(code: str, message: str, loc: Location, entry: Entry, **kw: Any) -> Diagnostic:
+    return error(code, message, loc, entry.file.line(loc.line), **kw)
+
+
+def _unknown_keys(entry: Entry, diags: list[Diagnostic]) -> None:
+    known = _KEYS[entry.kind]
+    for key, item in entry.items.items():
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            diags.append(
+                warning(
+                    "W008",
+                    f"unknown key {key!r} in {entry.kind} {entry.name!r} is ignored{hint}",
+                    item.key_loc,
+                    entry.file.line(item.key_loc.line),
+                )
+            )
+
+
+def _flag(entry: Entry, key: str, diags: list[Diagnostic]) -> bool:
+    """A boolean key (append, override, enabled); a non-bool is an error and reads False."""
+    item = entry.items.get(key)
+    if item is None:
+        return False
+    if not isinstance(item.value, bool):
+        diags.append(_diag("E005", f"{key}: must be true or false", item.loc, entry))
+        return False
+    return item.value
+
+
+def _text(entry: Entry, key: str, diags: list[Diagnostic]) -> SourceText | None:
+    """A string key as located text; missing or non-string is an error (None)."""
+    item = entry.items.get(key)
+    if item is None:
+        diags.append(
+            _diag("E004", f"{entry.kind} {entry.name!r} is missing {key!r}", entry.loc, entry)
+        )
+        return None
+    if not isinstance(item.value, str):
+        diags.append(_diag("E005", f"{key}: must be a string", item.loc, entry))
+        return None
+    return item.text()
+
+
+def _strings(entry: Entry, key: str, diags: list[Diagnostic]) -> list[tuple[str, Any]] | None:
+    """A list-of-strings key as (value, node) pairs; [] when absent, None when wrong."""
+    item = entry.items.get(key)
+    if item is None:
+        return []
+    if not isinstance(item.value, list):
+        diags.append(_diag("E005", f"{key}: must be a list", item.loc, entry))
+        return None
+    pairs = item.elements()
+    bad = [node for value, node in pairs if not isinstance(value, str)]
+    for node in bad:
+        diags.append(
+            _diag("E005", f"{key}: items must be strings", node_location(node, entry.file), entry)
+        )
+    return None if bad else pairs
+
+
+def _list(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
+    append = _flag(entry, "append", diags)
+    item = entry.items.get("items")
+    if item is None:
+        diags.append(_diag("E004", f"list {entry.name!r} is missing 'items'", entry.loc, entry))
+        return
+    items = _list_items(entry, item, diags)
+    if items is None:
+        return
+    target = _target(entry, defs.lists, append, diags)
+    if target is None:
+        defs.lists[entry.name] = ListDef(entry.name, entry.loc, items)
+    else:
+        target.items.extend(items)
+
+
+def _list_items(
+    entry: Entry, item: Item, diags: list[Diagnostic]
+) -> list[tuple[str | int, Location, str]] | None:
+    if not isinstance(item.value, list):
+        diags.append(_diag("E005", "items: must be a list", item.loc, entry))
+        return None
+    out: list[tuple[str | int, Location, str]] = []
+    for value, node in item.elements():
+        loc = node_location(node, entry.file)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            diags.append(_diag("E005", "list items must be strings or integers", loc, entry))
+            return None
+        out.append((value, loc, entry.file.line(loc.line)))
+    return out
+
+
+def _macro(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
+    append = _flag(entry, "append", diags)
+    text = _text(entry, "condition", diags)
+    if text is None:
+        return
+    target = _target(entry, defs.macros, append, diags)
+    if target is None:
+        defs.macros[entry.name] = MacroDef(entry.name, entry.loc, [text])
+    else:
+        target.parts.append(text)
+
+
+def _target(entry: Entry, table: dict, append: bool, diags: list[Diagnostic]) -> Any:
+    """The earlier definition an append extends, or None when this entry defines anew."""
+    earlier = table.get(entry.name)
+    if append and earlier is None:
+        diags.append(
+            _diag("E102", f"append to undefined {entry.kind} {entry.name!r}", entry.loc, entry)
+        )
+        return None
+    if not append and earlier is not None:
+        diags.append(
+            warning(
+                "W102",
+                f"{entry.kind} {entry.name!r} redefined; this definition "
+                "replaces the one at " + str(earlier.loc),
+                entry.loc,
+                entry.file.line(entry.loc.line),
+            )
+        )
+        return None
+    return earlier
+
+
+def _rule(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
+    if "append" in entry.items:
+        diags.append(
+            _diag(
+                "E102",
+                "rules cannot be appended; use override: true to replace a rule",
+                entry.items["append"].key_loc,
+                entry,
+            )
+        )
+        return
+    override = _flag(entry, "override", diags)
+    only_enabled = set(entry.items) <= {"rule", "enabled", "override"}
+    if only_enabled and "enabled" in entry.items and entry.name in defs.rules:
+        _toggle(entry, defs, diags)
+        return
+    errors_before = sum(d.is_error for d in diags)
+    rule = _rule_def(entry, diags)
+    if rule is None or sum(d.is_error for d in diags) > errors_before:
+        return
+    earlier = defs.rules.get(entry.name)
+    if earlier is not None and not override:
+        diags.append(
+            _diag(
+                "E101",
+                f"duplicate rule {entry.name!r}; add override: true to replace it",
+                entry.loc,
+                entry,
+                chain=(f"first defined at {earlier.loc}",),
+            )
+        )
+        return
+    if earlier is None and override:
+        diags.append(_diag("E103", f"override of undefined rule {entry.name!r}", entry.loc, entry))
+        return
+    defs.rules[entry.name] = rule
+
+
+def _toggle(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
+    """`- rule: X` with only `enabled:` switches the earlier rule X on or off."""
+    defs.rules[entry.name].enabled = _flag(entry, "enabled", diags)
+
+
+def _rule_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
+    missing = [k for k in _RULE_REQUIRED if k not in entry.items]
+    if missing:
+        diags.append(
+            _diag(
+                "E004",
+                f"rule {entry.name!r} is missing " + ", ".join(repr(k) for k in missing),
+                entry.loc,
+                entry,
+            )
+        )
+        return None
+    condition = _text(entry, "condition", diags)
+    output = _text(entry, "output", diags)
+    events = _events(entry, diags)
+    severity = _severity(entry, diags)
+    tags = _strings(entry, "tags", diags)
+    exceptions = _strings(entry, "exceptions", diags)
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        diags.append(
+            _diag("E005", "description: must be a string", entry.items["description"].loc, entry)
+        )
+    enabled = _flag(entry, "enabled", diags) if "enabled" in entry.items else True
+    if (
+        condition is None
+        or output is None
+        or events is None
+        or severity is None
+        or tags is None
+        or exceptions is None
+    ):
+        return None
+    file = entry.file
+    return RuleDef(
+        entry.name,
+        entry.loc,
+        file.line(entry.loc.line),
+        condition,
+        events,
+        severity,
+        output,
+        str(description),
+        [t for t, _ in tags],
+        [SourceText.from_node(node, file) for _, node in exceptions],
+        enabled,
+    )
+
+
+def _events(entry: Entry, diags: list[Diagnostic]) -> tuple[str, ...] | None:
+    item = entry.items["event"]
+    pairs = [(item.value, item.node)] if isinstance(item.value, str) else item.elements()
+    if not pairs or not all(isinstance(v, str) for v, _ in pairs):
+        diags.append(
+            _diag(
+                "E005",
+                "event: must be an event kind or a list of them",
+                item.loc,
+                entry,
+                expected=list(EVENT_KINDS),
+            )
+        )
+        return None
+    kinds: list[str] = []
+    for value, node in pairs:
+        if value not in EVENT_KINDS:
+            near = difflib.get_close_matches(value, EVENT_KINDS, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            diags.append(
+                _diag(
+                    "E007",
+                    f"unknown event kind {value!r}{hint}",
+                    node_location(node, entry.file),
+                    entry,
+                    expected=list(EVENT_KINDS),
+                )
+            )
+            return None
+        if value not in kinds:
+            kinds.append(value)
+    return tuple(kinds)
+
+
+def _severity(entry: Entry, diags: list[Diagnostic]) -> str | None:
+    item = entry.items["severity"]
+    value = item.value.lower() if isinstance(item.value, str) else None
+    if value not in SEVERITIES:
+        diags.append(
+            _diag(
+                "E006", f"bad severity {item.value!r}", item.loc, entry, expected=list(SEVERITIES)
+            )
+        )
+        return None
+    return value

@@ -1,0 +1,485 @@
+"""Compiler: condition trees to Python closures (stage 3).
+
+Every node of the tree becomes one closure `pred(ev, node, ctx, refs) -> bool`; nothing is
+generated as source and run with exec. Work that can be done once is done here: macros and
+lists are expanded, literals are converted to the field's type, regexes and globs compiled,
+CIDRs parsed. Mistakes become located diagnostics, and compiling goes on after one, so a file
+reports every error at once.
+
+Literal conversion lives in `values`, the closures that join predicates and walk ancestry in
+`combinators`; this module walks the tree and reports mistakes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from lark import Token, Tree
+
+from spyderd.errors import RuleError
+from spyderd.model.events import Event
+from spyderd.model.nodes import Node
+from spyderd.rules.collector import ListDef, MacroDef
+from spyderd.rules.combinators import (
+    Predicate,
+    both,
+    either,
+    negate,
+    never,
+    on_ancestor,
+    on_parent,
+)
+from spyderd.rules.context import MAX_DEPTH, GraphContext
+from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
+from spyderd.rules.fields import FIELDS, Field, Reader, field_reader, suggest
+from spyderd.rules.parser import parse_condition
+from spyderd.rules.source import SourceText
+from spyderd.rules.values import (
+    ORDERED,
+    convert,
+    member_test,
+    order_test,
+    string_test,
+    to_int,
+    unquote,
+)
+
+CAUSAL = ("parent", "ancestor")
+CAUSAL_LATER = ("descendant", "sibling", "peer")
+
+_STRING_OPS = ("contains", "icontains", "startswith", "endswith", "glob", "matches")
+OPERATORS: dict[str, tuple[str, ...]] = {
+    "str": ("=", "!=", *_STRING_OPS),
+    "int": ("=", "!=", "<", "<=", ">", ">="),
+    "bool": ("=", "!="),
+    "ip": ("=", "!="),
+    "list[str]": ("contains", "icontains"),
+}
+_BAD = object()  # a literal that failed to convert; the error is already recorded
+
+
+@dataclass(slots=True)
+class _Scope:
+    """Where a tree comes from, and which event-only fields it read."""
+
+    src: SourceText
+    chain: tuple[str, ...] = ()
+    event_fields: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a literal was written: in the condition, or as an item of a YAML list."""
+
+    loc: Location
+    source_line: str
+
+
+class Compiler:
+    """Compiles conditions against one set of lists and macros, collecting diagnostics."""
+
+    def __init__(
+        self, lists: Mapping[str, ListDef], macros: Mapping[str, MacroDef], diags: list[Diagnostic]
+    ) -> None:
+        self.lists = lists
+        self.macros = macros
+        self.diags = diags
+        self._macro_cache: dict[str, tuple[Predicate, frozenset[str]]] = {}
+        self._expanding: list[str] = []
+
+    # -- entry points -------------------------------------------------------------------
+
+    def compile(self, src: SourceText, chain: tuple[str, ...] = ()) -> Predicate | None:
+        """The condition in `src` as a predicate, or None when it has errors (recorded)."""
+        pred, _ = self._compile_text(src, chain)
+        return pred
+
+    def compile_macros(self) -> None:
+        """Compile every macro once, so errors in unused macros are reported too."""
+        for name, macro in self.macros.items():
+            if name not in self._macro_cache:
+                self._macro(name, None, _Scope(macro.parts[0]))
+
+    def _compile_text(
+        self, src: SourceText, chain: tuple[str, ...]
+    ) -> tuple[Predicate | None, set[str]]:
+        errors = self._error_count()
+        scope = _Scope(src, chain)
+        try:
+            tree = parse_condition(src)
+            pred = self._node(tree, scope)
+        except RuleError as exc:
+            self.diags.extend(_with_chain(d, chain) for d in exc.diagnostics)
+            return None, scope.event_fields
+        except RecursionError:
+            self._error("E308", "condition nested too deeply", scope, 0)
+            return None, scope.event_fields
+        return (pred if self._error_count() == errors else None), scope.event_fields
+
+    def _error_count(self) -> int:
+        return sum(d.is_error for d in self.diags)
+
+    # -- diagnostics --------------------------------------------------------------------
+
+    def _place(self, scope: _Scope, offset: int) -> _Place:
+        loc = scope.src.locate(offset)
+        return _Place(loc, scope.src.source_line(loc))
+
+    def _error(
+        self, code: str, message: str, scope: _Scope, offset: int, expected: list[str] | None = None
+    ) -> Predicate:
+        self._error_at(code, message, self._place(scope, offset), scope.chain, expected)
+        return never
+
+    def _error_at(
+        self,
+        code: str,
+        message: str,
+        place: _Place,
+        chain: tuple[str, ...] = (),
+        expected: list[str] | None = None,
+    ) -> None:
+        self.diags.append(error(code, message, place.loc, place.source_line, expected, chain))
+
+    def _warn(self, code: str, message: str, scope: _Scope, offset: int) -> None:
+        place = self._place(scope, offset)
+        self.diags.append(warning(code, message, place.loc, place.source_line, scope.chain))
+
+    # -- tree walk ----------------------------------------------------------------------
+
+    def _node(self, tree: Tree, scope: _Scope) -> Predicate:
+        handler = getattr(self, "_t_" + str(tree.data))
+        return handler(tree.children, scope)
+
+    def _t_or_(self, children: list, scope: _Scope) -> Predicate:
+        left, right = (self._node(c, scope) for c in children)
+        return either(left, right)
+
+    def _t_and_(self, children: list, scope: _Scope) -> Predicate:
+        left, right = (self._node(c, scope) for c in children)
+        return both(left, right)
+
+    def _t_not_(self, children: list, scope: _Scope) -> Predicate:
+        return negate(self._node(children[0], scope))
+
+    def _t_ref(self, children: list, scope: _Scope) -> Predicate:
+        """A bare name: a macro, or a bool field standing alone."""
+        tok = children[0]
+        name = str(tok)
+        if name in self.macros:
+            return self._macro(name, tok, scope)
+        fld = FIELDS.get(name)
+        if fld is not None and fld.type == "bool":
+            read = self._reader(fld, scope)
+            return lambda ev, node, ctx, refs: read(ev, node, ctx) is True
+        if fld is not None:
+            return self._error(
+                "E305",
+                f"{name} is a {fld.type} field; only bool fields stand "
+                f"alone as a condition (did you mean '{name} exists'?)",
+                scope,
+                _pos(tok),
+            )
+        return self._unknown_name(tok, scope)
+
+    def _unknown_name(self, tok: Token, scope: _Scope) -> Predicate:
+        name = str(tok)
+        if "." in name:
+            return self._unknown_field(tok, scope)
+        if name in self.lists:
+            return self._error(
+                "E303",
+                f"{name!r} is a list, not a macro; use it as 'field in ({name})'",
+                scope,
+                _pos(tok),
+            )
+        near = suggest(name, [*self.macros, *(f for f in FIELDS if FIELDS[f].type == "bool")])
+        return self._error(
+            "E303", f"unknown macro {name!r}" + _did_you_mean(near), scope, _pos(tok)
+        )
+
+    def _unknown_field(self, tok: Token, scope: _Scope) -> Predicate:
+        return self._error(
+            "E301",
+            f"unknown field {str(tok)!r}" + _did_you_mean(suggest(tok)),
+            scope,
+            _pos(tok),
+        )
+
+    def _t_exists(self, children: list, scope: _Scope) -> Predicate:
+        fld = self._field(children[0], scope)
+        if fld is None:
+            return never
+        read = self._reader(fld, scope)
+        return lambda ev, node, ctx, refs: read(ev, node, ctx) is not None
+
+    def _t_compare(self, children: list, scope: _Scope) -> Predicate:
+        tok, op_tree, value = children
+        op_tok = op_tree.children[0]
+        fld = self._field(tok, scope)
+        if fld is None:
+            return never
+        op = str(op_tok)
+        if op not in OPERATORS[fld.type]:
+            return self._error(
+                "E305",
+                f"operator {op!r} does not apply to {fld.name} ({fld.type})",
+                scope,
+                _pos(op_tok),
+                expected=[*OPERATORS[fld.type], "in", "exists"],
+            )
+        test = self._test(op, fld, value, scope)
+        if test is None:
+            return never
+        read = self._reader(fld, scope)
+
+        def compare(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
+            got = read(ev, node, ctx)
+            return got is not None and test(got)
+
+        return compare
+
+    def _t_in_values(self, children: list, scope: _Scope) -> Predicate:
+        tok, values = children
+        fld = self._field(tok, scope)
+        if fld is None:
+            return never
+        literals: list[tuple[Any, bool, _Place]] = []
+        for value in values.children if values is not None else []:
+            literals.extend(self._in_item(value, fld, scope))
+        return self._membership(fld, literals, scope)
+
+    def _t_in_list(self, children: list, scope: _Scope) -> Predicate:
+        tok, name_tok = children
+        fld = self._field(tok, scope)
+        name = str(name_tok)
+        if name not in self.lists:
+            return self._error(
+                "E302",
+                f"unknown list {name!r}" + _did_you_mean(suggest(name, list(self.lists))),
+                scope,
+                _pos(name_tok),
+            )
+        if fld is None:
+            return never
+        items = self._list_items(name, [], self._place(scope, _pos(name_tok)), scope)
+        return self._membership(fld, items, scope)
+
+    def _t_call(self, children: list, scope: _Scope) -> Predicate:
+        """A causal operator: its condition is tested on parent or ancestor images."""
+        name_tok, inner_tree, *options = children
+        name = str(name_tok)
+        if name not in CAUSAL:
+            later = f"causal operator {name!r} is not supported yet"
+            unknown = f"unknown causal operator {name!r}" + _did_you_mean(suggest(name, [*CAUSAL]))
+            return self._error(
+                "E307",
+                later if name in CAUSAL_LATER else unknown,
+                scope,
+                _pos(name_tok),
+                expected=list(CAUSAL),
+            )
+        inner_scope = _Scope(scope.src, scope.chain)
+        inner = self._node(inner_tree, inner_scope)
+        depth = self._depth(name, options, scope)
+        if inner_scope.event_fields:
+            self._warn(
+                "W302",
+                f"inside {name}() there is no event: "
+                + ", ".join(sorted(inner_scope.event_fields))
+                + " is always missing",
+                scope,
+                _pos(name_tok),
+            )
+        if name == "parent":
+            return on_parent(inner)
+        return on_ancestor(inner, depth)
+
+    # -- pieces -------------------------------------------------------------------------
+
+    def _field(self, tok: Token, scope: _Scope) -> Field | None:
+        fld = FIELDS.get(str(tok))
+        if fld is None:
+            self._unknown_field(tok, scope)
+        return fld
+
+    def _reader(self, fld: Field, scope: _Scope) -> Reader:
+        """How to read `fld`, noting event-only fields for the check inside causal calls."""
+        if fld.from_event:
+            scope.event_fields.add(fld.name)
+        return field_reader(fld)
+
+    def _depth(self, name: str, options: list[Tree], scope: _Scope) -> int | None:
+        """The depth= option of ancestor(); any other option is an error."""
+        depth = None
+        for option in options:
+            key, _, value = cast(list[Token], option.children)
+            if name != "ancestor" or str(key) != "depth":
+                self._error(
+                    "E307",
+                    f"{name}() takes no option {str(key)!r}"
+                    + ("; ancestor() takes depth=N" if name == "ancestor" else ""),
+                    scope,
+                    _pos(key),
+                )
+                continue
+            number = to_int(str(value))
+            if number is None or not 1 <= number <= MAX_DEPTH:
+                self._error(
+                    "E307",
+                    f"depth must be an integer from 1 to {MAX_DEPTH}",
+                    scope,
+                    _pos(value),
+                )
+                continue
+            depth = number
+        return depth
+
+    def _macro(self, name: str, tok: Token | None, scope: _Scope) -> Predicate:
+        """A macro's predicate, compiled once; a macro reaching itself is an error."""
+        if name in self._expanding:
+            cycle = " -> ".join([*self._expanding[self._expanding.index(name) :], name])
+            offset = _pos(tok) if tok is not None else 0
+            return self._error("E304", f"recursive macro: {cycle}", scope, offset)
+        if name not in self._macro_cache:
+            self._expanding.append(name)
+            try:
+                self._macro_cache[name] = self._compile_macro(name, tok, scope)
+            finally:
+                self._expanding.pop()
+        pred, event_fields = self._macro_cache[name]
+        scope.event_fields.update(event_fields)
+        return pred
+
+    def _compile_macro(
+        self, name: str, tok: Token | None, scope: _Scope
+    ) -> tuple[Predicate, frozenset[str]]:
+        macro = self.macros[name]
+        link = f"in macro {name!r} defined at {macro.loc}"
+        if tok is not None:
+            link += f", used at {scope.src.locate(_pos(tok))}"
+        preds, fields = [], set()
+        for part in macro.parts:
+            pred, used = self._compile_text(part, (link, *scope.chain))
+            preds.append(pred or never)
+            fields |= used
+        combined = preds[0]
+        for pred in preds[1:]:
+            combined = either(combined, pred)
+        return combined, frozenset(fields)
+
+    def _list_items(
+        self, name: str, stack: list[str], place: _Place, scope: _Scope
+    ) -> list[tuple[Any, bool, _Place]]:
+        """A list's items as (raw, quoted, place); items naming another list expand it."""
+        if name in stack:
+            self._error_at(
+                "E304", "recursive list: " + " -> ".join([*stack, name]), place, scope.chain
+            )
+            return []
+        out: list[tuple[Any, bool, _Place]] = []
+        for raw, loc, line in self.lists[name].items:
+            item_place = _Place(loc, line)
+            if isinstance(raw, str) and raw in self.lists:
+                out.extend(self._list_items(raw, [*stack, name], item_place, scope))
+            else:
+                out.append((raw, True, item_place))
+        return out
+
+    def _in_item(self, value: Token, fld: Field, scope: _Scope) -> list[tuple[Any, bool, _Place]]:
+        """One element of `in (...)`: a list name expands, anything else is a literal."""
+        place = self._place(scope, _pos(value))
+        if value.type == "STRING":
+            return [(unquote(str(value)), True, place)]
+        word = str(value)
+        if word in self.lists:
+            return self._list_items(word, [], place, scope)
+        near = suggest(word, list(self.lists))
+        if fld.type in ("str", "list[str]") and (near or "_" in word):
+            self._warn(
+                "W301",
+                f"{word!r} is not a defined list; it is taken as the string "
+                f"{word!r}" + _did_you_mean(near),
+                scope,
+                _pos(value),
+            )
+        return [(word, False, place)]
+
+    def _membership(
+        self, fld: Field, items: Iterable[tuple[Any, bool, _Place]], scope: _Scope
+    ) -> Predicate:
+        values = [
+            self._convert(raw, quoted, fld, place, scope, allow_net=True)
+            for raw, quoted, place in items
+        ]
+        if any(v is _BAD for v in values):
+            return never
+        read = self._reader(fld, scope)
+        test = member_test(fld.type, values)
+
+        def member(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
+            got = read(ev, node, ctx)
+            return got is not None and test(got)
+
+        return member
+
+    def _test(
+        self, op: str, fld: Field, value: Token, scope: _Scope
+    ) -> Callable[[Any], bool] | None:
+        """The test `op value` applied to a field value, built once."""
+        quoted = value.type == "STRING"
+        raw = unquote(str(value)) if quoted else str(value)
+        lit = self._convert(
+            raw, quoted, fld, self._place(scope, _pos(value)), scope, allow_net=False
+        )
+        if lit is _BAD:
+            return None
+        if op in ORDERED:
+            return order_test(op, fld.type, lit)
+        if op == "matches":
+            try:
+                rx = re.compile(lit)
+            except re.error as exc:
+                self._error(
+                    "E306",
+                    f"bad regular expression: {exc.msg}",
+                    scope,
+                    _pos(value) + int(quoted) + (exc.pos or 0),
+                )
+                return None
+            return lambda got: rx.search(got) is not None
+        return string_test(op, fld.type, lit)
+
+    def _convert(
+        self, raw: Any, quoted: bool, fld: Field, place: _Place, scope: _Scope, allow_net: bool
+    ) -> Any:
+        """A literal as the field's type; on failure the error is recorded and _BAD returned."""
+        try:
+            return convert(raw, quoted, fld.type, allow_net)
+        except ValueError as exc:
+            self._error_at(
+                "E305", f"{fld.name} is {_article(fld.type)} field: {exc}", place, scope.chain
+            )
+            return _BAD
+
+
+def _pos(tok: Token) -> int:
+    """A token's offset in the condition text (Lark types it Optional; parsed tokens have it)."""
+    return tok.start_pos or 0
+
+
+def _article(type_: str) -> str:
+    return ("an " if type_[0] in "aeiou" else "a ") + type_
+
+
+def _did_you_mean(names: list[str]) -> str:
+    return "; did you mean " + " or ".join(repr(n) for n in names) + "?" if names else ""
+
+
+def _with_chain(diag: Diagnostic, chain: tuple[str, ...]) -> Diagnostic:
+    """`diag` explained by the outer locations it was reached through."""
+    return dataclasses.replace(diag, chain=(*diag.chain, *chain)) if chain else diag

@@ -1,0 +1,140 @@
+"""Literals of conditions, converted once to a field's type, and the tests built on them.
+
+Conversion happens at compile time, so a wrong literal is a located error and a match never
+parses a string. IP values from events are parsed when tested: an unparsable one just does not
+match. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, what dual-stack sockets report) compare as
+IPv4, so one `10.0.0.0/8` covers both.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
+
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NETWORKS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+ORDERED = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
+def convert(raw: Any, quoted: bool, type_: str, allow_net: bool) -> Any:
+    """Literal conversion by field type; raises ValueError with the reason."""
+    text = str(raw)
+    if type_ == "int":
+        number = raw if isinstance(raw, int) else to_int(text)
+        if number is None:
+            raise ValueError(f"{text!r} is not an integer")
+        return number
+    if type_ == "bool":
+        if isinstance(raw, str) and not quoted and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise ValueError(f"{text!r} is not true or false")
+    if type_ == "ip":
+        return _ip_literal(text, allow_net)
+    if not quoted and "/" in text and _is_network(text):
+        raise ValueError(f"the network {text!r} only applies to ip fields")
+    return text
+
+
+def _ip_literal(text: str, allow_net: bool) -> Any:
+    if "/" in text:
+        if not allow_net:
+            raise ValueError(f"{text!r} is a network; test it with 'in ({text})'")
+        try:
+            return ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a network") from None
+    try:
+        return _mapped(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def to_int(text: str) -> int | None:
+    """Base-10 integer or None: no 0x, no floats, so `depth=1e3` is an error."""
+    try:
+        return int(text, 10)
+    except ValueError:
+        return None
+
+
+def unquote(text: str) -> str:
+    """A STRING token's value; only \\n \\t \\\\ and quote escapes, so regexes keep \\d."""
+    body = text[1:-1]
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
+
+
+def _mapped(addr: IP) -> IP:
+    """IPv4-mapped IPv6 (::ffff:a.b.c.d, as dual-stack sockets report) as plain IPv4."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def as_ip(value: Any) -> IP | None:
+    """An event's address as an ip object, or None when it does not parse."""
+    try:
+        return _mapped(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def order_test(op: str, type_: str, lit: Any) -> Callable[[Any], bool]:
+    """=, !=, <, <=, >, >= against a converted literal; ip values are parsed first."""
+    compare = ORDERED[op]
+    if type_ == "ip":
+        return lambda got: (addr := as_ip(got)) is not None and compare(addr, lit)
+    return lambda got: compare(got, lit)
+
+
+def string_test(op: str, type_: str, lit: str) -> Callable[[Any], bool]:
+    """contains, icontains, startswith, endswith, glob (fnmatch, case-sensitive)."""
+    if op == "contains":
+        return lambda got: lit in got  # substring of a str, element of a list
+    if op == "icontains":
+        low = lit.lower()
+        if type_ == "list[str]":
+            return lambda got: any(low == item.lower() for item in got)
+        return lambda got: low in got.lower()
+    if op == "startswith":
+        return lambda got: got.startswith(lit)
+    if op == "endswith":
+        return lambda got: got.endswith(lit)
+    rx = re.compile(fnmatch.translate(lit))  # glob
+    return lambda got: rx.match(got) is not None
+
+
+def member_test(type_: str, values: list[Any]) -> Callable[[Any], bool]:
+    """`in (...)`: a set lookup; list fields match when any element is in the set."""
+    if type_ == "ip":
+        nets = tuple(v for v in values if isinstance(v, _NETWORKS))
+        addrs = frozenset(v for v in values if not isinstance(v, _NETWORKS))
+
+        def ip_member(got: Any) -> bool:
+            addr = as_ip(got)
+            return addr is not None and (addr in addrs or any(addr in net for net in nets))
+
+        return ip_member
+    members = frozenset(values)
+    if type_ == "list[str]":
+        return lambda got: any(item in members for item in got)
+    return lambda got: got in members
