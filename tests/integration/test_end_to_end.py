@@ -90,7 +90,7 @@ def test_webshell_finding_trace_and_restart(spyderd_factory, webshell):
     assert time.monotonic() - sent <= 5.5
 
     chain = entry["SPYDER_CHAIN"]
-    m = re.search(rf"python3[\d.]*\[{server.pid}\] > sh\[(\d+)\] > python3[\d.]*\[(\d+)\]$",
+    m = re.search(rf"python[\d.]*\[{server.pid}\] > sh\[(\d+)\] > python[\d.]*\[(\d+)\]$",
                   chain)
     assert m, chain
     sh_pid, client_pid = int(m.group(1)), int(m.group(2))
