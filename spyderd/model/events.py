@@ -34,6 +34,8 @@ class ForkEvent(Event):
     kind: ClassVar[str] = "fork"
     ppid: int
     child_start: int = 0  # child's start_boottime, ns
+    thread: bool = False  # a new thread of `ppid`'s group rather than a new process
+    clone_flags: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -46,6 +48,12 @@ class ExecEvent(Event):
     args_truncated: bool = False
     start: int = 0  # the process's start_boottime, ns (unchanged by exec)
     ppid: int = 0
+    cwd: str = ""
+    interpreter: str = ""  # for scripts: the interpreter the kernel ran (#! line)
+    execveat: bool = False
+    euid: int = -1  # effective uid after exec (setuid binaries); -1 when unknown
+    loginuid: int = -1  # audit login uid (survives su/sudo); -1 = unset
+    sessionid: int = -1
 
 
 @dataclass(slots=True, kw_only=True)
@@ -68,6 +76,7 @@ class ConnectEvent(Event):
     remote_ip: str
     remote_port: int
     result: int = 0
+    netns: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -81,6 +90,7 @@ class AcceptEvent(Event):
     remote_ip: str
     remote_port: int
     result: int = 0
+    netns: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -91,11 +101,153 @@ class ListenEvent(Event):
     family: int
     local_ip: str
     local_port: int
+    netns: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class BindEvent(Event):
+    """A socket was bound to a local address (TCP or UDP)."""
+
+    kind: ClassVar[str] = "bind"
+    family: int
+    protocol: str  # "tcp" | "udp"
+    local_ip: str
+    local_port: int
+    result: int = 0
+    netns: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class UdpEvent(Event):
+    """A UDP destination: `sendto`/`sendmsg` with an address, or `connect` on a UDP socket."""
+
+    kind: ClassVar[str] = "udp"
+    call: str  # "sendto" | "sendmsg" | "connect"
+    family: int
+    remote_ip: str
+    remote_port: int
+    result: int = 0
+    netns: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class UnixConnectEvent(Event):
+    """A connect() to a Unix socket path (abstract names start with '@')."""
+
+    kind: ClassVar[str] = "unix_connect"
+    path: str
+    result: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class FileEvent(Event):
+    """A change to a watched path, or a failed open (EACCES/EPERM).
+
+    `op` is one of: open (for write/create), open_failed, create, unlink, rename, chmod,
+    chown, setxattr, removexattr, truncate, link, symlink. `path2` is the new name for
+    rename/link/symlink. Only paths under the watched prefixes reach userspace, plus
+    writes to files that are later executed (see `WroteExecEvent`).
+    """
+
+    kind: ClassVar[str] = "file"
+    op: str
+    path: str
+    path2: str = ""
+    flags: int = 0
+    mode: int = 0
+    owner: int = -1  # chown target uid
+    group: int = -1  # chown target gid
+    result: int = 0
+    inode: int = 0
+    dev: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class WroteExecEvent(Event):
+    """The file this process just executed was written earlier by `writer_pid` (download → run)."""
+
+    kind: ClassVar[str] = "wrote_exec"
+    path: str
+    inode: int = 0
+    dev: int = 0
+    writer_pid: int
+    writer_start: int = 0  # writer's start_boottime, ns
+    writer_comm: str = ""
+    write_time: int = 0  # wall ns of the write
+
+
+@dataclass(slots=True, kw_only=True)
+class CredEvent(Event):
+    """Credential change: setuid/setreuid/setresuid/setgid/setregid/setresgid/setfsuid/
+    setfsgid/capset. `args` are the syscall's numeric arguments (-1 = unchanged)."""
+
+    kind: ClassVar[str] = "cred"
+    call: str
+    args: list[int] = field(default_factory=list)
+    result: int = 0
+    old_uid: int = -1
+    old_euid: int = -1
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionEvent(Event):
+    """setsid() created a new session (`result` is the new sid, or -errno)."""
+
+    kind: ClassVar[str] = "setsid"
+    result: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class PrctlEvent(Event):
+    """prctl(); only PR_SET_NAME (15) by default: `name` is the new thread name."""
+
+    kind: ClassVar[str] = "prctl"
+    option: int
+    name: str = ""
+    result: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class KernelEvent(Event):
+    """Kernel and system changes, one kind for the audit.rules "system" categories.
+
+    `call`: init_module, finit_module, delete_module, kexec_load, kexec_file_load, mount,
+    umount, ptrace, memfd_create, bpf, settimeofday, clock_settime, adjtimex,
+    clock_adjtime, sethostname, setdomainname, kill, tkill, tgkill, or `syscall` for an
+    attempt seen only through raw_syscalls (hook missing on this kernel; `nr` set).
+    `target_pid` for ptrace/kill, `request` the ptrace request or signal number, `name`
+    the module/memfd/host name or mount target, `source`/`fstype` for mount, `flags`.
+    """
+
+    kind: ClassVar[str] = "kernel"
+    call: str
+    result: int = 0
+    target_pid: int = 0
+    request: int = 0
+    name: str = ""
+    source: str = ""
+    fstype: str = ""
+    flags: int = 0
+    nr: int = -1
+
+
+@dataclass(slots=True, kw_only=True)
+class AlertEvent(Event):
+    """A warning or error another service wrote to journald, attached to its process."""
+
+    kind: ClassVar[str] = "alert"
+    message: str
+    unit: str = ""
+    priority: int = 4
+    identifier: str = ""
+    cursor: str = ""
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (ForkEvent, ExecEvent, ExitEvent, ConnectEvent, AcceptEvent, ListenEvent)
+    for cls in (ForkEvent, ExecEvent, ExitEvent, ConnectEvent, AcceptEvent, ListenEvent,
+                BindEvent, UdpEvent, UnixConnectEvent, FileEvent, WroteExecEvent, CredEvent,
+                SessionEvent, PrctlEvent, KernelEvent, AlertEvent)
 }
 
 
