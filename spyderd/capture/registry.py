@@ -50,7 +50,13 @@ def register(probe: Probe) -> Probe:
 
 
 def probes() -> list[Probe]:
-    """Every registered probe, importing the built-in probe modules first."""
-    from spyderd.capture import network, process  # noqa: F401  (self-registration)
+    """Every registered probe: each `spyderd/capture/probe_*.py` module registers itself."""
+    import importlib
+    import pkgutil
 
-    return list(_REGISTRY.values())
+    import spyderd.capture as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name.startswith("probe_"):
+            importlib.import_module(f"spyderd.capture.{mod.name}")
+    return sorted(_REGISTRY.values(), key=lambda p: p.name)

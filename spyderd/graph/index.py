@@ -10,6 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Protocol
 
 from spyderd.capture.snapshot import ProcInfo
 from spyderd.graph.store import Store
@@ -33,12 +34,29 @@ log = logging.getLogger("spyderd.graph")
 MAX_DEPTH = 64
 
 
+class Enricher(Protocol):
+    """Context for process nodes (implemented in `spyderd.enrich`).
+
+    `process_attrs` returns attributes to merge into a new process node (container_id,
+    container_name, netns, loginuid, tty, user, ...). It must not block: slow lookups are
+    cached or filled in later. `context_nodes` returns (node, edge) pairs for the context
+    the process lives in: container, session, machine nodes with in-container,
+    in-session and on-machine edges. Nodes already in the graph are not re-added.
+    """
+
+    def process_attrs(self, node: Node, parent: Node | None) -> dict: ...
+
+    def context_nodes(self, node: Node) -> list[tuple[Node, Edge]]: ...
+
+
 class Graph:
     """Applies events to the graph and hands the changes to the store in batches."""
 
     def __init__(self, store: Store | None, boot: str, *, boot_wall_ns: int,
-                 machine_id: str = "", max_recent: int = 200_000) -> None:
+                 machine_id: str = "", max_recent: int = 200_000,
+                 enricher: Enricher | None = None) -> None:
         self.store = store
+        self.enricher = enricher
         self.boot = boot
         self.boot_wall_ns = boot_wall_ns
         self.machine_id = machine_id
@@ -97,7 +115,18 @@ class Graph:
                    "cgroup_id": cgroup_id, "machine_id": self.machine_id,
                    "container_id": ""},
         )
-        return self._add(node)
+        self._add(node)
+        if self.enricher is not None:
+            self._enrich(node, parent)
+        return node
+
+    def _enrich(self, node: Node, parent: Node | None) -> None:
+        """Container, namespace, session and user context, plus the context nodes."""
+        node.attrs.update(self.enricher.process_attrs(node, parent))
+        for ctx_node, edge in self.enricher.context_nodes(node):
+            if ctx_node.id not in self.nodes:
+                self._add(ctx_node)
+            self._edges.append(edge)
 
     # -- snapshot --------------------------------------------------------------------------
 
