@@ -21,14 +21,17 @@ from spyderd.model import (
     Event,
     ExecEvent,
     ExitEvent,
+    FileEvent,
     Finding,
     ForkEvent,
     ListenEvent,
     Node,
+    WroteExecEvent,
     connection_id,
     event_to_dict,
     process_id,
 )
+from spyderd.model.nodes import CLOCK_TICK_NS
 
 log = logging.getLogger("spyderd.graph")
 MAX_DEPTH = 64
@@ -63,6 +66,9 @@ class Graph:
         self.max_recent = max_recent
         self.live: dict[int, Node] = {}
         self.nodes: OrderedDict[str, Node] = OrderedDict()
+        self._children: dict[str, list[str]] = {}
+        self._conns: dict[str, list[str]] = {}  # process id -> its connection node ids
+        self._peer: dict[str, str] = {}  # connection id -> the other end's connection id
         self._pending_peer: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
         self._dirty: dict[str, Node] = {}
         self._edges: list[Edge] = []
@@ -77,6 +83,16 @@ class Graph:
         self.nodes[node.id] = node
         self._dirty[node.id] = node
         return node
+
+    def _link(self, src: str, dst: str, kind: str, t: int) -> None:
+        """Record an edge for the next batch and in the in-memory indexes."""
+        self._edges.append(Edge(src, dst, kind, t))
+        if kind in ("spawned", "exec"):
+            self._children.setdefault(src, []).append(dst)
+        elif kind in ("connect", "accept"):
+            self._conns.setdefault(src, []).append(dst)
+        elif kind == "peer":
+            self._peer[src] = dst
 
     def touch(self, node: Node) -> None:
         """Mark a node changed so the next batch rewrites it."""
@@ -103,6 +119,63 @@ class Graph:
                 return
             seen.add(cur.id)
             yield cur
+
+    def children(self, node: Node) -> list[Node]:
+        """Images spawned by or exec'd from `node`, oldest first."""
+        ids = self._children.get(node.id)
+        if ids is None and self.store is not None and node.id not in self.nodes:
+            ids = [e.dst for e in self.store.edges(node.id, "out") if e.kind in ("spawned",
+                                                                                   "exec")]
+        out = [n for n in (self.get(i) for i in ids or ()) if n is not None]
+        return sorted(out, key=lambda n: n.start)
+
+    def descendants(self, node: Node, within_ns: int | None = None,
+                    limit: int = 1000) -> Iterator[Node]:
+        """Breadth-first below `node`; only images started within `within_ns` of it."""
+        horizon = node.start + within_ns if within_ns is not None else None
+        queue, seen, count = [node], {node.id}, 0
+        while queue and count < limit:
+            cur = queue.pop(0)
+            for c in self.children(cur):
+                if c.id in seen or (horizon is not None and c.start > horizon):
+                    continue
+                seen.add(c.id)
+                count += 1
+                queue.append(c)
+                yield c
+
+    def siblings(self, node: Node) -> list[Node]:
+        """Other images spawned by the same parent image."""
+        parent = self.parent(node)
+        if parent is None:
+            return []
+        return [c for c in self.children(parent) if c.id != node.id]
+
+    def connections(self, node: Node) -> list[Node]:
+        """Connection nodes of a process image (outbound and accepted)."""
+        return [n for n in (self.get(i) for i in self._conns.get(node.id, ())) if n]
+
+    def peers(self, node: Node) -> list[Node]:
+        """Processes at the other end of the image's local TCP connections."""
+        out: list[Node] = []
+        for cid in self._conns.get(node.id, ()):
+            other = self.get(self._peer.get(cid, ""))
+            proc = self.get(other.attrs.get("process_id", "")) if other else None
+            if proc is not None and proc not in out:
+                out.append(proc)
+        return out
+
+    def session(self, node: Node) -> Node | None:
+        """The session node the process belongs to (set by the enricher)."""
+        return self.get(node.attrs.get("session_id", ""))
+
+    def writer(self, node: Node) -> Node | None:
+        """For a file node, or a process whose image file was written here: the writer."""
+        if node.kind != "file":
+            node = self.get(node.attrs.get("exec_file", ""))
+            if node is None:
+                return None
+        return self.get(node.attrs.get("writer", ""))
 
     def _process_node(self, pid: int, ppid: int, start_ns: int, *, exec_ktime: int = 0,
                       wall: int, uid: int, exe: str, args: list[str], comm: str,
@@ -147,7 +220,7 @@ class Graph:
                     via="spawned" if parent else "snapshot")
                 node.attrs["snapshot"] = True
                 if parent is not None:
-                    self._edges.append(Edge(parent.id, node.id, "spawned", node.start))
+                    self._link(parent.id, node.id, "spawned", node.start)
             if container_of is not None:
                 node.attrs["container_id"] = container_of(p.cgroup)
             if listening and p.pid in listening:
@@ -185,8 +258,8 @@ class Graph:
 
     def apply(self, ev: Event) -> Node | None:
         """Fold one event into the graph; returns the subject process node."""
-        handler = _HANDLERS.get(type(ev))
-        node = handler(self, ev) if handler else self.live.get(ev.pid)
+        handler = _HANDLERS.get(type(ev), Graph._on_other)
+        node = handler(self, ev)
         if node is not None:
             ev.process_id = node.id
         self._events.append(event_to_dict(ev))
@@ -212,7 +285,7 @@ class Graph:
             via="spawned", cgroup_id=ev.cgroup_id)
         node.attrs["container_id"] = pa.get("container_id", "")
         if parent is not None:
-            self._edges.append(Edge(parent.id, node.id, "spawned", ev.time))
+            self._link(parent.id, node.id, "spawned", ev.time)
         self.live[ev.pid] = node
         return node
 
@@ -236,7 +309,7 @@ class Graph:
             prev.end = ev.time
             prev.attrs["replaced_by"] = node.id
             self.touch(prev)
-            self._edges.append(Edge(prev.id, node.id, "exec", ev.time))
+            self._link(prev.id, node.id, "exec", ev.time)
         self.live[ev.pid] = node
         return node
 
@@ -264,7 +337,7 @@ class Graph:
         )
         self._add(conn)
         kind = "connect" if direction == "out" else "accept"
-        self._edges.append(Edge(proc.id, conn.id, kind, ev.time))
+        self._link(proc.id, conn.id, kind, ev.time)
         if direction == "in":
             proc.attrs["accepts"] = proc.attrs.get("accepts", 0) + 1
             self.touch(proc)
@@ -280,8 +353,8 @@ class Graph:
             key = (ev.remote_ip, ev.remote_port, ev.local_ip, ev.local_port)
         other = self._pending_peer.pop(key, None)
         if other is not None and other[1] != direction:
-            self._edges.append(Edge(conn.id, other[0], "peer", ev.time))
-            self._edges.append(Edge(other[0], conn.id, "peer", ev.time))
+            self._link(conn.id, other[0], "peer", ev.time)
+            self._link(other[0], conn.id, "peer", ev.time)
             return
         self._pending_peer[key] = (conn.id, direction)
         while len(self._pending_peer) > 65536:
@@ -298,9 +371,65 @@ class Graph:
                           "local_port": ev.local_port, "process_id": proc.id,
                           "machine_id": self.machine_id})
         self._add(lst)
-        self._edges.append(Edge(proc.id, lst.id, "listen", ev.time))
+        self._link(proc.id, lst.id, "listen", ev.time)
         self.touch(proc)
         return proc
+
+    def _file_node(self, dev: int, inode: int, path: str, t: int) -> Node:
+        fid = f"file:{dev}:{inode}" if inode else f"file:path:{path}"
+        node = self.get(fid)
+        if node is None:
+            node = Node(id=fid, kind="file", start=t,
+                        attrs={"path": path, "dev": dev, "inode": inode,
+                               "machine_id": self.machine_id})
+            self._add(node)
+        elif path and node.attrs.get("path") != path:
+            node.attrs["path"] = path
+            self.touch(node)
+        return node
+
+    def _on_file(self, ev: FileEvent) -> Node:
+        proc = self._subject(ev)
+        if ev.result < 0 and ev.op != "open_failed":
+            return proc
+        path = ev.path2 if ev.op in ("rename", "link", "symlink") and ev.path2 else ev.path
+        f = self._file_node(ev.dev, ev.inode, path, ev.time)
+        kind = _FILE_EDGE.get(ev.op, "wrote")
+        f.attrs["last_op"] = ev.op
+        if kind == "deleted":
+            f.end = ev.time
+        self.touch(f)
+        self._link(proc.id, f.id, kind, ev.time)
+        return proc
+
+    def _on_wrote_exec(self, ev: WroteExecEvent) -> Node:
+        """Download then run: join the writer's image to the process that executed the file."""
+        proc = self._subject(ev)
+        f = self._file_node(ev.dev, ev.inode, ev.path, ev.write_time or ev.time)
+        writer = self._image_at(ev.writer_pid, ev.writer_start, ev.write_time or ev.time)
+        if writer is not None:
+            f.attrs["writer"] = writer.id
+            self._link(writer.id, f.id, "wrote", ev.write_time or ev.time)
+        proc.attrs["exec_file"] = f.id
+        self.touch(f)
+        self.touch(proc)
+        self._link(f.id, proc.id, "executed-file", ev.time)
+        return proc
+
+    def _image_at(self, pid: int, start_ns: int, t: int) -> Node | None:
+        """The image of process (pid, start) that was running at wall time `t`."""
+        cut = start_ns // CLOCK_TICK_NS
+        cands = [n for n in self.nodes.values() if n.kind == "process" and n.pid == pid
+                 and n.attrs.get("start_ns", 0) // CLOCK_TICK_NS == cut] if pid else []
+        if not cands and self.store is not None:
+            cands = [n for n in self.store.processes_by_pid(pid)
+                     if n.attrs.get("start_ns", 0) // CLOCK_TICK_NS == cut]
+        before = [n for n in cands if n.start <= t] or cands
+        return max(before, key=lambda n: n.start) if before else None
+
+    def _on_other(self, ev: Event) -> Node:
+        """Events that only annotate their process (creds, setsid, prctl, kernel, udp...)."""
+        return self._subject(ev)
 
     # -- findings and batches --------------------------------------------------------------
 
@@ -343,10 +472,20 @@ class Graph:
                 break
             if nid not in keep:
                 del self.nodes[nid]
+                self._children.pop(nid, None)
+                for cid in self._conns.pop(nid, ()):
+                    self._peer.pop(cid, None)
                 excess -= 1
 
 
+_FILE_EDGE = {"open": "wrote", "create": "wrote", "truncate": "wrote", "rename": "wrote",
+              "link": "wrote", "symlink": "wrote", "chmod": "changed", "chown": "changed",
+              "setxattr": "changed", "removexattr": "changed", "unlink": "deleted",
+              "open_failed": "denied"}
+
 _HANDLERS = {
+    FileEvent: Graph._on_file,
+    WroteExecEvent: Graph._on_wrote_exec,
     ForkEvent: Graph._on_fork,
     ExecEvent: Graph._on_exec,
     ExitEvent: Graph._on_exit,
