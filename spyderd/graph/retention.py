@@ -34,7 +34,9 @@ def prune(store: Store, policy: Policy, now_ns: int | None = None) -> PruneResul
     now_ns = time.time_ns() if now_ns is None else now_ns
     cutoff = now_ns - int(policy.max_age_s * 1e9)
     if policy.max_bytes and store.stats()["used_bytes"] > policy.max_bytes:
-        cutoff = max(cutoff, _oldest_time(store) + 3600 * 10**9)  # an hour at a time
+        oldest = _oldest_time(store)
+        step = max((now_ns - oldest) // 10, 1)  # a tenth of the history per step
+        cutoff = max(cutoff, oldest + step)
     res = PruneResult()
 
     def step(txn) -> None:
