@@ -12,6 +12,14 @@
 #define K_CONNECT 4
 #define K_ACCEPT  5
 #define K_LISTEN  6
+/* 7, 8: file probe. */
+#define K_BIND         9
+#define K_UDP          10
+#define K_UNIX_CONNECT 11
+#define K_CRED         12
+#define K_SETSID       13
+#define K_PRCTL        14
+#define K_KERNEL       15
 
 struct hdr {
     u32 kind;
@@ -28,7 +36,23 @@ struct hdr {
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
 /* Losses per event kind: ring buffer full (reserve/output failed). */
-BPF_ARRAY(lost, u64, 16);
+BPF_ARRAY(lost, u64, 32);
+
+/* In-kernel counters of what was seen but deliberately not sent (see records.py COUNTERS). */
+#define C_THREADS      0   /* threads created (sent only with capture.threads) */
+#define C_UDP_REPEATS  1   /* UDP sends folded into an earlier identical destination */
+#define C_FILTERED     2   /* events dropped by capture.ignore_comms */
+BPF_ARRAY(kcount, u64, 8);
+
+static __always_inline void count_event(u32 idx) {
+    u64 *v = kcount.lookup(&idx);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+}
+
+/* capture.ignore_comms: command names whose activity never leaves the kernel. */
+struct comm_key { char comm[16]; };
+BPF_HASH(ignore_comm, struct comm_key, u8, 64);
 
 static __always_inline void count_loss(u32 kind) {
     u64 *v = lost.lookup(&kind);
@@ -36,12 +60,22 @@ static __always_inline void count_loss(u32 kind) {
         __sync_fetch_and_add(v, 1);
 }
 
+/* True for the daemon's own activity (tgid == IGNORE_TGID) and, when capture.ignore_comms
+ * is set, for the current task's command name. Always called with the current tgid. */
 static __always_inline int is_self(u32 tgid) {
 #if IGNORE_TGID
-    return tgid == IGNORE_TGID;
-#else
-    return 0;
+    if (tgid == IGNORE_TGID)
+        return 1;
 #endif
+#ifdef HAVE_IGNORE_COMMS
+    struct comm_key k = {};
+    bpf_get_current_comm(&k.comm, sizeof(k.comm));
+    if (ignore_comm.lookup(&k)) {
+        count_event(C_FILTERED);
+        return 1;
+    }
+#endif
+    return 0;
 }
 
 static __always_inline void fill_hdr(struct hdr *h, u32 kind) {
