@@ -10,6 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from sys import intern
 from typing import Protocol
 
 from spyderd.capture.snapshot import ProcInfo
@@ -65,11 +66,11 @@ class Graph:
         self.machine_id = machine_id
         self.max_recent = max_recent
         self.live: dict[int, Node] = {}
-        self.nodes: OrderedDict[str, Node] = OrderedDict()
+        self.nodes: dict[str, Node] = {}  # insertion-ordered: oldest first for eviction
         self._children: dict[str, list[str]] = {}
         self._conns: dict[str, list[str]] = {}  # process id -> its connection node ids
         self._peer: dict[str, str] = {}  # connection id -> the other end's connection id
-        self._pending_peer: OrderedDict[tuple, tuple[str, int]] = OrderedDict()
+        self._pending_peer: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
         self._dirty: dict[str, Node] = {}
         self._edges: list[Edge] = []
         self._events: list[dict] = []
@@ -184,7 +185,8 @@ class Graph:
             id=process_id(self.boot, pid, start_ns, exec_ktime),
             kind="process", start=wall, pid=pid, ppid=ppid, uid=uid,
             parent=parent.id if parent else "", via=via,
-            attrs={"exe": exe, "args": list(args), "comm": comm, "start_ns": start_ns,
+            attrs={"exe": intern(exe), "args": args, "comm": intern(comm),
+                   "start_ns": start_ns,
                    "cgroup_id": cgroup_id, "machine_id": self.machine_id,
                    "container_id": ""},
         )

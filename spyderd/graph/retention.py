@@ -11,7 +11,17 @@ import json
 import time
 from dataclasses import dataclass
 
-from spyderd.graph.store import PIDKEY, U64, Store, decode_node, time_key
+from spyderd.graph.store import (
+    PIDKEY,
+    SELF_DESCRIBED,
+    U64,
+    Store,
+    _edge_val,
+    decode_edge,
+    decode_node,
+    implied_in_edge,
+    time_key,
+)
 
 
 @dataclass
@@ -93,14 +103,17 @@ def delete_node(store: Store, txn, node_id: str) -> None:
         with txn.cursor(db=db[direction]) as cur:
             if cur.set_key(key):
                 for val in list(cur.iternext_dup()):
-                    other, kind, t = json.loads(val)
-                    txn.delete(other.encode(), json.dumps([node_id, kind, t],
-                                                          separators=(",", ":")).encode(),
-                               db=db[reverse])
+                    other, kind, t = decode_edge(val)
+                    if direction == "edges_in" or kind not in SELF_DESCRIBED:
+                        txn.delete(other.encode(), _edge_val(node_id, kind, t), db=db[reverse])
                 txn.delete(key, db=db[direction])
     if raw is None:
         return
-    node = decode_node(raw)
+    node = decode_node(raw, node_id)
+    implied = implied_in_edge(node)
+    if implied is not None:  # the parent's/owner's out-edge to this node goes too
+        txn.delete(implied.src.encode(), _edge_val(node_id, implied.kind, implied.time),
+                   db=db["edges_out"])
     txn.delete(time_key(node.start, node.id), db=db["idx_time"])
     if node.end:
         txn.delete(time_key(node.end, node.id), db=db["idx_end"])
@@ -143,7 +156,7 @@ def check_invariants(store: Store) -> list[str]:
         for direction in ("edges_out", "edges_in"):
             with txn.cursor(db=db[direction]) as cur:
                 for key, val in cur:
-                    other = json.loads(val)[0]
+                    other = decode_edge(val)[0]
                     if not exists("nodes", key) or not exists("nodes", other.encode()):
                         problems.append(f"{direction}: {key.decode()} -> {other}: missing end")
         with txn.cursor(db=db["idx_pid"]) as cur:

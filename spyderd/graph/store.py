@@ -6,8 +6,12 @@ most the batch not yet committed and never leaves a half-written graph.
 
 Layout (one named database each):
 
-- `nodes`        id → compact JSON of the node (zero/empty fields left out)
-- `edges_out`    src → [dst, kind, time] (dupsort); `edges_in` the same reversed
+- `nodes`        id → the node as JSON without its id and zero/default fields, deflated
+                 with a preset dictionary of spyderd's common keys and strings
+- `edges_out`    src → `kind \0 dst \0 time` (dupsort); `edges_in` the same reversed, but
+                 only for edges a node can't name itself: a process knows its parent
+                 (spawned/exec) and a connection or listener its process, so those edges
+                 are answered from the node and not stored twice
 - `events`       (first time, block seq) → max time + zlib(JSON list of events): one block
                  per batch, so an event costs a few dozen bytes on disk
 - `findings`     id → JSON; `traces` id → JSON
@@ -44,30 +48,75 @@ DUPSORT = ("edges_out", "edges_in", "idx_pid")
 U64 = struct.Struct(">Q")
 PIDKEY = struct.Struct(">IQ")
 BLOCK_SPAN_NS = 120 * 1_000_000_000  # an event block never spans more than this
-_NODE_CORE = ("id", "kind", "start", "end", "pid", "ppid", "uid", "parent", "via")
+_NODE_CORE = ("start", "end", "pid", "ppid", "uid", "parent", "via")
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Edges a node can name itself (see module doc): not kept in `edges_in`.
+SELF_DESCRIBED = frozenset({"spawned", "exec", "connect", "accept", "listen"})
+# Attribute values left out when equal to these (put back on decode).
+NODE_DEFAULTS = {"container_id": "", "cgroup_id": 0}
+_ZDICT = (
+    b'"direction":"out","family":4,"local_ip":"127.0.0.1","local_port":"remote_ip":'
+    b'"remote_port":"result":0,"process_id":"proc:"kind":"connection","start":"pid":'
+    b'"uid":0,"ppid":"parent":"proc:"via":"spawned","via":"exec","exe":"/usr/bin/'
+    b'"args":["comm":"start_ns":"container_id":"listen_ports":[],"accepts":'
+    b'"exit_code":0,"exit_signal":0,"replaced_by":"proc:"end":"gid":0,'
+    b'"kind":"process","start":"/usr/sbin/","/bin/sh","-c","python3","kind":"file",'
+)
+
+_COMPRESSOR = zlib.compressobj(6, zlib.DEFLATED, -10, 2, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return _ENCODE(obj).encode()
 
 
 def encode_node(n: Node) -> bytes:
-    """Compact JSON: core fields at their zero value are omitted (defaults on decode)."""
-    d: dict[str, Any] = {"id": n.id, "kind": n.kind}
-    for k in _NODE_CORE[2:]:
+    """JSON without the id (it is the key) or zero/default fields, deflated with _ZDICT."""
+    d: dict[str, Any] = {"kind": n.kind}
+    for k in _NODE_CORE:
         v = getattr(n, k)
         if v:
             d[k] = v
-    d.update(n.attrs)
-    return _dumps(d)
+    for k, v in n.attrs.items():
+        if NODE_DEFAULTS.get(k, 0.5) != v:
+            d[k] = v
+    c = _COMPRESSOR.copy()  # copying a primed compressor beats loading the dictionary
+    return b"Z" + c.compress(_dumps(d)) + c.flush()
 
 
-def decode_node(raw: bytes) -> Node:
-    return Node.from_dict(json.loads(raw))
+def decode_node(raw: bytes, node_id: str = "") -> Node:
+    """Inverse of encode_node (also reads plain JSON values of older stores)."""
+    if raw[:1] == b"Z":
+        d = zlib.decompressobj(-10, zdict=_ZDICT)
+        raw = d.decompress(raw[1:]) + d.flush()
+    data = json.loads(raw)
+    data.setdefault("id", node_id)
+    for k, v in NODE_DEFAULTS.items():
+        data.setdefault(k, v)
+    return Node.from_dict(data)
 
 
 def _edge_val(other: str, kind: str, t: int) -> bytes:
-    return _dumps([other, kind, t])
+    return f"{kind}\0{other}\0{t}".encode()
+
+
+def decode_edge(raw: bytes) -> tuple[str, str, int]:
+    """(other end, kind, time) from an edge value."""
+    kind, other, t = raw.decode().split("\0")
+    return other, kind, int(t)
+
+
+def implied_in_edge(n: Node) -> Edge | None:
+    """The self-described edge into `n` (see SELF_DESCRIBED), rebuilt from the node."""
+    if n.kind == "process" and n.parent and n.via in ("spawned", "exec"):
+        return Edge(n.parent, n.id, n.via, n.start)
+    owner = n.attrs.get("process_id")
+    if owner and n.kind == "connection":
+        kind = "connect" if n.attrs.get("direction") == "out" else "accept"
+        return Edge(owner, n.id, kind, n.start)
+    if owner and n.kind == "listener":
+        return Edge(owner, n.id, "listen", n.start)
+    return None
 
 
 def time_key(t: int, ident: str) -> bytes:
@@ -141,7 +190,8 @@ class Store:
             txn.put(key, encode_node(n), db=db["nodes"])
         for e in edges:
             txn.put(e.src.encode(), _edge_val(e.dst, e.kind, e.time), db=db["edges_out"])
-            txn.put(e.dst.encode(), _edge_val(e.src, e.kind, e.time), db=db["edges_in"])
+            if e.kind not in SELF_DESCRIBED:
+                txn.put(e.dst.encode(), _edge_val(e.src, e.kind, e.time), db=db["edges_in"])
         if events:
             self._put_events(txn, events)
         for f in findings:
@@ -188,7 +238,7 @@ class Store:
             return None
         with self.env.begin() as txn:
             raw = txn.get(node_id.encode(), db=self.db["nodes"])
-        return decode_node(raw) if raw else None
+        return decode_node(raw, node_id) if raw else None
 
     def edges(self, node_id: str, direction: str = "out") -> list[Edge]:
         """Edges leaving (`out`) or entering (`in`) a node."""
@@ -196,9 +246,14 @@ class Store:
         with self.env.begin() as txn, txn.cursor(db=self.db[f"edges_{direction}"]) as cur:
             if cur.set_key(node_id.encode()):
                 for raw in cur.iternext_dup():
-                    other, kind, t = json.loads(raw)
+                    other, kind, t = decode_edge(raw)
                     src, dst = (node_id, other) if direction == "out" else (other, node_id)
                     out.append(Edge(src, dst, kind, t))
+            if direction == "in":
+                raw = txn.get(node_id.encode(), db=self.db["nodes"])
+                implied = implied_in_edge(decode_node(raw, node_id)) if raw else None
+                if implied is not None:
+                    out.insert(0, implied)
         return out
 
     def processes_by_pid(self, pid: int) -> list[Node]:
@@ -211,7 +266,7 @@ class Store:
                         break
                     raw = txn.get(val, db=self.db["nodes"])
                     if raw:
-                        out.append(decode_node(raw))
+                        out.append(decode_node(raw, val.decode()))
         return out
 
     def nodes_between(self, since_ns: int = 0, until_ns: int | None = None,
@@ -238,7 +293,7 @@ class Store:
                     break
                 raw = txn.get(rest[8:], db=self.db["nodes"])
                 if raw:
-                    node = decode_node(raw)
+                    node = decode_node(raw, rest[8:].decode())
                     if kind is None or node.kind == kind:
                         yield node
 
@@ -317,7 +372,7 @@ def _migrate_1_to_2(store: Store, txn) -> None:
         store._put_events(txn, blocks)
     with txn.cursor(db=db["nodes"]) as cur:
         for key, raw in cur:
-            d = json.loads(raw)
+            d = decode_node(raw, key.decode()).to_dict()
             if d.get("end"):
                 txn.put(time_key(d["end"], d["id"]), b"", db=db["idx_end"])
             if d.get("kind") == "process" and d.get("container_id"):

@@ -251,11 +251,18 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def event_to_dict(ev: Event) -> dict[str, Any]:
     """JSON-ready dict with `kind` first; the form of `spyderctl events -o json` and replay files."""
+    cls = type(ev)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
     out: dict[str, Any] = {"kind": ev.kind}
-    for f in dataclasses.fields(ev):
-        out[f.name] = getattr(ev, f.name)
+    for name in names:
+        out[name] = getattr(ev, name)
     return out
 
 
