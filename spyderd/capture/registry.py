@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from spyderd.model import Event
 
 Decoder = Callable[[bytes, "DecodeContext"], Event]
+# (capture options, hooks missing on this kernel) -> (extra cflags, note for the status line)
+Configure = Callable[[dict[str, Any], frozenset[str]], tuple[list[str], str]]
+# (capture options, hooks missing) -> {map name: {key: value}} written after the load
+Maps = Callable[[dict[str, Any], frozenset[str]], dict[str, dict[Any, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +25,13 @@ class AttachPoint:
 
     type: str
     name: str
+
+    @property
+    def guard(self) -> str:
+        """Macro defined (-DHAVE_...=1) when the hook exists on this kernel. A probe whose
+        source wraps the hook in `#ifdef` of it keeps running without the hook; a hook
+        used unguarded is required, and the whole probe is unavailable without it."""
+        return "HAVE_" + "".join(c if c.isalnum() else "_" for c in self.name).upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +43,13 @@ class Probe:
     attach: tuple[AttachPoint, ...]
     decoders: dict[int, tuple[str, Decoder]] = field(default_factory=dict)
     offsets: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Fields that some kernels lack (e.g. loginuid without CONFIG_AUDIT): defined only if found.
+    optional_offsets: dict[str, tuple[str, str]] = field(default_factory=dict)
+    configure: Configure | None = None
+    maps: Maps | None = None
+    # Runs in a forked child after attach; must cause one event of this probe's kinds from
+    # that child or its children (status: "attached, self-test ok").
+    selftest: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
