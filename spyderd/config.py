@@ -21,6 +21,7 @@ SCHEMA: dict[str, Any] = {
     "rules": (list, DEFAULT_RULES),
     "log_level": (str, "info"),
     "store": {"batch_delay": (float, 0.5), "map_size_mb": (int, 1024),
+              "retention_days": (float, 90.0), "max_size_mb": (int, 10240),
               "max_memory_nodes": (int, 200_000)},
     "capture": {"ring_buffer_pages": (int, 256), "max_args": (int, 32),
                 "arg_bytes": (int, 2048), "ignore_self": (bool, True)},
