@@ -102,6 +102,11 @@ class Finding:
     message_id: str = ""
     chain: list[dict[str, Any]] = field(default_factory=list)
     sent: bool = False
+    refs: list[str] = field(default_factory=list)  # nodes the rule's condition referred to
+    count: int = 1  # occurrences folded into this finding (same rule, image and args)
+    last_time: int = 0  # time of the latest folded occurrence
+    suppressed: str = ""  # name of the suppression policy that matched, if any
+    delivered: list[str] = field(default_factory=list)  # sinks that accepted it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,8 +124,14 @@ class Finding:
             "message_id": self.message_id,
             "chain": self.chain,
             "sent": self.sent,
+            "refs": self.refs,
+            "count": self.count,
+            "last_time": self.last_time,
+            "suppressed": self.suppressed,
+            "delivered": self.delivered,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
-        return cls(**d)
+        names = cls.__slots__  # type: ignore[attr-defined]
+        return cls(**{k: v for k, v in d.items() if k in names})
