@@ -52,8 +52,9 @@ _NODE_CORE = ("start", "end", "pid", "ppid", "uid", "parent", "via")
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # Edges a node can name itself (see module doc): not kept in `edges_in`.
 SELF_DESCRIBED = frozenset({"spawned", "exec", "connect", "accept", "listen"})
-# Attribute values left out when equal to these (put back on decode).
-NODE_DEFAULTS = {"container_id": "", "cgroup_id": 0}
+# Attribute values left out when equal to these (put back on decode), per node kind.
+NODE_DEFAULTS = {"process": {"container_id": "", "cgroup_id": 0},
+                 "connection": {"container_id": ""}}
 _ZDICT = (
     b'"direction":"out","family":4,"local_ip":"127.0.0.1","local_port":"remote_ip":'
     b'"remote_port":"result":0,"process_id":"proc:"kind":"connection","start":"pid":'
@@ -77,8 +78,9 @@ def encode_node(n: Node) -> bytes:
         v = getattr(n, k)
         if v:
             d[k] = v
+    defaults = NODE_DEFAULTS.get(n.kind, {})
     for k, v in n.attrs.items():
-        if NODE_DEFAULTS.get(k, 0.5) != v:
+        if k not in defaults or defaults[k] != v:
             d[k] = v
     c = _COMPRESSOR.copy()  # copying a primed compressor beats loading the dictionary
     return b"Z" + c.compress(_dumps(d)) + c.flush()
@@ -91,7 +93,7 @@ def decode_node(raw: bytes, node_id: str = "") -> Node:
         raw = d.decompress(raw[1:]) + d.flush()
     data = json.loads(raw)
     data.setdefault("id", node_id)
-    for k, v in NODE_DEFAULTS.items():
+    for k, v in NODE_DEFAULTS.get(data.get("kind"), {}).items():
         data.setdefault(k, v)
     return Node.from_dict(data)
 
