@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spyderd import __version__
+from spyderd import __version__, service
 from spyderd.config import Config, load_config
 from spyderd.errors import ConfigError, RuleError, SpyderError
 from spyderd.model import Event, Finding, Node, event_to_dict
@@ -109,9 +109,12 @@ class Daemon:
             arg_bytes=self.cfg.get("capture.arg_bytes"),
             ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0)
         self.capture.start()  # capture first, then snapshot: no gap between the two
+        attached = time.time()
         n = self.graph.load_snapshot(snapshot(), container_of=container_of,
                                      listening=listening_sockets())
         self.graph.flush()
+        self.last_gap = service.report_gap(self.store, attached)
+        service.mark_running(self.store, time.time())
         self._resend_unsent()
         log.info("spyderd %s ready: %d processes in snapshot, %d rules, probes: %s",
                  __version__, n, len(self.ruleset.rules),
@@ -136,6 +139,7 @@ class Daemon:
 
     def run(self) -> None:
         last_status = 0.0
+        tick = service.watchdog_interval()  # WATCHDOG=1 at least this often
         while not self.stop:
             events = self.capture.poll(100)
             for ev in events:
@@ -146,13 +150,26 @@ class Daemon:
             self.send_due(now)
             if self.reload_requested:
                 self.reload()
-            if now - last_status >= 1.0:
+            if now - last_status >= tick:
+                self._tick_service(now - last_status)
                 last_status = now
                 self.capture.refresh_clock()
                 self._report_losses()
                 self.write_status(ready=True)
-                _notify("WATCHDOG=1")
         self.shutdown()
+
+    def _tick_service(self, elapsed: float) -> None:
+        """Tell systemd we are alive (WATCHDOG=1 from the loop itself, so a hung loop gets
+        restarted) with a STATUS= line, and record liveness for the capture-gap report."""
+        events = self.counters.get("events", 0)
+        rate = (events - getattr(self, "_events_at_tick", 0)) / max(elapsed, 1e-3)
+        self._events_at_tick = events
+        line = service.status_line(
+            events_per_s=rate, lost=sum(self.capture.lost().values()),
+            decode_errors=sum(self.capture.decode_errors.values()),
+            findings=self.counters.get("findings", 0), rules=len(self.ruleset.rules))
+        _notify(f"WATCHDOG=1\nSTATUS={line}")
+        service.mark_alive(self.store, time.time())
 
     def _report_losses(self) -> None:
         """Log new kernel losses and decode errors (at most once per status tick)."""
@@ -162,7 +179,8 @@ class Daemon:
         grew = {k: v - prev.get(k, 0) for k, v in now.items() if v > prev.get(k, 0)}
         if grew:
             log.warning("events lost since last report: %s",
-                        ", ".join(f"{k}: {v}" for k, v in sorted(grew.items())))
+                        ", ".join(f"{k}: {v}" for k, v in sorted(grew.items())),
+                        extra={"MESSAGE_ID": service.MSG_EVENTS_LOST})
         self._loss_seen = now
 
     def handle(self, ev: Event) -> None:
@@ -221,7 +239,7 @@ class Daemon:
             new = load_rules(self.paths.rules)
         except RuleError as exc:
             msg = f"rule reload refused, keeping {len(self.ruleset.rules)} active rules:\n{exc}"
-            log.error("%s", msg)
+            log.error("%s", msg, extra={"MESSAGE_ID": service.MSG_RELOAD_REFUSED})
             self.errors.append(msg)
             self._write_reload_result(False, str(exc))
             return
@@ -240,6 +258,7 @@ class Daemon:
         self.send_due(now)  # flush pending findings rather than hold them across a stop
         self.graph.flush()
         self.capture.close()
+        service.mark_stopped(self.store, time.time())
         self.store.close()
         self.write_status(ready=False, stopped=True)
         log.info("spyderd stopped")
@@ -268,6 +287,7 @@ class Daemon:
             "rules_disabled": dict(self.ruleset.disabled) if hasattr(self, "ruleset") else {},
             "sink_errors": self.sink.errors if getattr(self, "sink", None) else 0,
             "errors": self.errors[-10:],
+            "capture_gap": self.last_gap.as_dict() if getattr(self, "last_gap", None) else None,
         }
         _atomic_write(self.paths.runtime_dir / "status.json", status)
 
@@ -320,8 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    logging.basicConfig(level=cfg.get("log_level").upper(),
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    service.setup_logging(cfg.get("log_level"))
     d = Daemon(cfg, resolve_paths(cfg, args.state_dir, args.runtime_dir, args.rules))
 
     def on_term(*_):

@@ -1,0 +1,162 @@
+"""spyderd as a systemd service: sd_notify, logging into journald, the capture-gap report.
+
+Kept apart from the daemon loop so the service-manager contract (what READY, STATUS and
+WATCHDOG mean, which MESSAGE_IDs exist, how a restart reports the time capture was down)
+lives in one place. Every MESSAGE_ID here has an entry in packaging/spyderd.catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+log = logging.getLogger("spyderd")
+
+# journald MESSAGE_IDs of spyderd's own messages (never change them: the catalog keys on them).
+MSG_GAP_UNCLEAN = "ffaa85f3fb1a44a1b33b3ba1a11e4fa0"  # capture down after a crash/kill/hang
+MSG_GAP_CLEAN = "f19b7fa1e2764af2a8986c41a98829ad"  # capture down between a stop and a start
+MSG_RELOAD_REFUSED = "3a1e23b29f894585825677485ff8604f"  # broken rule set, old rules kept
+MSG_EVENTS_LOST = "0bec99d235c844f486c7d22558f9950f"  # ring-buffer losses / decode errors
+
+# Store meta keys (the store's `meta` database).
+META_LAST_ALIVE = "last_alive"  # wall time (s) of the last liveness write of a running daemon
+META_CLEAN_STOP = "clean_stop"  # true once a daemon finished shutdown(); false while it runs
+META_LAST_GAP = "last_gap"  # the gap reported at the latest start
+
+
+class MetaStore(Protocol):
+    def get_meta(self, key: str) -> Any: ...
+
+    def put_meta(self, key: str, value: Any) -> None: ...
+
+
+def notify(msg: str) -> bool:
+    """sd_notify(3) when NOTIFY_SOCKET is set; best effort, never fatal."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return False
+    try:
+        from systemd import daemon as sd
+
+        return bool(sd.notify(msg))
+    except Exception as exc:  # noqa: BLE001 - notification is best effort
+        log.debug("sd_notify failed: %s", exc)
+        return False
+
+
+def stderr_is_journal() -> bool:
+    """True when systemd connected stderr to journald ($JOURNAL_STREAM is "dev:inode")."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return want == f"{st.st_dev}:{st.st_ino}"
+
+
+def setup_logging(level: str) -> None:
+    """Under systemd log natively to journald (real PRIORITY, MESSAGE_ID and SPYDER_*
+    fields, and still under `journalctl -u spyderd`, which matches on the cgroup);
+    elsewhere log plain lines to stderr."""
+    handler: logging.Handler | None = None
+    if stderr_is_journal():
+        try:
+            from systemd.journal import JournalHandler
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER="spyderd")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        except ImportError:  # python3-systemd missing: stderr still reaches the journal
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def status_line(*, events_per_s: float, lost: int, decode_errors: int, findings: int,
+                rules: int) -> str:
+    """The one-line STATUS= shown by `systemctl status spyderd`."""
+    return (f"capturing: {events_per_s:.0f} events/s, {lost} lost, "
+            f"{decode_errors} decode errors, {findings} findings, {rules} rules")
+
+
+def watchdog_interval(default: float = 1.0) -> float:
+    """Seconds between WATCHDOG=1 pings: at most half of WatchdogSec, at most `default`."""
+    try:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0"))
+    except ValueError:
+        usec = 0
+    return min(default, usec / 2e6) if usec > 0 else default
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Time capture was not running, between the previous daemon's last sign of life and
+    the moment this daemon's probes attached."""
+
+    start: float
+    end: float
+    clean: bool
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.start, "to": self.end, "seconds": round(self.seconds, 3),
+                "clean": self.clean}
+
+
+def previous_run(store: MetaStore) -> tuple[float | None, bool]:
+    """(last liveness wall time, whether that run stopped cleanly) from the store."""
+    last = store.get_meta(META_LAST_ALIVE)
+    clean = store.get_meta(META_CLEAN_STOP)
+    return (float(last) if isinstance(last, int | float) else None), clean is True
+
+
+def mark_running(store: MetaStore, now: float) -> None:
+    """From here until mark_stopped(), a restart counts as after an unclean stop."""
+    store.put_meta(META_CLEAN_STOP, False)
+    store.put_meta(META_LAST_ALIVE, now)
+
+
+def mark_alive(store: MetaStore, now: float) -> None:
+    store.put_meta(META_LAST_ALIVE, now)
+
+
+def mark_stopped(store: MetaStore, now: float) -> None:
+    store.put_meta(META_LAST_ALIVE, now)
+    store.put_meta(META_CLEAN_STOP, True)
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+def report_gap(store: MetaStore, capture_started: float) -> Gap | None:
+    """Log how long capture was down before this start (a window an attacker could use):
+    a warning after an unclean stop, info after a clean one; nothing on a fresh store."""
+    last, clean = previous_run(store)
+    if last is None:
+        log.info("no previous run recorded in this store: first start")
+        return None
+    gap = Gap(last, capture_started, clean)
+    fields = {"MESSAGE_ID": MSG_GAP_CLEAN if clean else MSG_GAP_UNCLEAN,
+              "SPYDER_GAP_SECONDS": f"{gap.seconds:.1f}",
+              "SPYDER_GAP_FROM": _iso(gap.start), "SPYDER_GAP_TO": _iso(gap.end),
+              "SPYDER_GAP_CLEAN": "1" if clean else "0"}
+    text = (f"capture was down for {gap.seconds:.1f} s (from {_iso(gap.start)} to "
+            f"{_iso(gap.end)}): activity in that window was not recorded")
+    if clean:
+        log.info("%s (previous run stopped cleanly)", text, extra=fields)
+    else:
+        log.warning("%s; the previous run did not stop cleanly (crash, kill -9, watchdog "
+                    "or power loss), so up to one store batch before it may be lost too",
+                    text, extra=fields)
+    store.put_meta(META_LAST_GAP, gap.as_dict())
+    return gap
