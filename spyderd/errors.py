@@ -19,6 +19,14 @@ class CaptureError(SpyderError):
     """Probes could not be compiled or attached."""
 
 
+class AccessError(SpyderError):
+    """The user may not read spyderd's data or talk to the daemon (not root, not `spyder`)."""
+
+
+class NotRunningError(SpyderError):
+    """The operation needs the running daemon, and there is none."""
+
+
 class RuleError(SpyderError):
     """A rule file is wrong; carries every diagnostic found, not only the first."""
 
