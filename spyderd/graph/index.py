@@ -17,6 +17,7 @@ from spyderd.capture.snapshot import ProcInfo
 from spyderd.graph.store import Store
 from spyderd.model import (
     AcceptEvent,
+    AlertEvent,
     ConnectEvent,
     Edge,
     Event,
@@ -433,10 +434,33 @@ class Graph:
         """Events that only annotate their process (creds, setsid, prctl, kernel, udp...)."""
         return self._subject(ev)
 
+    def _on_alert(self, ev: AlertEvent) -> Node | None:
+        """A third-party journal alert: an alert node hanging off the image that wrote it.
+
+        The journal follower already found the image (`ev.process_id`, by pid and time: the
+        writer has often exited by now); an alert it could not place stays an event only.
+        """
+        proc = self.get(ev.process_id) if ev.process_id else None
+        if proc is None:
+            return None
+        alert = Node(id="alert:" + (ev.cursor or f"{ev.pid}:{ev.time}"), kind="alert",
+                     start=ev.time, pid=proc.pid, uid=ev.uid,
+                     attrs={"message": ev.message, "unit": ev.unit, "priority": ev.priority,
+                            "identifier": ev.identifier, "process_id": proc.id,
+                            "machine_id": self.machine_id,
+                            "container_id": proc.attrs.get("container_id", "")})
+        self._add(alert)
+        self._link(proc.id, alert.id, "alerted", ev.time)
+        return proc
+
     # -- findings and batches --------------------------------------------------------------
 
-    def add_finding(self, f: Finding) -> None:
+    def add_finding(self, f: Finding, trace: dict | None = None) -> None:
+        """Queue a finding (and its trace record, when the caller keeps one) for the store."""
         self._findings[f.id] = f
+        if trace is not None:
+            self._traces[trace["id"]] = trace
+            return
         tr = self._traces.get(f.trace_id) or (self.store.trace(f.trace_id) if self.store
                                                 else None) or {
             "id": f.trace_id, "root": f.root_id, "findings": [], "first": f.time}
@@ -494,4 +518,5 @@ _HANDLERS = {
     ConnectEvent: Graph._on_conn,
     AcceptEvent: Graph._on_conn,
     ListenEvent: Graph._on_listen,
+    AlertEvent: Graph._on_alert,
 }
