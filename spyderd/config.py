@@ -25,7 +25,12 @@ SCHEMA: dict[str, Any] = {
               "max_memory_nodes": (int, 200_000)},
     "capture": {"ring_buffer_pages": (int, 256), "max_args": (int, 32),
                 "arg_bytes": (int, 2048), "ignore_self": (bool, True)},
-    "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, "")},
+    "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, ""),
+                 "trace_threshold": (int, 40), "trace_settle": (float, 3.0),
+                 "trace_idle": (float, 3600.0), "fold_window": (float, 60.0),
+                 "suppressions": (list, ["/etc/spyderd/suppress.d"])},
+    "alerts": {"journal": (bool, True), "max_priority": (int, 4)},
+    "access": {"group": (str, "spyder")},
 }
 
 
