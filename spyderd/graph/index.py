@@ -181,7 +181,8 @@ class Graph:
 
     def _process_node(self, pid: int, ppid: int, start_ns: int, *, exec_ktime: int = 0,
                       wall: int, uid: int, exe: str, args: list[str], comm: str,
-                      parent: Node | None, via: str, cgroup_id: int = 0) -> Node:
+                      parent: Node | None, via: str, cgroup_id: int = 0,
+                      extra: dict | None = None) -> Node:
         node = Node(
             id=process_id(self.boot, pid, start_ns, exec_ktime),
             kind="process", start=wall, pid=pid, ppid=ppid, uid=uid,
@@ -191,6 +192,8 @@ class Graph:
                    "cgroup_id": cgroup_id, "machine_id": self.machine_id,
                    "container_id": ""},
         )
+        if extra:
+            node.attrs.update(extra)
         self._add(node)
         if self.enricher is not None:
             self._enrich(node, parent)
@@ -286,7 +289,8 @@ class Graph:
             ev.pid, ev.ppid, ev.child_start, wall=ev.time, uid=ev.uid,
             exe=pa.get("exe", ""), args=pa.get("args", []), comm=ev.comm, parent=parent,
             via="spawned", cgroup_id=ev.cgroup_id)
-        node.attrs["container_id"] = pa.get("container_id", "")
+        if self.enricher is None:  # the enricher reads the child's own cgroup
+            node.attrs["container_id"] = pa.get("container_id", "")
         if parent is not None:
             self._link(parent.id, node.id, "spawned", ev.time)
         self.live[ev.pid] = node
@@ -303,12 +307,13 @@ class Graph:
         node = self._process_node(
             ev.pid, ev.ppid or (prev.ppid if prev else 0), start, exec_ktime=ev.ktime,
             wall=ev.time, uid=ev.uid, exe=ev.filename, args=ev.args, comm=ev.comm,
-            parent=prev, via="exec" if prev else "unknown", cgroup_id=ev.cgroup_id)
-        node.attrs["gid"] = ev.gid
+            parent=prev, via="exec" if prev else "unknown", cgroup_id=ev.cgroup_id,
+            extra={"gid": ev.gid, "loginuid": ev.loginuid, "sessionid": ev.sessionid})
         if ev.args_truncated:
             node.attrs["args_truncated"] = True
         if prev is not None:
-            node.attrs["container_id"] = prev.attrs.get("container_id", "")
+            if self.enricher is None:  # with one, exec into a container (runc init) is seen
+                node.attrs["container_id"] = prev.attrs.get("container_id", "")
             prev.end = ev.time
             prev.attrs["replaced_by"] = node.id
             self.touch(prev)
