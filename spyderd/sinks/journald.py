@@ -1,10 +1,23 @@
-"""Findings to journald with the SPYDER_* fields analysts and tests rely on."""
+"""Findings and traces to journald with the SPYDER_* fields analysts and tests rely on.
+
+Finding entries carry the fields of DESIGN.md ("A finding in journald"), plus
+`SPYDER_KIND=finding` and `SPYDER_COUNT` (occurrences folded into it). Trace entries carry
+`SPYDER_KIND=trace`, the trace's own MESSAGE_ID, `SPYDER_TRACE_SCORE`, `SPYDER_TRACE_ROOT`,
+`SPYDER_TRACE_RULES` and the rest listed in `trace_fields`. `PRIORITY` comes from severity
+(critical 2, high 3, medium 4, low 5, info 6); a trace takes its most severe finding's.
+
+journald being down is not an error the caller must handle: `send` returns False, the
+failure is counted, logged once per outage (not once per finding), and the caller keeps
+the finding in the store to send again.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import shlex
+import time
+import uuid
 from typing import Any
 
 from spyderd.model import Finding
@@ -12,16 +25,27 @@ from spyderd.traces.build import chain_text
 
 log = logging.getLogger("spyderd.sinks")
 
+# journald's catalog keys on this: it must never change (see packaging/spyderd.catalog)
+TRACE_MESSAGE_ID = uuid.UUID("0f6c7a52-3d1e-4b8e-9a4f-5e2d8c7b1a90").hex
+
+
+def _iso(ns: int) -> str:
+    if not ns:
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + \
+        f".{ns // 1_000_000 % 1000:03d}Z"
+
 
 def finding_fields(f: Finding, machine_id: str) -> dict[str, Any]:
     """journald fields for one finding (DESIGN.md "A finding in journald")."""
     subject = next((c for c in f.chain if c["id"] == f.process_id), {})
     mitre = [t for t in f.tags if t[:1] == "T" and t[1:5].isdigit()]
     return {
-        "MESSAGE": f.message,
+        "MESSAGE": f.message + (f" (x{f.count})" if f.count > 1 else ""),
         "PRIORITY": str(f.priority),
         "MESSAGE_ID": f.message_id,
         "SYSLOG_IDENTIFIER": "spyderd",
+        "SPYDER_KIND": "finding",
         "SPYDER_FINDING_ID": f.id,
         "SPYDER_TRACE_ID": f.trace_id,
         "SPYDER_RULE": f.rule,
@@ -31,34 +55,105 @@ def finding_fields(f: Finding, machine_id: str) -> dict[str, Any]:
         "SPYDER_EXE": subject.get("exe", ""),
         "SPYDER_CMDLINE": shlex.join(subject.get("args") or []),
         "SPYDER_UID": str(subject.get("uid", f.event.get("uid", ""))),
+        "SPYDER_USER": subject.get("user", ""),
         "SPYDER_CONTAINER_ID": subject.get("container_id", ""),
         "SPYDER_CONTAINER_NAME": subject.get("container_name", ""),
         "SPYDER_MACHINE_ID": machine_id,
         "SPYDER_MITRE": ",".join(mitre),
+        "SPYDER_COUNT": str(f.count),
         "SPYDER_CHAIN": chain_text(f.chain),
         "SPYDER_CHAIN_JSON": json.dumps(f.chain, separators=(",", ":")),
     }
 
 
+def trace_message(tr: dict[str, Any]) -> str:
+    rules = list(tr.get("rules", {}))
+    shown = ", ".join(rules[:4]) + (f" and {len(rules) - 4} more" if len(rules) > 4 else "")
+    root = f"{tr.get('root_name') or '?'}[{tr.get('root_pid', '')}]"
+    return (f"Trace {tr['id']} scored {tr['score']} (threshold {tr.get('threshold')}): "
+            f"{len(rules)} rule{'s' if len(rules) != 1 else ''} ({shown}) in "
+            f"{len(tr.get('findings', []))} findings below {root} "
+            f"({tr.get('root_kind', '?')} root)")
+
+
+def trace_fields(tr: dict[str, Any], machine_id: str) -> dict[str, Any]:
+    """journald fields for one trace entry."""
+    counts = tr.get("counts", {})
+    return {
+        "MESSAGE": trace_message(tr),
+        "PRIORITY": str(min(tr.get("priority", 4), 4)),
+        "MESSAGE_ID": TRACE_MESSAGE_ID,
+        "SYSLOG_IDENTIFIER": "spyderd",
+        "SPYDER_KIND": "trace",
+        "SPYDER_TRACE_ID": tr["id"],
+        "SPYDER_TRACE_SCORE": str(tr["score"]),
+        "SPYDER_TRACE_THRESHOLD": str(tr.get("threshold", "")),
+        "SPYDER_TRACE_ROOT": tr["root"],
+        "SPYDER_TRACE_ROOT_KIND": tr.get("root_kind", ""),
+        "SPYDER_TRACE_ROOT_PID": str(tr.get("root_pid", "")),
+        "SPYDER_TRACE_ROOT_NAME": tr.get("root_name", ""),
+        "SPYDER_TRACE_RULES": ",".join(tr.get("rules", {})),
+        "SPYDER_TRACE_FINDINGS": " ".join(tr.get("findings", [])),
+        "SPYDER_TRACE_TRIGGER": tr.get("trigger", ""),
+        "SPYDER_TRACE_PROCESSES": str(counts.get("processes", "")),
+        "SPYDER_TRACE_CONNECTIONS": str(counts.get("connections", "")),
+        "SPYDER_TRACE_FILES": str(counts.get("files", "")),
+        "SPYDER_TRACE_ALERTS": str(counts.get("alerts", "")),
+        "SPYDER_TRACE_USERS": ",".join(tr.get("users", [])),
+        "SPYDER_TRACE_CONTAINERS": ",".join(tr.get("containers", [])),
+        "SPYDER_TRACE_MACHINES": ",".join(tr.get("machines", [])),
+        "SPYDER_TRACE_FIRST": _iso(tr.get("first", 0)),
+        "SPYDER_TRACE_LAST": _iso(tr.get("last", 0)),
+        "SPYDER_MITRE": ",".join(tr.get("mitre", [])),
+        "SPYDER_MACHINE_ID": machine_id,
+    }
+
+
 class JournaldSink:
-    """Sends findings; a failure is counted and reported, the caller keeps the finding."""
+    """Sends findings and traces; a failure is counted and reported, the caller retries."""
 
-    def __init__(self, machine_id: str) -> None:
-        from systemd import journal
+    name = "journald"
 
-        self._send = journal.send
+    def __init__(self, machine_id: str, send=None) -> None:
+        if send is None:
+            from systemd import journal
+
+            send = journal.send
+        self._send = send
         self.machine_id = machine_id
         self.sent = 0
         self.errors = 0
         self.last_error = ""
+        self.down_since = 0.0
 
     def send(self, f: Finding) -> bool:
+        return self._deliver(finding_fields(f, self.machine_id), f"finding {f.id}")
+
+    def send_trace(self, tr: dict[str, Any]) -> bool:
+        return self._deliver(trace_fields(tr, self.machine_id), f"trace {tr['id']}")
+
+    def _deliver(self, fields: dict[str, Any], what: str) -> bool:
         try:
-            self._send(**finding_fields(f, self.machine_id))
+            self._send(**fields)
         except OSError as exc:
             self.errors += 1
             self.last_error = f"journald unreachable: {exc}"
-            log.warning("could not send finding %s to journald: %s", f.id, exc)
+            if not self.down_since:
+                self.down_since = time.time()
+                log.warning("journald unreachable (%s); keeping %s and what follows in the "
+                            "store until it returns", exc, what)
             return False
+        if self.down_since:
+            log.info("journald reachable again after %.0f s; sending what was kept",
+                     time.time() - self.down_since)
+            self.down_since = 0.0
         self.sent += 1
         return True
+
+    @property
+    def down(self) -> bool:
+        return bool(self.down_since)
+
+    def status(self) -> dict[str, Any]:
+        return {"sent": self.sent, "errors": self.errors, "last_error": self.last_error,
+                "down_since": self.down_since}

@@ -1,10 +1,18 @@
 """Trace construction over anything that can read nodes and edges (the LMDB store).
 
-A finding's *chain* is the line an analyst reads first: the subject's ancestors, the
-subject, then the path to what it went on to do (preferring a descendant that made a
-connection). A *trace* is the wider picture around the trace root: its ancestry, its
-whole subtree (bounded), every connection of those processes and, across peer edges,
-the process at the other end of a local connection.
+A finding's *chain* is the line an analyst reads first: from the trace root (see `roots`)
+down to the subject, then the path to what the subject went on to do (preferring a
+descendant that made a connection), then the nodes the rule referred to that are not on
+that line (role ``ref``).
+
+A *trace view* is what `spyderctl trace` draws. For a trace: the root, a few ancestors above
+it for context, each finding's path from the root to its subject, and the subtree where the
+activity happened: the root's whole subtree when the root is a session, a container or the
+top of the graph; below a long-lived server or service only the subtree of the child that
+led to the findings (one request, one connection), not every request the server ever
+answered. Around each process: its connections (and the process at the other end of a local
+one), the files it wrote or executed, and the third-party alerts it raised. For a process id:
+its ancestry and its subtree.
 """
 
 from __future__ import annotations
@@ -16,8 +24,11 @@ from typing import Any, Protocol
 from spyderd.model import Edge, Node
 
 MAX_TRACE_NODES = 2000
+CONTEXT_ANCESTORS = 3
 PROC_EDGES = ("spawned", "exec")
 CONN_EDGES = ("connect", "accept", "listen")
+FILE_EDGES = ("wrote", "changed", "deleted", "denied")
+WHOLE_SUBTREE_ROOTS = ("session", "container", "top")
 
 
 class GraphReader(Protocol):
@@ -25,20 +36,25 @@ class GraphReader(Protocol):
     def edges(self, node_id: str, direction: str = "out") -> list[Edge]: ...
 
 
-def trace_id_for(root_id: str) -> str:
-    """Stable trace id from the trace root's node id."""
-    return "trc-" + hashlib.sha1(root_id.encode()).hexdigest()[:16]
+def trace_id_for(root_id: str, epoch: int = 0) -> str:
+    """Stable trace id from the root's node id (and the start of a later activity window)."""
+    key = root_id if not epoch else f"{root_id}@{epoch}"
+    return "trc-" + hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def ancestors(g: GraphReader, node: Node, limit: int = 64) -> list[Node]:
-    """Nearest first."""
+def ancestors(g: GraphReader, node: Node, limit: int = 64, stop: str = "") -> list[Node]:
+    """Nearest first; stops after the node whose id is `stop` (the trace root)."""
     out, seen, cur = [], {node.id}, node
+    if node.id == stop:
+        return out
     for _ in range(limit):
         cur = g.node(cur.parent) if cur.parent else None
         if cur is None or cur.id in seen:
             break
         seen.add(cur.id)
         out.append(cur)
+        if cur.id == stop:
+            break
     return out
 
 
@@ -77,9 +93,10 @@ def _collapse(chain: list[Node]) -> list[Node]:
     return out
 
 
-def chain_for(g: GraphReader, subject: Node) -> list[dict[str, Any]]:
-    """Ancestors → subject → path to its most telling descendant, as chain entries."""
-    up = list(reversed(ancestors(g, subject)))
+def chain_for(g: GraphReader, subject: Node, root_id: str | None = None,
+              refs: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Root (or the top, without one) → subject → path to its most telling descendant → refs."""
+    up = list(reversed(ancestors(g, subject, stop=root_id or "")))
     below = descendants(g, subject, limit=500)
     target = None
     talkers = [n for n in below if any(e.kind in ("connect", "accept")
@@ -95,20 +112,32 @@ def chain_for(g: GraphReader, subject: Node) -> list[dict[str, Any]]:
         cur = g.node(cur.parent) if cur.parent else None
     nodes = _collapse(up + [subject] + list(reversed(down)))
     roles = {n.id: "ancestor" for n in up} | {subject.id: "subject"}
-    return [chain_entry(n, roles.get(n.id, "descendant")) for n in nodes]
+    if root_id and up and up[0].id == root_id:
+        roles[root_id] = "root"
+    out = [chain_entry(n, roles.get(n.id, "descendant")) for n in nodes]
+    on_line = {n.id for n in up + [subject] + down}
+    for rid in refs:
+        ref = g.node(rid) if rid not in on_line else None
+        if ref is not None:
+            on_line.add(rid)
+            out.append(chain_entry(ref, "ref"))
+    return out
 
 
 def chain_entry(n: Node, role: str) -> dict[str, Any]:
+    a = n.attrs
     return {
-        "id": n.id, "role": role, "pid": n.pid, "ppid": n.ppid, "name": n.name,
-        "exe": n.attrs.get("exe", ""), "args": n.attrs.get("args", []), "uid": n.uid,
-        "container_id": n.attrs.get("container_id", ""), "start": n.start,
+        "id": n.id, "role": role, "kind": n.kind, "pid": n.pid, "ppid": n.ppid,
+        "name": n.name, "exe": a.get("exe", ""), "args": a.get("args", []), "uid": n.uid,
+        "user": a.get("user", ""), "container_id": a.get("container_id", ""),
+        "container_name": a.get("container_name", ""), "start": n.start,
     }
 
 
 def chain_text(chain: list[dict[str, Any]]) -> str:
-    """`python3[120] > sh[133] > curl[134]`."""
-    return " > ".join(f"{c['name'] or '?'}[{c['pid']}]" for c in chain)
+    """`python3[120] > sh[133] > curl[134]` (nodes the rule referred to off the line left out)."""
+    return " > ".join(f"{c['name'] or '?'}[{c['pid']}]" for c in chain
+                      if c.get("role") != "ref")
 
 
 @dataclass
@@ -121,17 +150,38 @@ class TraceView:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[Edge] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+
+    def add(self, n: Node, role: str = "") -> None:
+        if n.id not in self.nodes:
+            if len(self.nodes) >= MAX_TRACE_NODES:
+                self.truncated = True
+                return
+            self.nodes[n.id] = n
+        if role and (n.id not in self.roles or _ROLE_RANK[role] < _ROLE_RANK[self.roles[n.id]]):
+            self.roles[n.id] = role
 
     def to_dict(self) -> dict[str, Any]:
+        nodes = []
+        for n in sorted(self.nodes.values(), key=lambda n: (n.start, n.id)):
+            d = node_json(n)
+            d["role"] = self.roles.get(n.id, "")
+            nodes.append(d)
         return {
             "id": self.id,
             "kind": self.kind,
             "root": self.root,
-            "nodes": [node_json(n) for n in sorted(self.nodes.values(),
-                                                   key=lambda n: (n.start, n.id))],
+            **self.summary,
+            "truncated": self.truncated,
+            "nodes": nodes,
             "edges": [e.to_dict() for e in self.edges],
             "findings": self.findings,
         }
+
+
+_ROLE_RANK = {"root": 0, "subject": 1, "ref": 2, "ancestor": 3, "context": 4, "": 5}
 
 
 def node_json(n: Node) -> dict[str, Any]:
@@ -144,8 +194,8 @@ def node_json(n: Node) -> dict[str, Any]:
     return d
 
 
-def resolve(store, ident: str) -> tuple[str, str, list[dict[str, Any]]]:
-    """Map a finding, trace or process id to (trace id, root node id, findings)."""
+def resolve(store, ident: str) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]]]:
+    """Map a finding, trace or process id to (id, trace record or None, findings)."""
     if ident.startswith("fnd-"):
         f = store.finding(ident)
         if f is None:
@@ -156,30 +206,115 @@ def resolve(store, ident: str) -> tuple[str, str, list[dict[str, Any]]]:
         if tr is None:
             raise KeyError(f"no trace {ident}")
         fs = [f.to_dict() for f in (store.finding(x) for x in tr["findings"]) if f]
-        return ident, tr["root"], fs
+        return ident, tr, fs
     if store.node(ident) is None:
         raise KeyError(f"no node {ident}")
     fs = [f.to_dict() for f in store.findings() if f.process_id == ident]
-    return ident, ident, fs
+    return ident, None, fs
 
 
 def build_trace(store, ident: str) -> TraceView:
     """The trace view for a finding, trace or process id (KeyError if unknown)."""
-    tid, root_id, findings = resolve(store, ident)
+    tid, record, findings = resolve(store, ident)
+    root_id = record["root"] if record else tid
     root = store.node(root_id)
     if root is None:
         raise KeyError(f"trace root {root_id} is not in the store")
-    kind = "trace" if tid.startswith("trc-") else "process"
-    view = TraceView(id=tid, kind=kind, root=root_id, findings=findings)
-    procs = list(reversed(ancestors(store, root))) + [root] + descendants(store, root)
-    for f in findings:  # subjects outside the subtree still belong to the trace
+    view = TraceView(id=tid, kind="trace" if record else "process", root=root_id,
+                     findings=findings)
+    if record:
+        view.summary = summary_fields(record)
+        _trace_processes(store, view, root, record, findings)
+    else:
+        _process_neighbourhood(store, view, root)
+    for n in [n for n in view.nodes.values() if n.kind == "process"]:
+        _add_surroundings(store, view, n)
+    _collect_edges(store, view)
+    return view
+
+
+def summary_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The trace record's fields shown next to the graph (score, rules, counts, ...)."""
+    keys = ("root_kind", "trigger", "score", "threshold", "rules", "counts", "users",
+            "containers", "machines", "first", "last", "suppressed")
+    return {k: record[k] for k in keys if k in record}
+
+
+def _process_neighbourhood(store, view: TraceView, proc: Node) -> None:
+    for a in reversed(ancestors(store, proc)):
+        view.add(a, "ancestor")
+    view.add(proc, "subject")
+    for d in descendants(store, proc):
+        view.add(d)
+
+
+def _trace_processes(store, view: TraceView, root: Node, record: dict[str, Any],
+                     findings: list[dict[str, Any]]) -> None:
+    for a in reversed(ancestors(store, root, limit=CONTEXT_ANCESTORS)):
+        view.add(a, "context")
+    view.add(root, "root")
+    whole = record.get("root_kind") in WHOLE_SUBTREE_ROOTS
+    subtrees: list[Node] = [root] if whole else []
+    for f in findings:
         subj = store.node(f["process_id"])
-        if subj is not None:
-            procs += [subj] + ancestors(store, subj)
-    for n in procs:
-        view.nodes[n.id] = n
-    for n in list(view.nodes.values()):
-        _add_connections(store, view, n)
+        if subj is None:
+            continue
+        path = list(reversed(ancestors(store, subj, stop=root.id)))
+        if path and path[0].id != root.id:
+            path = path[-8:]  # the subject moved out of the root's tree: show its parents
+        for n in path:
+            view.add(n, "ancestor")
+        view.add(subj, "subject")
+        entry = path[1] if len(path) > 1 and path[0].id == root.id else subj
+        if not whole and all(s.id != entry.id for s in subtrees):
+            subtrees.append(entry)
+        for rid in f.get("refs") or []:
+            ref = store.node(rid)
+            if ref is not None:
+                view.add(ref, "ref")
+    for top in subtrees:
+        for d in descendants(store, top):
+            view.add(d)
+
+
+def _add_surroundings(store, view: TraceView, proc: Node) -> None:
+    """A process's connections (and the process behind a local peer), files and alerts."""
+    for e in store.edges(proc.id, "out"):
+        if e.kind in CONN_EDGES:
+            conn = store.node(e.dst)
+            if conn is not None:
+                view.add(conn)
+                _add_peer(store, view, conn)
+        elif e.kind in FILE_EDGES or e.kind == "alerted":
+            other = store.node(e.dst)
+            if other is not None:
+                view.add(other)
+    for e in store.edges(proc.id, "in"):
+        if e.kind == "executed-file":
+            f = store.node(e.src)
+            if f is not None:
+                view.add(f)
+                writer = store.node(f.attrs.get("writer", ""))
+                if writer is not None:
+                    view.add(writer, "ref")
+
+
+def _add_peer(store, view: TraceView, conn: Node) -> None:
+    for pe in store.edges(conn.id, "out"):
+        if pe.kind != "peer":
+            continue
+        other = store.node(pe.dst)
+        if other is None:
+            continue
+        view.add(other)
+        owner = store.node(other.attrs.get("process_id", ""))
+        if owner is not None and owner.id not in view.nodes:
+            view.add(owner, "ref")
+            for a in ancestors(store, owner, limit=CONTEXT_ANCESTORS):
+                view.add(a, "context")
+
+
+def _collect_edges(store, view: TraceView) -> None:
     ids = set(view.nodes)
     seen = set()
     for nid in ids:
@@ -189,29 +324,22 @@ def build_trace(store, ident: str) -> TraceView:
                 seen.add(key)
                 view.edges.append(e)
     view.edges.sort(key=lambda e: e.time)
-    return view
 
 
-def _add_connections(store, view: TraceView, proc: Node) -> None:
-    """A process's connections, and the process behind each local peer."""
-    if proc.kind != "process":
-        return
-    for e in store.edges(proc.id, "out"):
-        if e.kind not in CONN_EDGES or len(view.nodes) >= MAX_TRACE_NODES:
-            continue
-        conn = store.node(e.dst)
-        if conn is None:
-            continue
-        view.nodes[conn.id] = conn
-        for pe in store.edges(conn.id, "out"):
-            if pe.kind != "peer":
-                continue
-            other = store.node(pe.dst)
-            if other is None:
-                continue
-            view.nodes[other.id] = other
-            owner = store.node(other.attrs.get("process_id", ""))
-            if owner is not None and owner.id not in view.nodes:
-                view.nodes[owner.id] = owner
-                for a in ancestors(store, owner):
-                    view.nodes.setdefault(a.id, a)
+def view_counts(view: TraceView) -> dict[str, Any]:
+    """Counts, users, containers and machines of a view (for trace records and journald)."""
+    procs = [n for n in view.nodes.values()
+             if n.kind == "process" and view.roles.get(n.id) != "context"]
+    return {
+        "counts": {
+            "processes": len(procs),
+            "connections": sum(1 for n in view.nodes.values() if n.kind == "connection"),
+            "files": sum(1 for n in view.nodes.values() if n.kind == "file"),
+            "alerts": sum(1 for n in view.nodes.values() if n.kind == "alert"),
+        },
+        "users": sorted({str(n.attrs.get("user") or n.uid) for n in procs}),
+        "containers": sorted({n.attrs.get("container_id") for n in procs
+                              if n.attrs.get("container_id")}),
+        "machines": sorted({n.attrs.get("machine_id") for n in view.nodes.values()
+                            if n.attrs.get("machine_id")}),
+    }

@@ -1,0 +1,207 @@
+"""From rule matches to what analysts read: findings, folded, suppressed, grouped into traces.
+
+The daemon hands every `Match` to `Findings.new`; `Findings.send_due` runs once per loop
+turn. The path of one match:
+
+1. **suppression**: a policy that matches (rule, ancestry, container image, user) marks the
+   finding; it is stored, weighs nothing in its trace and is not sent (see
+   `traces.suppress`);
+2. **folding**: a repeat of the same rule on the same program and arguments within
+   `findings.fold_window` seconds only raises the earlier finding's count;
+3. **trace**: the subject's causal root picks the trace (see `traces.roots`), whose score
+   and counts are updated (see `traces.tracker`);
+4. **settle**: `findings.settle` seconds later the finding's chain is cut from the store
+   (so it includes what the subject did next) and the finding goes to every sink; a trace
+   whose score reached `findings.trace_threshold` goes out `findings.trace_settle` seconds
+   after it did (again when it grows).
+
+Nothing is lost when a sink is down: an item stays pending (and `sent` stays false in the
+store), the sink is probed again every `RETRY_S` seconds, and the backlog goes out in order
+when it answers. Findings stored but unsent when the daemon stopped are sent at the next
+start; so are traces owed to a sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from spyderd.model import Event, Finding, Node, event_to_dict
+from spyderd.sinks import Sink
+from spyderd.traces.build import build_trace, chain_for, view_counts
+from spyderd.traces.fold import Folder
+from spyderd.traces.roots import find_root
+from spyderd.traces.suppress import Suppressions
+from spyderd.traces.tracker import TraceTracker
+
+log = logging.getLogger("spyderd.findings")
+RETRY_S = 2.0
+
+Publish = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Pending:
+    due: float
+    finding: Finding
+    published: bool = False
+
+
+@dataclass
+class Findings:
+    """Findings and traces between the rules and the sinks (owned by the daemon)."""
+
+    graph: Any  # spyderd.graph.Graph: live ancestry, batches to the store
+    store: Any  # spyderd.graph.Store: chains and trace views after a flush
+    sinks: list[Sink]
+    tracker: TraceTracker
+    folder: Folder
+    suppressions: Suppressions = field(default_factory=Suppressions)
+    settle: float = 1.0
+    publish: Publish | None = None
+    pending: list[Pending] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=lambda: {
+        "findings": 0, "folded": 0, "suppressed": 0, "sent": 0, "traces_sent": 0})
+    retry_at: float = 0.0
+
+    # -- intake ----------------------------------------------------------------------------
+
+    def new(self, ev: Event, node: Node, m: Any, now: float | None = None) -> Finding:
+        """A rule matched `ev` on `node` (`m` is a `spyderd.rules.Match`)."""
+        now = time.monotonic() if now is None else now
+        rule = m.rule
+        line = list(self.graph.ancestors(node))
+        policy = self.suppressions.match(rule.name, node, line)
+        if policy is None:
+            earlier = self.folder.fold(rule.name, node, ev.time)
+            if earlier is not None:
+                self.counters["folded"] += 1
+                tr = self.tracker.touch(earlier.trace_id, ev.time)
+                self.graph.add_finding(earlier, tr)
+                return earlier
+        f = Finding(
+            id="fnd-" + uuid.uuid4().hex[:20], rule=rule.name, severity=rule.severity,
+            priority=rule.priority, message=m.output, time=ev.time, process_id=node.id,
+            trace_id="", root_id="", event=event_to_dict(ev), tags=list(rule.tags),
+            message_id=rule.message_id, refs=[r.id for r in m.refs], last_time=ev.time,
+            suppressed=policy.name if policy else "")
+        tr = self.tracker.add(f, find_root(self.graph, node), now)
+        self.graph.add_finding(f, tr)
+        self.counters["findings"] += 1
+        if policy is not None:
+            self.counters["suppressed"] += 1
+            log.info("finding %s (%s) suppressed by policy '%s'", f.id, f.rule, policy.name)
+            return f
+        self.folder.remember(f, node)
+        self.pending.append(Pending(now + self.settle, f))
+        return f
+
+    def resend_unsent(self) -> int:
+        """After a start: stored findings not yet delivered, and traces owed to a sink."""
+        n = 0
+        for f in self.store.findings():
+            if not f.sent and not f.suppressed:
+                self.pending.append(Pending(0.0, f, published=True))
+                n += 1
+        restored = self.tracker.restore(list(self.store.traces()), time.time_ns(),
+                                        time.monotonic())
+        if n or restored:
+            log.info("%d unsent findings to send, %d active traces restored", n, restored)
+        return n
+
+    # -- output ----------------------------------------------------------------------------
+
+    def send_due(self, now: float) -> None:
+        """Chain and send findings whose settle window ended; then traces that are due."""
+        due = [p for p in self.pending if p.due <= now]
+        traces = self.tracker.due(now)
+        if not due and not traces:
+            return
+        if now < self.retry_at:
+            return
+        self.graph.flush()
+        for p in due:
+            if not self._deliver_finding(p, now):
+                break
+        for tr in traces:
+            if not self._deliver_trace(tr, now):
+                break
+        self.graph.flush()
+        self.folder.expire(time.time_ns())
+        self.tracker.forget_idle(time.time_ns())
+
+    def _deliver_finding(self, p: Pending, now: float) -> bool:
+        f = p.finding
+        if not f.chain:
+            subject = self.store.node(f.process_id)
+            if subject is not None:
+                f.chain = chain_for(self.store, subject, f.root_id or None, f.refs)
+        if not p.published and self.publish is not None:
+            p.published = True
+            self.publish("findings", f.to_dict())
+        ok = True
+        for sink in self.sinks:
+            if sink.name in f.delivered:
+                continue
+            if sink.send(f):
+                f.delivered.append(sink.name)
+            else:
+                ok = False
+        if ok:
+            f.sent = True
+            self.pending.remove(p)
+            self.counters["sent"] += 1
+        else:
+            p.due = now + RETRY_S
+            self.retry_at = now + RETRY_S
+        self.graph.add_finding(f)
+        return ok
+
+    def _deliver_trace(self, tr: dict[str, Any], now: float) -> bool:
+        try:
+            tr.update(view_counts(build_trace(self.store, tr["id"])))
+        except KeyError as exc:  # root pruned or not yet stored: send what we know
+            log.debug("trace %s: no view (%s)", tr["id"], exc)
+        ok = True
+        for sink in self.sinks:
+            if tr["emitted"].get(sink.name, 0) >= tr["score"]:
+                continue
+            if sink.send_trace(tr):
+                self.tracker.emitted(tr, sink.name)
+            else:
+                ok = False
+        if ok:
+            self.counters["traces_sent"] += 1
+            if self.publish is not None:
+                self.publish("traces", tr)
+        else:
+            self.tracker.retry_later(tr, now + RETRY_S)
+            self.retry_at = now + RETRY_S
+        self.store.write_batch([], [], [], [], {tr["id"]: tr})
+        return ok
+
+    def flush_all(self) -> None:
+        """At shutdown: try everything pending now rather than hold it across a stop."""
+        self.retry_at = 0.0
+        far = time.monotonic() + 3600
+        for p in self.pending:
+            p.due = 0.0
+        for tid in list(self.tracker.due_at):
+            self.tracker.due_at[tid] = 0.0
+        self.send_due(far)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **self.counters,
+            "pending": len(self.pending),
+            "traces_active": len(self.tracker.traces),
+            "traces_due": len(self.tracker.due_at),
+            "trace_threshold": self.tracker.threshold,
+            "sinks": {s.name: s.status() for s in self.sinks},
+            "suppressions": {"policies": len(self.suppressions.policies),
+                             "hits": dict(self.suppressions.hits)},
+        }
