@@ -1,10 +1,20 @@
-/* TCP: connect (with its result), accept (addresses read from the accepted socket), listen. */
+/* Network: TCP connect (with its result), accept, listen (all with the socket's netns),
+ * bind (TCP/UDP), UDP destinations (sendto/sendmsg/sendmmsg with an address, connect on a
+ * UDP socket), Unix-socket connects (path from the sockaddr_un).
+ *
+ * UDP repeats (same process, same destination within UDP_REPEAT_NS) are folded in the
+ * kernel and counted (C_UDP_REPEATS); capture.udp_ports limits UDP to some ports. */
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 #define PROTO_TCP 6
+#define AF_UNIX_ 1
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define SOCK_STREAM_ 1
+#define SOCK_DGRAM_ 2
 
 struct conn_rec {
     struct hdr h;
@@ -13,10 +23,32 @@ struct conn_rec {
     u16 rport;
     u16 pad;
     s32 result;
-    u32 pad2;
+    u32 netns;
     u8 laddr[16];
     u8 raddr[16];
 };
+
+static __always_inline u32 netns_of(u64 sk) {
+    return read_u32(read_ptr(sk, OFF_SKC_NET), OFF_NET_NS_INUM);
+}
+
+/* The socket behind a descriptor of the current task: files->fdt->fd[fd]->private_data. */
+static __always_inline u64 socket_of_fd(u64 fd) {
+    u64 task = bpf_get_current_task();
+    u64 fdt = read_ptr(read_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
+    u32 max = read_u32(fdt, OFF_FDT_MAX_FDS);
+    if (fd >= max)
+        return 0;
+    u64 file = read_ptr(read_ptr(fdt, OFF_FDT_FD), fd * 8);
+    return read_ptr(file, OFF_FILE_PRIVATE_DATA);
+}
+
+static __always_inline u16 socket_type(u64 sock) {
+    u16 t = 0;
+    if (sock)
+        bpf_probe_read_kernel(&t, sizeof(t), (void *)(sock + OFF_SOCKET_TYPE));
+    return t;
+}
 
 /* Who started a connect: the SYN_SENT transition runs in the caller's context,
  * the outcome later in softirq, so the caller is remembered by socket address. */
@@ -25,7 +57,7 @@ BPF_TABLE("lru_hash", u64, struct hdr, connecting, 16384);
 static __always_inline void copy_addrs(struct conn_rec *r, u16 family,
                                        const u8 *s4, const u8 *d4,
                                        const u8 *s6, const u8 *d6) {
-    if (family == 2) {
+    if (family == AF_INET_) {
         bpf_probe_read_kernel(r->laddr, 4, s4);
         bpf_probe_read_kernel(r->raddr, 4, d4);
     } else {
@@ -41,9 +73,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
     int o = args->oldstate, n = args->newstate;
     if (o == TCP_CLOSE && n == TCP_SYN_SENT) {
         struct hdr h = {};
-        fill_hdr(&h, K_CONNECT);
-        if (is_self(h.pid))
+        if (is_self(bpf_get_current_pid_tgid() >> 32))
             return 0;
+        fill_hdr(&h, K_CONNECT);
         connecting.update(&sk, &h);
         return 0;
     }
@@ -63,7 +95,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         r->lport = args->sport;
         r->rport = args->dport;
         r->pad = 0;
-        r->pad2 = 0;
+        r->netns = netns_of(sk);
         if (n == TCP_ESTABLISHED) {
             r->result = 0;
         } else {
@@ -90,7 +122,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         r->lport = args->sport;
         r->rport = 0;
         r->pad = 0;
-        r->pad2 = 0;
+        r->netns = netns_of(sk);
         r->result = 0;
         __builtin_memset(r->laddr, 0, 16);
         __builtin_memset(r->raddr, 0, 16);
@@ -107,17 +139,12 @@ static __always_inline int on_accept_exit(long ret) {
     u64 pt = bpf_get_current_pid_tgid();
     if (is_self(pt >> 32))
         return 0;
-    u64 task = bpf_get_current_task();
-    u64 fdt = read_ptr(read_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
-    u64 fdarr = read_ptr(fdt, OFF_FDT_FD);
-    u64 file = read_ptr(fdarr, (u64)ret * 8);
-    u64 sock = read_ptr(file, OFF_FILE_PRIVATE_DATA);
-    u64 sk = read_ptr(sock, OFF_SOCKET_SK);
+    u64 sk = read_ptr(socket_of_fd((u64)ret), OFF_SOCKET_SK);
     if (!sk)
         return 0;
     u16 family = 0;
     bpf_probe_read_kernel(&family, sizeof(family), (void *)(sk + OFF_SKC_FAMILY));
-    if (family != 2 && family != 10)
+    if (family != AF_INET_ && family != AF_INET6_)
         return 0;
     struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
     if (!r) {
@@ -132,11 +159,11 @@ static __always_inline int on_accept_exit(long ret) {
     r->lport = lport;
     r->rport = (rport >> 8) | (rport << 8);
     r->pad = 0;
-    r->pad2 = 0;
+    r->netns = netns_of(sk);
     r->result = 0;
     __builtin_memset(r->laddr, 0, 16);
     __builtin_memset(r->raddr, 0, 16);
-    if (family == 2) {
+    if (family == AF_INET_) {
         bpf_probe_read_kernel(r->laddr, 4, (void *)(sk + OFF_SKC_RCV_SADDR));
         bpf_probe_read_kernel(r->raddr, 4, (void *)(sk + OFF_SKC_DADDR));
     } else {
@@ -153,4 +180,232 @@ TRACEPOINT_PROBE(syscalls, sys_exit_accept) {
 
 TRACEPOINT_PROBE(syscalls, sys_exit_accept4) {
     return on_accept_exit(args->ret);
+}
+
+/* ---- bind, UDP destinations, Unix connects: read the sockaddr at entry, send at exit ---- */
+
+struct addr_rec {          /* K_BIND and K_UDP */
+    struct hdr h;
+    u16 family;
+    u16 port;
+    u16 type;              /* SOCK_STREAM / SOCK_DGRAM */
+    u16 call;              /* UDP: 0 sendto, 1 sendmsg, 2 connect, 3 sendmmsg */
+    s32 result;
+    u32 netns;
+    u8 addr[16];
+    u64 sk;                /* bind: the socket, for the port an ephemeral bind got; 0 out */
+};
+
+#define UNIX_PATH 108
+struct unix_rec {
+    struct hdr h;
+    s32 result;
+    u32 len;               /* bytes of path (abstract names start with a NUL) */
+    char path[128];        /* sun_path is 108 bytes; the rest keeps the verifier's bound */
+};
+
+BPF_TABLE("lru_hash", u32, struct addr_rec, addr_pending, 4096);
+BPF_TABLE("lru_hash", u32, struct unix_rec, unix_pending, 1024);
+BPF_PERCPU_ARRAY(unix_scratch, struct unix_rec, 1);
+
+struct udp_key {
+    u32 tgid;
+    u16 port;
+    u16 family;
+    u8 addr[16];
+};
+BPF_TABLE("lru_hash", struct udp_key, u64, udp_seen, 8192);
+BPF_HASH(udp_port_filter, u16, u8, 256);
+
+/* sockaddr_in / sockaddr_in6 from user memory: family, port (host order), address. */
+static __always_inline int read_inet(struct addr_rec *r, const void *uaddr) {
+    u16 fam = 0, port = 0;
+    if (!uaddr || bpf_probe_read_user(&fam, 2, uaddr))
+        return -1;
+    if (fam != AF_INET_ && fam != AF_INET6_)
+        return -1;
+    bpf_probe_read_user(&port, 2, (u8 *)uaddr + 2);
+    r->family = fam;
+    r->port = (port >> 8) | (port << 8);
+    __builtin_memset(r->addr, 0, 16);
+    if (fam == AF_INET_)
+        bpf_probe_read_user(r->addr, 4, (u8 *)uaddr + 4);
+    else
+        bpf_probe_read_user(r->addr, 16, (u8 *)uaddr + 8);
+    return 0;
+}
+
+static __always_inline void stash(struct addr_rec *r, u32 kind) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    fill_hdr(&r->h, kind);
+    r->result = 0;
+    addr_pending.update(&tid, r);
+}
+
+/* A UDP destination worth sending: port filter, then repeats folded per process. */
+static __always_inline int udp_wanted(struct addr_rec *r) {
+#ifdef FILTER_UDP_PORTS
+    u16 port = r->port;
+    if (!udp_port_filter.lookup(&port))
+        return 0;
+#endif
+#if UDP_REPEAT_NS
+    struct udp_key k = {};
+    k.tgid = bpf_get_current_pid_tgid() >> 32;
+    k.port = r->port;
+    k.family = r->family;
+    __builtin_memcpy(k.addr, r->addr, 16);
+    u64 now = bpf_ktime_get_boot_ns();
+    u64 *last = udp_seen.lookup(&k);
+    if (last && now - *last < UDP_REPEAT_NS) {
+        count_event(C_UDP_REPEATS);
+        return 0;
+    }
+    udp_seen.update(&k, &now);
+#endif
+    return 1;
+}
+
+static __always_inline int udp_enter(u64 fd, const void *uaddr, u16 call) {
+    if (!uaddr || is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct addr_rec r = {};
+    if (read_inet(&r, uaddr))
+        return 0;
+    u64 sock = socket_of_fd(fd);
+    r.type = socket_type(sock);
+    if (r.type != SOCK_DGRAM_)
+        return 0;
+    r.call = call;
+    if (!udp_wanted(&r))
+        return 0;
+    r.netns = netns_of(read_ptr(sock, OFF_SOCKET_SK));
+    stash(&r, K_UDP);
+    return 0;
+}
+
+static __always_inline int addr_exit(long ret) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct addr_rec *p = addr_pending.lookup(&tid);
+    if (!p)
+        return 0;
+    struct addr_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) {
+        count_loss(p->h.kind);
+        addr_pending.delete(&tid);
+        return 0;
+    }
+    __builtin_memcpy(r, p, sizeof(*r));
+    r->result = ret < 0 ? ret : 0;
+    if (r->h.kind == K_BIND && ret == 0 && r->port == 0 && r->sk) {
+        u16 port = 0;
+        bpf_probe_read_kernel(&port, 2, (void *)(r->sk + OFF_SKC_NUM));
+        r->port = port;
+    }
+    r->sk = 0;
+    events.ringbuf_submit(r, 0);
+    addr_pending.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_bind) {
+    if (is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct addr_rec r = {};
+    if (read_inet(&r, args->umyaddr))
+        return 0;
+    u64 sock = socket_of_fd(args->fd);
+    r.type = socket_type(sock);
+    if (r.type != SOCK_STREAM_ && r.type != SOCK_DGRAM_)
+        return 0;
+    r.call = 0;
+    r.sk = read_ptr(sock, OFF_SOCKET_SK);
+    r.netns = netns_of(r.sk);
+    stash(&r, K_BIND);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_bind) {
+    return addr_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
+    return udp_enter(args->fd, args->addr, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_sendto) {
+    return addr_exit(args->ret);
+}
+
+/* struct user_msghdr starts with void *msg_name (NULL on a connected socket). */
+static __always_inline int msg_enter(u64 fd, const void *msg, u16 call) {
+    void *name = NULL;
+    if (!msg || bpf_probe_read_user(&name, sizeof(name), msg))
+        return 0;
+    return udp_enter(fd, name, call);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
+    return msg_enter(args->fd, args->msg, 1);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) {
+    return addr_exit(args->ret);
+}
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_SENDMMSG) && defined(HAVE_SYSCALLS_SYS_EXIT_SENDMMSG)
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
+    return msg_enter(args->fd, args->mmsg, 3); /* the first message's destination */
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg) {
+    return addr_exit(args->ret);
+}
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
+    const void *ua = args->uservaddr;
+    u16 fam = 0;
+    if (!ua || bpf_probe_read_user(&fam, 2, ua))
+        return 0;
+    if (fam == AF_UNIX_) {
+        if (is_self(bpf_get_current_pid_tgid() >> 32))
+            return 0;
+        u32 zero = 0, tid = (u32)bpf_get_current_pid_tgid();
+        struct unix_rec *r = unix_scratch.lookup(&zero);
+        if (!r)
+            return 0;
+        long alen = args->addrlen;
+        if (alen <= 2)
+            return 0;
+        u32 len = alen - 2 > UNIX_PATH ? UNIX_PATH : (u32)(alen - 2);
+        __builtin_memset(r->path, 0, sizeof(r->path));
+        bpf_probe_read_user(r->path, len & 127, (u8 *)ua + 2);
+        r->len = len;
+        fill_hdr(&r->h, K_UNIX_CONNECT);
+        r->result = 0;
+        unix_pending.update(&tid, r);
+        return 0;
+    }
+    if (fam == AF_INET_ || fam == AF_INET6_)
+        return udp_enter(args->fd, ua, 2); /* TCP connects come from inet_sock_set_state */
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct unix_rec *p = unix_pending.lookup(&tid);
+    if (!p)
+        return addr_exit(args->ret);
+    struct unix_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) {
+        count_loss(K_UNIX_CONNECT);
+        unix_pending.delete(&tid);
+        return 0;
+    }
+    __builtin_memcpy(r, p, sizeof(*r));
+    r->result = args->ret;
+    events.ringbuf_submit(r, 0);
+    unix_pending.delete(&tid);
+    return 0;
 }

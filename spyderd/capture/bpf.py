@@ -1,6 +1,15 @@
-"""bcc loader: picks the probes this kernel can attach, compiles them with BTF offsets, polls.
+"""bcc loader: picks the hooks this kernel has, compiles the probes with BTF offsets, polls.
 
 bcc stays inside this module; everything above it receives typed `Event`s.
+
+Robustness rules:
+- a hook is checked before compiling; a missing hook that the source guards with its
+  `HAVE_*` macro is reported per hook while the rest of the probe runs, a missing
+  unguarded hook makes only that probe unavailable;
+- if the combined program does not compile or attach, each probe is tried alone and the
+  ones that fail are reported `failed` while the others run;
+- after attach a forked child triggers one cheap event per probe (the self-test), so
+  `spyderctl status` says which probes really deliver.
 """
 
 from __future__ import annotations
@@ -12,16 +21,18 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spyderd.capture.btf import BTF, kernel_offsets
-from spyderd.capture.records import KIND_NAMES
+from spyderd.capture.records import COUNTER_NAMES, KIND_NAMES
 from spyderd.capture.registry import DecodeContext, Probe, probes
-from spyderd.errors import CaptureError
+from spyderd.errors import CaptureError, SpyderError
 from spyderd.model import Event
 
 log = logging.getLogger("spyderd.capture")
 TRACEFS = Path("/sys/kernel/tracing")
 _KIND = struct.Struct("<I")
+SELFTEST_TIMEOUT = 3.0
 
 
 @dataclass(slots=True)
@@ -32,6 +43,39 @@ class ProbeStatus:
     state: str  # "attached" | "unavailable" | "failed"
     reason: str = ""
     hooks: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # hooks absent on this kernel
+    selftest: str = ""  # "" (none) | "ok" | "failed: ..."
+    note: str = ""
+
+    def text(self) -> str:
+        """One line: `attached, self-test ok`, `unavailable: <reason>`, ..."""
+        if self.state != "attached":
+            return f"{self.state}: {self.reason}" if self.reason else self.state
+        out = "attached"
+        if self.selftest:
+            out += f", self-test {self.selftest}"
+        if self.missing:
+            out += "; hooks unavailable: " + ", ".join(hook_labels(self.missing))
+        if self.note:
+            out += f" ({self.note})"
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "hooks": self.hooks,
+                "missing": self.missing, "selftest": self.selftest, "note": self.note,
+                "text": self.text()}
+
+
+def hook_labels(names: list[str]) -> list[str]:
+    """`syscalls:sys_enter_X` and `syscalls:sys_exit_X` shown once, as `X()`."""
+    out: list[str] = []
+    for n in names:
+        cat, _, tp = n.partition(":")
+        if cat == "syscalls":
+            n = tp.removeprefix("sys_enter_").removeprefix("sys_exit_") + "()"
+        if n not in out:
+            out.append(n)
+    return out
 
 
 def boot_to_wall_ns() -> int:
@@ -55,50 +99,53 @@ def probes_dir() -> Path:
     return Path("/usr/share/spyderd/probes")
 
 
+def _comm_key(name: str) -> bytes:
+    return name.encode()[:15].ljust(16, b"\0")
+
+
 class Capture:
     """Compiles and attaches the available probes; `poll()` returns decoded events."""
 
     def __init__(self, *, ring_pages: int = 256, max_args: int = 32, arg_bytes: int = 2048,
-                 ignore_tgid: int = 0, source_dir: Path | None = None) -> None:
+                 ignore_tgid: int = 0, source_dir: Path | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         self.ring_pages = ring_pages
         self.max_args = max_args
         self.arg_bytes = 1 << max(8, (arg_bytes - 1).bit_length())  # power of two
         self.ignore_tgid = ignore_tgid
+        self.options: dict[str, Any] = dict(options or {})
         self.source_dir = source_dir or probes_dir()
         self.status: dict[str, ProbeStatus] = {}
         self.decode_errors: dict[str, int] = {}
+        self.filtered: dict[str, int] = {}  # records a decoder dropped (user-space filter)
         self.received: dict[str, int] = {}
         self._decoders: dict[int, tuple[str, object]] = {}
         self._ctx = DecodeContext(boot_to_wall=boot_to_wall_ns())
         self._out: list[Event] = []
         self._bpf = None
+        self._chosen: list[Probe] = []
+
+    # -- start -----------------------------------------------------------------------------
 
     def start(self) -> dict[str, ProbeStatus]:
-        """Select, compile and attach; raises CaptureError only when nothing can run."""
-        from bcc import BPF  # imported here so replay and tests run without bcc
-
+        """Select, compile, attach and self-test; raises CaptureError only when nothing runs."""
         btf = BTF.load()
-        chosen, cflags = self._select(probes(), btf)
+        chosen, cflags, texts = self._select(probes(), btf)
         if not chosen:
             raise CaptureError("no probe can attach on this kernel: " + "; ".join(
                 f"{s.name}: {s.reason}" for s in self.status.values()))
-        text = (self.source_dir / "common.h").read_text()
+        chosen = self._compile(chosen, cflags, texts)
+        self._chosen = chosen
         for p in chosen:
-            text += f"\n/* ---- {p.source} ---- */\n" + (self.source_dir / p.source).read_text()
-        try:
-            self._bpf = BPF(text=text, cflags=cflags)
-        except Exception as exc:  # bcc raises bare Exception on compile/attach failure
-            for p in chosen:
-                self.status[p.name] = ProbeStatus(p.name, "failed", str(exc))
-            raise CaptureError(f"BPF compile/attach failed: {exc}") from exc
-        for p in chosen:
-            self.status[p.name] = ProbeStatus(p.name, "attached",
-                                              hooks=[a.name for a in p.attach])
             self._decoders.update(p.decoders)
+        self._fill_maps(chosen)
+        self._setup(chosen)
         self._bpf["events"].open_ring_buffer(self._on_record)
+        if self.options.get("self_test", True):
+            self.self_test()
         return self.status
 
-    def _select(self, candidates: list[Probe], btf: BTF) -> tuple[list[Probe], list[str]]:
+    def _base_cflags(self) -> list[str]:
         cflags = [
             f"-DRINGBUF_PAGES={self.ring_pages}",
             f"-DMAX_ARGS={self.max_args}",
@@ -106,22 +153,166 @@ class Capture:
             f"-DIGNORE_TGID={self.ignore_tgid}",
             "-Wno-macro-redefined",
         ]
+        if self.options.get("ignore_comms"):
+            cflags.append("-DHAVE_IGNORE_COMMS=1")
         fmt = TRACEFS / "events/sched/sched_process_exit/format"
         if fmt.exists() and "group_dead" in fmt.read_text():
             cflags.append("-DHAVE_GROUP_DEAD=1")
+        return cflags
+
+    def _select(self, candidates: list[Probe], btf: BTF
+                ) -> tuple[list[Probe], list[str], dict[str, str]]:
+        """Per probe: which hooks exist, which fields BTF has; the cflags for the rest."""
+        cflags = self._base_cflags()
         chosen: list[Probe] = []
+        texts: dict[str, str] = {}
         for p in candidates:
-            missing = [a.name for a in p.attach if not tracepoint_exists(a.name)]
-            found, absent = kernel_offsets(btf, p.offsets)
-            if missing or absent:
-                why = ("missing hooks: " + ", ".join(missing)) if missing else (
-                    "missing kernel fields: " + "; ".join(absent.values()))
-                self.status[p.name] = ProbeStatus(p.name, "unavailable", why)
-                log.warning("probe %s unavailable: %s", p.name, why)
+            try:
+                text = (self.source_dir / p.source).read_text()
+            except OSError as exc:
+                self._unavailable(p, f"source {p.source}: {exc.strerror}")
                 continue
-            cflags += [f"-D{k}={v}" for k, v in found.items()]
+            present = [a for a in p.attach if tracepoint_exists(a.name)]
+            missing = [a for a in p.attach if a not in present]
+            required = [a.name for a in missing if a.guard not in text]
+            found, absent = kernel_offsets(btf, p.offsets)
+            if required or absent or not present:
+                why = ("missing hooks: " + ", ".join(required)) if required else (
+                    "missing kernel fields: " + "; ".join(absent.values())) if absent else (
+                    "none of its hooks exist")
+                self._unavailable(p, why)
+                continue
+            opt, _ = kernel_offsets(btf, p.optional_offsets)
+            missing_names = frozenset(a.name for a in missing)
+            extra, note = p.configure(self.options, missing_names) if p.configure else ([], "")
+            cflags += [f"-D{a.guard}=1" for a in present]
+            cflags += [f"-D{k}={v}" for k, v in {**found, **opt}.items()]
+            cflags += extra
+            texts[p.name] = text
             chosen.append(p)
-        return chosen, sorted(set(cflags))
+            self.status[p.name] = ProbeStatus(
+                p.name, "attached", hooks=[a.name for a in present],
+                missing=sorted(missing_names), note=note)
+            if missing:
+                log.warning("probe %s: hooks unavailable on this kernel: %s%s", p.name,
+                            ", ".join(hook_labels(sorted(missing_names))),
+                            f" ({note})" if note else "")
+        return chosen, sorted(set(cflags)), texts
+
+    def _unavailable(self, p: Probe, why: str) -> None:
+        self.status[p.name] = ProbeStatus(p.name, "unavailable", why)
+        log.warning("probe %s unavailable: %s", p.name, why)
+
+    def _source(self, chosen: list[Probe], texts: dict[str, str]) -> str:
+        text = (self.source_dir / "common.h").read_text()
+        for p in chosen:
+            text += f"\n/* ---- {p.source} ---- */\n" + texts[p.name]
+        return text
+
+    def _compile(self, chosen: list[Probe], cflags: list[str],
+                 texts: dict[str, str]) -> list[Probe]:
+        """One program for all probes; if that fails, find the probes at fault and drop them."""
+        from bcc import BPF  # imported here so replay and tests run without bcc
+
+        try:
+            self._bpf = BPF(text=self._source(chosen, texts), cflags=cflags)
+            return chosen
+        except Exception as exc:  # bcc raises bare Exception on compile/attach failure
+            if len(chosen) == 1:
+                self._fail(chosen[0], exc)
+                raise CaptureError(f"BPF compile/attach failed: {exc}") from exc
+            log.warning("combined BPF program failed (%s); trying each probe alone", exc)
+        good: list[Probe] = []
+        for p in chosen:
+            try:
+                BPF(text=self._source([p], texts), cflags=cflags).cleanup()
+                good.append(p)
+            except Exception as exc:  # noqa: BLE001 - recorded in the probe's status
+                self._fail(p, exc)
+        if not good:
+            raise CaptureError("no probe compiles and attaches: " + "; ".join(
+                f"{s.name}: {s.reason}" for s in self.status.values()))
+        try:
+            self._bpf = BPF(text=self._source(good, texts), cflags=cflags)
+        except Exception as exc:
+            raise CaptureError(f"BPF compile/attach failed: {exc}") from exc
+        return good
+
+    def _fail(self, p: Probe, exc: Exception) -> None:
+        first = str(exc).strip().splitlines()
+        why = first[0] if first else type(exc).__name__
+        self.status[p.name] = ProbeStatus(p.name, "failed", why[:300])
+        log.error("probe %s failed to compile/attach: %s", p.name, exc)
+
+    def _fill_maps(self, chosen: list[Probe]) -> None:
+        """Write the in-kernel filter maps from the configuration."""
+        comms = self.options.get("ignore_comms") or []
+        entries: dict[str, dict[Any, int]] = {"ignore_comm": {_comm_key(c): 1 for c in comms}}
+        for p in chosen:
+            if p.maps:
+                st = self.status[p.name]
+                entries.update(p.maps(self.options, frozenset(st.missing)))
+        for name, values in entries.items():
+            if not values:
+                continue
+            table = self._bpf[name]
+            for key, value in values.items():
+                k = table.Key()
+                if isinstance(key, bytes):
+                    ctypes.memmove(ctypes.addressof(k), key, min(len(key), ctypes.sizeof(k)))
+                else:
+                    k = table.Key(key)
+                table[k] = table.Leaf(value)
+
+    def _setup(self, chosen: list[Probe]) -> None:
+        """Each probe's post-load hook; a failing one marks only that probe failed."""
+        for p in chosen:
+            if p.setup is None:
+                continue
+            try:
+                p.setup(self._bpf, self.options, self._ctx)
+            except SpyderError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded in the probe's status
+                self._fail(p, exc)
+
+    # -- self-test -------------------------------------------------------------------------
+
+    def self_test(self, timeout: float = SELFTEST_TIMEOUT) -> None:
+        """Fork a child that runs each probe's trigger; wait for their events (kept for poll)."""
+        tests = [p for p in self._chosen if p.selftest]
+        if not tests:
+            return
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                for p in tests:
+                    try:
+                        p.selftest()  # type: ignore[misc]
+                    except BaseException:  # noqa: BLE001 - a failed trigger shows as failed
+                        code = 1
+            finally:
+                os._exit(code)
+        os.waitpid(child, 0)
+        want = {p.name: {name for name, _ in p.decoders.values()} for p in tests}
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while want and time.monotonic() < deadline:
+            self._bpf.ring_buffer_poll(50)
+            for ev in self._out[seen:]:
+                if ev.pid != child and getattr(ev, "ppid", 0) != child:
+                    continue
+                for name, kinds in list(want.items()):
+                    if ev.kind in kinds:
+                        self.status[name].selftest = "ok"
+                        del want[name]
+            seen = len(self._out)
+        for name in want:
+            self.status[name].selftest = f"failed: no event within {timeout:g} s"
+            log.warning("probe %s attached but its self-test saw no event", name)
+
+    # -- records ---------------------------------------------------------------------------
 
     def _on_record(self, _ctx, data, size) -> None:
         buf = ctypes.string_at(data, size)
@@ -131,7 +322,11 @@ class Capture:
         try:
             if entry is None:
                 raise ValueError(f"no decoder for record kind {kind}")
-            self._out.append(entry[1](buf, self._ctx))  # type: ignore[operator]
+            ev = entry[1](buf, self._ctx)  # type: ignore[operator]
+            if ev is None:  # dropped by the probe's user-space filter: counted, not lost
+                self.filtered[name] = self.filtered.get(name, 0) + 1
+                return
+            self._out.append(ev)
             self.received[name] = self.received.get(name, 0) + 1
         except Exception as exc:  # noqa: BLE001 - a bad record is counted and logged, never fatal
             self.decode_errors[name] = self.decode_errors.get(name, 0) + 1
@@ -139,7 +334,10 @@ class Capture:
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Wait up to `timeout_ms` for records; return what arrived, in ring order."""
-        self._bpf.ring_buffer_poll(timeout_ms)
+        if not self._out:
+            self._bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self._bpf.ring_buffer_consume()
         out, self._out = self._out, []
         return out
 
@@ -155,6 +353,17 @@ class Capture:
         for k, v in self._bpf["lost"].items():
             if v.value:
                 out[KIND_NAMES.get(k.value, f"kind{k.value}")] = v.value
+        return out
+
+    def counters(self) -> dict[str, int]:
+        """What the kernel saw but did not send (threads, folded repeats, ignored comms)."""
+        if self._bpf is None:
+            return {}
+        out = {}
+        for k, v in self._bpf["kcount"].items():
+            if v.value:
+                out[COUNTER_NAMES.get(k.value, f"counter{k.value}")] = v.value
+        out.update({f"{k} filtered": v for k, v in self.filtered.items()})
         return out
 
     def close(self) -> None:

@@ -1,40 +1,143 @@
-"""TCP probe: connect with result, accept with both addresses, listen."""
+"""Network probe: TCP connect (with result), accept and listen; bind; UDP destinations;
+Unix-socket connects; each with the network namespace (inode) of the socket.
+
+Decisions:
+- TCP connects come from `sock:inet_sock_set_state` (SYN_SENT → ESTABLISHED/CLOSE), so
+  both success and refusal/timeout are seen; a connect that fails before a SYN is sent
+  (EACCES from a firewall, ENETUNREACH) is not.
+- UDP is seen where the destination is named: sendto/sendmsg/sendmmsg with an address
+  (the first message of sendmmsg) and connect() on a UDP socket (glibc's resolver
+  connects, so DNS shows as call=connect to port 53). Sends on a connected UDP socket
+  carry no address and are not events. `capture.udp_ports` keeps only some ports (empty:
+  all); the same process sending to the same destination again within
+  `capture.udp_repeat_seconds` is folded in the kernel and counted (udp_repeats).
+- `result` of UDP sends is 0 on success (the byte count is not kept) or -errno.
+"""
 
 from __future__ import annotations
 
+import socket
 import struct
+from typing import Any
 
-from spyderd.capture.records import HDR, K_ACCEPT, K_CONNECT, K_LISTEN, header, ip_text
+from spyderd.capture.records import (
+    HDR,
+    K_ACCEPT,
+    K_BIND,
+    K_CONNECT,
+    K_LISTEN,
+    K_UDP,
+    K_UNIX_CONNECT,
+    ip_text,
+)
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
-from spyderd.model import AcceptEvent, ConnectEvent, ListenEvent
+from spyderd.model import (
+    AcceptEvent,
+    BindEvent,
+    ConnectEvent,
+    ListenEvent,
+    UdpEvent,
+    UnixConnectEvent,
+)
 
-_CONN = struct.Struct("<HHHHiI16s16s")
+_H = HDR.format.lstrip("<")
+_CONN = struct.Struct("<" + _H + "HHHHiI16s16s")
+_ADDR = struct.Struct("<" + _H + "HHHHiI16sQ")
+_UNIX = struct.Struct("<" + _H + "iI128s")
+UDP_CALLS = ("sendto", "sendmsg", "connect", "sendmmsg")
+SOCK_TYPES = {1: "tcp", 2: "udp"}
 
 
-def _conn_fields(buf: bytes) -> dict:
-    family, lport, rport, _, result, _, laddr, raddr = _CONN.unpack_from(buf, HDR.size)
-    return {
-        "family": 4 if family == 2 else 6,
-        "local_ip": ip_text(family, laddr),
-        "local_port": lport,
-        "remote_ip": ip_text(family, raddr),
-        "remote_port": rport,
-        "result": result,
-    }
+def _cstr(raw: bytes) -> str:
+    i = raw.find(b"\0")
+    return (raw if i < 0 else raw[:i]).decode("utf-8", "backslashreplace")
+
+
+def _head(v: tuple, ctx: DecodeContext) -> dict[str, Any]:
+    return {"time": v[6] + ctx.boot_to_wall, "ktime": v[6], "pid": v[1], "tid": v[2],
+            "uid": v[3], "gid": v[4], "cgroup_id": v[7], "comm": _cstr(v[8])}
+
+
+def _conn(buf: bytes, ctx: DecodeContext) -> dict[str, Any]:
+    v = _CONN.unpack_from(buf, 0)
+    family, lport, rport, _, result, netns, laddr, raddr = v[9:]
+    return {**_head(v, ctx), "family": 4 if family == socket.AF_INET else 6,
+            "local_ip": ip_text(family, laddr), "local_port": lport,
+            "remote_ip": ip_text(family, raddr), "remote_port": rport, "result": result,
+            "netns": netns}
 
 
 def decode_connect(buf: bytes, ctx: DecodeContext) -> ConnectEvent:
-    return ConnectEvent(**header(buf, ctx.boot_to_wall), **_conn_fields(buf))
+    return ConnectEvent(**_conn(buf, ctx))
 
 
 def decode_accept(buf: bytes, ctx: DecodeContext) -> AcceptEvent:
-    return AcceptEvent(**header(buf, ctx.boot_to_wall), **_conn_fields(buf))
+    return AcceptEvent(**_conn(buf, ctx))
 
 
 def decode_listen(buf: bytes, ctx: DecodeContext) -> ListenEvent:
-    f = _conn_fields(buf)
-    return ListenEvent(**header(buf, ctx.boot_to_wall), family=f["family"],
-                       local_ip=f["local_ip"], local_port=f["local_port"])
+    f = _conn(buf, ctx)
+    for k in ("remote_ip", "remote_port", "result"):
+        del f[k]
+    return ListenEvent(**f)
+
+
+def decode_bind(buf: bytes, ctx: DecodeContext) -> BindEvent:
+    v = _ADDR.unpack_from(buf, 0)
+    family, port, typ, _call, result, netns, addr, _sk = v[9:]
+    return BindEvent(**_head(v, ctx), family=4 if family == socket.AF_INET else 6,
+                     protocol=SOCK_TYPES.get(typ, str(typ)), local_ip=ip_text(family, addr),
+                     local_port=port, result=result, netns=netns)
+
+
+def decode_udp(buf: bytes, ctx: DecodeContext) -> UdpEvent:
+    v = _ADDR.unpack_from(buf, 0)
+    family, port, _typ, call, result, netns, addr, _sk = v[9:]
+    return UdpEvent(**_head(v, ctx), call=UDP_CALLS[call] if call < len(UDP_CALLS) else str(call),
+                    family=4 if family == socket.AF_INET else 6,
+                    remote_ip=ip_text(family, addr), remote_port=port, result=result,
+                    netns=netns)
+
+
+def unix_path(raw: bytes, length: int) -> str:
+    """sun_path as text: abstract names (leading NUL) as '@name', like ss(8) shows them."""
+    raw = raw[:length]
+    if raw[:1] == b"\0":
+        return "@" + raw[1:].rstrip(b"\0").decode("utf-8", "backslashreplace")
+    return _cstr(raw)
+
+
+def decode_unix(buf: bytes, ctx: DecodeContext) -> UnixConnectEvent:
+    v = _UNIX.unpack_from(buf, 0)
+    result, length, path = v[9:]
+    return UnixConnectEvent(**_head(v, ctx), path=unix_path(path, length), result=result)
+
+
+def configure(options: dict[str, Any], _missing: frozenset[str]) -> tuple[list[str], str]:
+    ns = int(float(options.get("udp_repeat_seconds", 1.0)) * 1e9)
+    flags = [f"-DUDP_REPEAT_NS={max(ns, 0)}ULL"]
+    if options.get("udp_ports"):
+        flags.append("-DFILTER_UDP_PORTS=1")
+    return flags, ""
+
+
+def maps(options: dict[str, Any], _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
+    return {"udp_port_filter": {int(p): 1 for p in options.get("udp_ports") or []}}
+
+
+def selftest() -> None:
+    """A TCP connect refused by a closed loopback port."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    c = socket.socket()
+    try:
+        c.connect(("127.0.0.1", port))
+    except OSError:
+        pass
+    finally:
+        c.close()
 
 
 register(Probe(
@@ -44,15 +147,28 @@ register(Probe(
         AttachPoint("tracepoint", "sock:inet_sock_set_state"),
         AttachPoint("tracepoint", "syscalls:sys_exit_accept"),
         AttachPoint("tracepoint", "syscalls:sys_exit_accept4"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_bind"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_bind"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_connect"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_connect"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_sendto"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_sendto"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_sendmsg"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_sendmsg"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_sendmmsg"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_sendmmsg"),
     ),
     decoders={K_CONNECT: ("connect", decode_connect), K_ACCEPT: ("accept", decode_accept),
-              K_LISTEN: ("listen", decode_listen)},
+              K_LISTEN: ("listen", decode_listen), K_BIND: ("bind", decode_bind),
+              K_UDP: ("udp", decode_udp), K_UNIX_CONNECT: ("unix_connect", decode_unix)},
     offsets={
         "OFF_TASK_FILES": ("task_struct", "files"),
         "OFF_FILES_FDT": ("files_struct", "fdt"),
         "OFF_FDT_FD": ("fdtable", "fd"),
+        "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
         "OFF_FILE_PRIVATE_DATA": ("file", "private_data"),
         "OFF_SOCKET_SK": ("socket", "sk"),
+        "OFF_SOCKET_TYPE": ("socket", "type"),
         "OFF_SOCK_SK_ERR": ("sock", "sk_err"),
         "OFF_SKC_FAMILY": ("sock_common", "skc_family"),
         "OFF_SKC_NUM": ("sock_common", "skc_num"),
@@ -61,5 +177,10 @@ register(Probe(
         "OFF_SKC_RCV_SADDR": ("sock_common", "skc_rcv_saddr"),
         "OFF_SKC_V6_DADDR": ("sock_common", "skc_v6_daddr"),
         "OFF_SKC_V6_RCV_SADDR": ("sock_common", "skc_v6_rcv_saddr"),
+        "OFF_SKC_NET": ("sock_common", "skc_net"),
+        "OFF_NET_NS_INUM": ("net", "ns.inum"),
     },
+    configure=configure,
+    maps=maps,
+    selftest=selftest,
 ))

@@ -1,39 +1,90 @@
-"""Process lifecycle probe: fork, exec (filename and argv), exit (status)."""
+"""Process lifecycle probe: fork/clone, exec (argv, cwd, interpreter, ids), exit.
+
+Decisions:
+- cwd is read in the kernel at exec time (dentry walk from task->fs->pwd up to the
+  process's root, crossing mounts, at most 16 components and 512 bytes); /proc/<pid>/cwd
+  is never read, so short-lived processes have their cwd too. A cwd deeper or longer than
+  that starts with `...`.
+- Threads are counted in the kernel always (`kernel_counters.threads` in status) and sent
+  as ForkEvent(thread=True) only with `capture.threads: true`.
+- clone flags are taken at clone/clone3/fork/vfork entry of the parent thread.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+from typing import Any
 
-from spyderd.capture.records import HDR, K_EXEC, K_EXIT, K_FORK, cstr, header
+from spyderd.capture.records import HDR, K_EXEC, K_EXIT, K_FORK, signed32
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
 from spyderd.model import ExecEvent, ExitEvent, ForkEvent
 
-_FORK = struct.Struct("<IIQ")
-_EXEC = struct.Struct("<QIIII256s")
-_EXIT = struct.Struct("<II")
+_FORK = struct.Struct("<" + HDR.format.lstrip("<") + "IIQQII")
+_EXEC = struct.Struct("<" + HDR.format.lstrip("<") + "QIIIIIIIIII256s256s")
+_EXIT = struct.Struct("<" + HDR.format.lstrip("<") + "II")
+CWDBUF = 512
+TRUNC_ARGS, TRUNC_CWD = 1, 2
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _cstr(raw: bytes) -> str:
+    i = raw.find(b"\0")
+    return _text(raw if i < 0 else raw[:i])
 
 
 def decode_fork(buf: bytes, ctx: DecodeContext) -> ForkEvent:
-    h = header(buf, ctx.boot_to_wall)
-    child, parent, child_start = _FORK.unpack_from(buf, HDR.size)
-    h["pid"], h["tid"] = child, child
-    return ForkEvent(**h, ppid=parent, child_start=child_start)
+    (_k, _pid, _tid, uid, gid, _p, ktime, cgid, comm, child, parent, child_start, flags,
+     child_tid, thread) = _FORK.unpack_from(buf, 0)
+    return ForkEvent(time=ktime + ctx.boot_to_wall, ktime=ktime, pid=child, tid=child_tid,
+                     uid=uid, gid=gid, cgroup_id=cgid, comm=_cstr(comm), ppid=parent,
+                     child_start=child_start, thread=bool(thread), clone_flags=flags)
+
+
+def cwd_text(raw: bytes, truncated: bool) -> str:
+    """Leaf-first NUL-separated components to a path ("/" for the root itself)."""
+    parts = [_text(p) for p in raw.split(b"\0") if p]
+    path = "/" + "/".join(reversed(parts))
+    return "..." + path if truncated else path
 
 
 def decode_exec(buf: bytes, ctx: DecodeContext) -> ExecEvent:
-    h = header(buf, ctx.boot_to_wall)
-    start, ppid, argc, args_len, truncated, filename = _EXEC.unpack_from(buf, HDR.size)
-    off = HDR.size + _EXEC.size
-    raw = bytes(buf[off:off + args_len])
-    args = [a.decode("utf-8", "backslashreplace") for a in raw.split(b"\0")[:argc]]
-    return ExecEvent(**h, filename=cstr(filename), args=args, args_truncated=bool(truncated),
-                     start=start, ppid=ppid)
+    (_k, pid, tid, uid, gid, _p, ktime, cgid, comm, start, ppid, argc, args_len, truncated,
+     execveat, euid, loginuid, sessionid, cwd_len, _pad, filename,
+     interp) = _EXEC.unpack_from(buf, 0)
+    off = _EXEC.size
+    cwd = buf[off:off + min(cwd_len, 2 * CWDBUF)]
+    off += 2 * CWDBUF
+    raw = buf[off:off + args_len]
+    args = [_text(a) for a in raw.split(b"\0")[:argc]]
+    return ExecEvent(time=ktime + ctx.boot_to_wall, ktime=ktime, pid=pid, tid=tid, uid=uid,
+                     gid=gid, cgroup_id=cgid, comm=_cstr(comm), filename=_cstr(filename),
+                     args=args, args_truncated=bool(truncated & TRUNC_ARGS), start=start,
+                     ppid=ppid, cwd=cwd_text(cwd, bool(truncated & TRUNC_CWD)),
+                     interpreter=_cstr(interp), execveat=bool(execveat), euid=signed32(euid),
+                     loginuid=signed32(loginuid), sessionid=signed32(sessionid))
 
 
 def decode_exit(buf: bytes, ctx: DecodeContext) -> ExitEvent:
-    h = header(buf, ctx.boot_to_wall)
-    status, _ = _EXIT.unpack_from(buf, HDR.size)
-    return ExitEvent(**h, code=(status >> 8) & 0xFF, signal=status & 0x7F)
+    (_k, pid, tid, uid, gid, _p, ktime, cgid, comm, status, _) = _EXIT.unpack_from(buf, 0)
+    return ExitEvent(time=ktime + ctx.boot_to_wall, ktime=ktime, pid=pid, tid=tid, uid=uid,
+                     gid=gid, cgroup_id=cgid, comm=_cstr(comm), code=(status >> 8) & 0xFF,
+                     signal=status & 0x7F)
+
+
+def configure(options: dict[str, Any], _missing: frozenset[str]) -> tuple[list[str], str]:
+    return [f"-DCAPTURE_THREADS={1 if options.get('threads') else 0}"], ""
+
+
+def selftest() -> None:
+    """A fork and exec of /bin/true (seen as the exec of a child of the test process)."""
+    true = shutil.which("true") or "/bin/true"
+    pid = os.posix_spawn(true, [true], {})
+    os.waitpid(pid, 0)
 
 
 register(Probe(
@@ -41,12 +92,16 @@ register(Probe(
     source="process.bpf.c",
     attach=(
         AttachPoint("raw_tracepoint", "sched:sched_process_fork"),
-        AttachPoint("tracepoint", "sched:sched_process_exec"),
+        AttachPoint("raw_tracepoint", "sched:sched_process_exec"),
         AttachPoint("tracepoint", "sched:sched_process_exit"),
         AttachPoint("tracepoint", "syscalls:sys_enter_execve"),
         AttachPoint("tracepoint", "syscalls:sys_exit_execve"),
         AttachPoint("tracepoint", "syscalls:sys_enter_execveat"),
         AttachPoint("tracepoint", "syscalls:sys_exit_execveat"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_clone"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_clone3"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_fork"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_vfork"),
     ),
     decoders={K_FORK: ("fork", decode_fork), K_EXEC: ("exec", decode_exec),
               K_EXIT: ("exit", decode_exit)},
@@ -56,5 +111,27 @@ register(Probe(
         "OFF_TASK_START_BOOTTIME": ("task_struct", "start_boottime"),
         "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
         "OFF_TASK_EXIT_CODE": ("task_struct", "exit_code"),
+        "OFF_TASK_CRED": ("task_struct", "cred"),
+        "OFF_CRED_EUID": ("cred", "euid"),
+        "OFF_TASK_FS": ("task_struct", "fs"),
+        "OFF_FS_PWD": ("fs_struct", "pwd"),
+        "OFF_FS_ROOT": ("fs_struct", "root"),
+        "OFF_PATH_DENTRY": ("path", "dentry"),
+        "OFF_PATH_MNT": ("path", "mnt"),
+        "OFF_DENTRY_D_PARENT": ("dentry", "d_parent"),
+        "OFF_DENTRY_D_NAME": ("dentry", "d_name"),
+        "OFF_QSTR_NAME": ("qstr", "name"),
+        "OFF_MOUNT_MNT": ("mount", "mnt"),
+        "OFF_MOUNT_MNT_PARENT": ("mount", "mnt_parent"),
+        "OFF_MOUNT_MNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+        "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
+        "OFF_BPRM_FILENAME": ("linux_binprm", "filename"),
+        "OFF_BPRM_INTERP": ("linux_binprm", "interp"),
     },
+    optional_offsets={
+        "OFF_TASK_LOGINUID": ("task_struct", "loginuid"),
+        "OFF_TASK_SESSIONID": ("task_struct", "sessionid"),
+    },
+    configure=configure,
+    selftest=selftest,
 ))

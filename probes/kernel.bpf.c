@@ -1,0 +1,389 @@
+/* Kernel and system changes: modules, kexec, mount/umount/move_mount, ptrace, memfd_create,
+ * bpf(BPF_PROG_LOAD), time changes, sethostname/setdomainname, kill/tkill/tgkill of other
+ * processes. Arguments are kept at syscall entry (per thread), the record is sent at exit.
+ *
+ * Module and kexec syscalls have no tracepoints on kernels built without them; there
+ * (SC_FALLBACK) their attempts are caught on raw_syscalls:sys_enter/sys_exit, filtered in
+ * the kernel by syscall number (sc_watch), and sent as call "syscall" with `nr`. */
+
+#define KC_INIT_MODULE     0
+#define KC_FINIT_MODULE    1
+#define KC_DELETE_MODULE   2
+#define KC_KEXEC_LOAD      3
+#define KC_KEXEC_FILE_LOAD 4
+#define KC_MOUNT           5
+#define KC_UMOUNT          6
+#define KC_PTRACE          7
+#define KC_MEMFD_CREATE    8
+#define KC_BPF             9
+#define KC_SETTIMEOFDAY    10
+#define KC_CLOCK_SETTIME   11
+#define KC_ADJTIMEX        12
+#define KC_CLOCK_ADJTIME   13
+#define KC_SETHOSTNAME     14
+#define KC_SETDOMAINNAME   15
+#define KC_KILL            16
+#define KC_TKILL           17
+#define KC_TGKILL          18
+#define KC_SYSCALL         19
+#define KC_MOVE_MOUNT      20
+
+struct kern_rec {
+    struct hdr h;
+    u32 call;
+    s32 result;
+    s32 target_pid;
+    u32 request;       /* ptrace request, signal, bpf command, clock id */
+    u64 flags;         /* mount/umount/memfd flags, bpf prog type, adjtimex modes, new time */
+    s32 nr;            /* syscall number (fallback) */
+    u32 pad;
+    char name[256];    /* mount target, memfd/host/module name, bpf prog name */
+    char source[256];  /* mount source */
+    char fstype[32];
+};
+
+BPF_PERCPU_ARRAY(kern_scratch, struct kern_rec, 1);
+BPF_TABLE("lru_hash", u32, struct kern_rec, kern_pending, 1024);
+BPF_HASH(ptrace_req_filter, u32, u8, 64);
+BPF_HASH(bpf_cmd_filter, u32, u8, 64);
+
+static __always_inline struct kern_rec *kbegin(u32 call) {
+    u32 zero = 0;
+    if (is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct kern_rec *r = kern_scratch.lookup(&zero);
+    if (!r)
+        return 0;
+    fill_hdr(&r->h, K_KERNEL);
+    r->call = call;
+    r->result = 0;
+    r->target_pid = 0;
+    r->request = 0;
+    r->flags = 0;
+    r->nr = -1;
+    r->pad = 0;
+    r->name[0] = 0;
+    r->source[0] = 0;
+    r->fstype[0] = 0;
+    return r;
+}
+
+static __always_inline int kstash(struct kern_rec *r) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    kern_pending.update(&tid, r);
+    return 0;
+}
+
+static __always_inline int kexit(long ret, int fallback) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct kern_rec *p = kern_pending.lookup(&tid);
+    if (!p || (p->call == KC_SYSCALL) != fallback)
+        return 0;
+    struct kern_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) {
+        count_loss(K_KERNEL);
+        kern_pending.delete(&tid);
+        return 0;
+    }
+    __builtin_memcpy(r, p, sizeof(*r));
+    r->result = ret;
+    events.ringbuf_submit(r, 0);
+    kern_pending.delete(&tid);
+    return 1;
+}
+
+#define KEXIT(sc) TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { kexit(args->ret, 0); return 0; }
+
+/* ---- modules and kexec (only where the kernel has these syscalls) ---- */
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_INIT_MODULE) && defined(HAVE_SYSCALLS_SYS_EXIT_INIT_MODULE)
+TRACEPOINT_PROBE(syscalls, sys_enter_init_module) {
+    struct kern_rec *r = kbegin(KC_INIT_MODULE);
+    if (!r)
+        return 0;
+    r->flags = args->len;
+    bpf_probe_read_user_str(r->source, sizeof(r->source), (void *)args->uargs);
+    return kstash(r);
+}
+KEXIT(init_module)
+#endif
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_FINIT_MODULE) && defined(HAVE_SYSCALLS_SYS_EXIT_FINIT_MODULE)
+TRACEPOINT_PROBE(syscalls, sys_enter_finit_module) {
+    struct kern_rec *r = kbegin(KC_FINIT_MODULE);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    r->target_pid = args->fd;
+    bpf_probe_read_user_str(r->source, sizeof(r->source), (void *)args->uargs);
+    return kstash(r);
+}
+KEXIT(finit_module)
+#endif
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_DELETE_MODULE) && defined(HAVE_SYSCALLS_SYS_EXIT_DELETE_MODULE)
+TRACEPOINT_PROBE(syscalls, sys_enter_delete_module) {
+    struct kern_rec *r = kbegin(KC_DELETE_MODULE);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    bpf_probe_read_user_str(r->name, sizeof(r->name), (void *)args->name_user);
+    return kstash(r);
+}
+KEXIT(delete_module)
+#endif
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_KEXEC_LOAD) && defined(HAVE_SYSCALLS_SYS_EXIT_KEXEC_LOAD)
+TRACEPOINT_PROBE(syscalls, sys_enter_kexec_load) {
+    struct kern_rec *r = kbegin(KC_KEXEC_LOAD);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    return kstash(r);
+}
+KEXIT(kexec_load)
+#endif
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_KEXEC_FILE_LOAD) && defined(HAVE_SYSCALLS_SYS_EXIT_KEXEC_FILE_LOAD)
+TRACEPOINT_PROBE(syscalls, sys_enter_kexec_file_load) {
+    struct kern_rec *r = kbegin(KC_KEXEC_FILE_LOAD);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    bpf_probe_read_user_str(r->source, sizeof(r->source), (void *)args->cmdline_ptr);
+    return kstash(r);
+}
+KEXIT(kexec_file_load)
+#endif
+
+/* ---- fallback: raw_syscalls filtered by number ---- */
+
+#ifdef SC_FALLBACK
+BPF_ARRAY(sc_watch, u8, 512);
+BPF_ARRAY(sc_inflight, u64, 1);
+
+RAW_TRACEPOINT_PROBE(sys_enter) {
+    u64 id = ctx->args[1];
+    if (id >= 512)
+        return 0;
+    u32 idx = id;
+    u8 *w = sc_watch.lookup(&idx);
+    if (!w || !*w)
+        return 0;
+    struct kern_rec *r = kbegin(KC_SYSCALL);
+    if (!r)
+        return 0;
+    r->nr = idx;
+#ifdef OFF_PT_REGS_ARG0
+    r->flags = read_ptr(ctx->args[0], OFF_PT_REGS_ARG0);
+#endif
+    kstash(r);
+    u32 zero = 0;
+    u64 *n = sc_inflight.lookup(&zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit) {
+    u32 zero = 0;
+    u64 *n = sc_inflight.lookup(&zero);
+    if (!n || !*n)
+        return 0; /* the common case: nothing watched is in flight */
+    if (kexit((long)ctx->args[1], 1))
+        __sync_fetch_and_add(n, -1);
+    return 0;
+}
+#endif
+
+/* ---- mounts ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mount) {
+    struct kern_rec *r = kbegin(KC_MOUNT);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    bpf_probe_read_user_str(r->source, sizeof(r->source), (void *)args->dev_name);
+    bpf_probe_read_user_str(r->name, sizeof(r->name), (void *)args->dir_name);
+    bpf_probe_read_user_str(r->fstype, sizeof(r->fstype), (void *)args->type);
+    return kstash(r);
+}
+KEXIT(mount)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_umount) {
+    struct kern_rec *r = kbegin(KC_UMOUNT);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    bpf_probe_read_user_str(r->name, sizeof(r->name), (void *)args->name);
+    return kstash(r);
+}
+KEXIT(umount)
+
+#if defined(HAVE_SYSCALLS_SYS_ENTER_MOVE_MOUNT) && defined(HAVE_SYSCALLS_SYS_EXIT_MOVE_MOUNT)
+TRACEPOINT_PROBE(syscalls, sys_enter_move_mount) {
+    struct kern_rec *r = kbegin(KC_MOVE_MOUNT);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    bpf_probe_read_user_str(r->source, sizeof(r->source), (void *)args->from_pathname);
+    bpf_probe_read_user_str(r->name, sizeof(r->name), (void *)args->to_pathname);
+    return kstash(r);
+}
+KEXIT(move_mount)
+#endif
+
+/* ---- ptrace, memfd_create, bpf ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_ptrace) {
+#ifdef FILTER_PTRACE
+    u32 req = args->request;
+    if (!ptrace_req_filter.lookup(&req))
+        return 0;
+#endif
+    struct kern_rec *r = kbegin(KC_PTRACE);
+    if (!r)
+        return 0;
+    r->request = args->request;
+    r->target_pid = args->pid;
+    return kstash(r);
+}
+KEXIT(ptrace)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create) {
+    struct kern_rec *r = kbegin(KC_MEMFD_CREATE);
+    if (!r)
+        return 0;
+    r->flags = args->flags;
+    bpf_probe_read_user_str(r->name, sizeof(r->name), (void *)args->uname);
+    return kstash(r);
+}
+KEXIT(memfd_create)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_bpf) {
+    u32 cmd = args->cmd;
+#ifdef FILTER_BPF_CMDS
+    if (!bpf_cmd_filter.lookup(&cmd))
+        return 0;
+#endif
+    struct kern_rec *r = kbegin(KC_BPF);
+    if (!r)
+        return 0;
+    r->request = cmd;
+    if (cmd == 5) { /* BPF_PROG_LOAD: prog_type at 0, prog_name[16] at 48 of bpf_attr */
+        u32 type = 0;
+        bpf_probe_read_user(&type, sizeof(type), (void *)args->uattr);
+        r->flags = type;
+        bpf_probe_read_user_str(r->name, 16, (u8 *)args->uattr + 48);
+    }
+    return kstash(r);
+}
+KEXIT(bpf)
+
+/* ---- time: only calls that would change the clock ---- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_settimeofday) {
+    if (!args->tv && !args->tz)
+        return 0;
+    struct kern_rec *r = kbegin(KC_SETTIMEOFDAY);
+    if (!r)
+        return 0;
+    if (args->tv)
+        bpf_probe_read_user(&r->flags, 8, (void *)args->tv);
+    return kstash(r);
+}
+KEXIT(settimeofday)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clock_settime) {
+    struct kern_rec *r = kbegin(KC_CLOCK_SETTIME);
+    if (!r)
+        return 0;
+    r->request = args->which_clock;
+    bpf_probe_read_user(&r->flags, 8, (void *)args->tp);
+    return kstash(r);
+}
+KEXIT(clock_settime)
+
+/* struct __kernel_timex starts with unsigned int modes; 0 only reads the clock state. */
+static __always_inline int adj_enter(u32 call, u32 clock, const void *tx) {
+    u32 modes = 0;
+    if (bpf_probe_read_user(&modes, sizeof(modes), tx) || !modes)
+        return 0;
+    struct kern_rec *r = kbegin(call);
+    if (!r)
+        return 0;
+    r->request = clock;
+    r->flags = modes;
+    return kstash(r);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_adjtimex) {
+    return adj_enter(KC_ADJTIMEX, 0, args->txc_p);
+}
+KEXIT(adjtimex)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clock_adjtime) {
+    return adj_enter(KC_CLOCK_ADJTIME, args->which_clock, args->utx);
+}
+KEXIT(clock_adjtime)
+
+/* ---- host and domain name ---- */
+
+static __always_inline int name_enter(u32 call, const char *name, int len) {
+    struct kern_rec *r = kbegin(call);
+    if (!r)
+        return 0;
+    u32 n = (u32)len; /* a negative length becomes large and is cut to 64 */
+    if (n > 64)
+        n = 64;
+    /* A fixed-size read (clang hides the bound of `n` from the verifier); userspace cuts
+     * the name at `flags` = n. */
+    if (bpf_probe_read_user(r->name, 64, name))
+        bpf_probe_read_user_str(r->name, 65, name);
+    r->name[64] = 0;
+    r->flags = n;
+    return kstash(r);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sethostname) {
+    return name_enter(KC_SETHOSTNAME, args->name, args->len);
+}
+KEXIT(sethostname)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setdomainname) {
+    return name_enter(KC_SETDOMAINNAME, args->name, args->len);
+}
+KEXIT(setdomainname)
+
+/* ---- signals to other processes (signal 0 only probes; to itself is not interesting) ---- */
+
+static __always_inline int kill_enter(u32 call, s32 target, s32 sig) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (sig <= 0 || sig > 64)
+        return 0;
+    if (target == (s32)(pt >> 32) || target == (s32)(u32)pt)
+        return 0;
+    if (!((KILL_SIGMASK >> (sig - 1)) & 1))
+        return 0;
+    struct kern_rec *r = kbegin(call);
+    if (!r)
+        return 0;
+    r->target_pid = target;
+    r->request = sig;
+    return kstash(r);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_kill) {
+    return kill_enter(KC_KILL, args->pid, args->sig);
+}
+KEXIT(kill)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tkill) {
+    return kill_enter(KC_TKILL, args->pid, args->sig);
+}
+KEXIT(tkill)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tgkill) {
+    return kill_enter(KC_TGKILL, args->tgid, args->sig);
+}
+KEXIT(tgkill)

@@ -1,0 +1,129 @@
+"""Kernel and system probe: modules, kexec, mounts, ptrace, memfd_create, bpf program
+loads, clock changes, host/domain name, signals to other processes.
+
+Decisions:
+- Module and kexec syscalls have tracepoints only on kernels built with them. Where they
+  are missing the probe says so in `spyderctl status` and watches their syscall numbers on
+  raw_syscalls:sys_enter/sys_exit instead (filtered in the kernel: one array lookup per
+  syscall, a hash lookup at exit only while a watched call is in flight); such an attempt
+  is a KernelEvent with call="syscall", `nr`, `name` = the syscall's name, `flags` = its
+  first argument (x86_64) and `result` (e.g. -38 ENOSYS).
+- ptrace: only the requests that attach or write (capture.ptrace_requests; empty = all),
+  so a debugger's PEEK/GETREGS loop stays in the kernel.
+- bpf: only capture.bpf_cmds (default BPF_PROG_LOAD); `request` = command, `flags` = the
+  program type, `name` = the program name.
+- Time: settimeofday, clock_settime always; adjtimex/clock_adjtime only with modes != 0
+  (`flags` = modes; reading the clock is not a change). `flags` = the new tv_sec for the
+  settime calls, `request` = the clock id.
+- kill/tkill/tgkill: signal 0 and signals to the caller itself are dropped in the kernel;
+  capture.kill_signals limits the signals (empty = all).
+- mount covers mount(2), umount2(2) and move_mount(2) (the new mount API's last step;
+  `source` = from path, often empty when it moves an fsmount() descriptor).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from spyderd.capture.records import HDR, K_KERNEL, fallback_syscalls
+from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
+from spyderd.model import KernelEvent
+
+_REC = struct.Struct("<" + HDR.format.lstrip("<") + "IiiIQiI256s256s32s")
+CALLS = ("init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+         "mount", "umount", "ptrace", "memfd_create", "bpf", "settimeofday", "clock_settime",
+         "adjtimex", "clock_adjtime", "sethostname", "setdomainname", "kill", "tkill",
+         "tgkill", "syscall", "move_mount")
+FALLBACK_CALLS = ("init_module", "finit_module", "delete_module", "kexec_load",
+                  "kexec_file_load")
+OTHER_CALLS = ("mount", "umount", "move_mount", "ptrace", "memfd_create", "bpf",
+               "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "sethostname",
+               "setdomainname", "kill", "tkill", "tgkill")
+# Requests that attach to or write into another process (audit.rules' ptrace keys).
+DEFAULT_PTRACE = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206]
+
+
+def _cstr(raw: bytes) -> str:
+    i = raw.find(b"\0")
+    return (raw if i < 0 else raw[:i]).decode("utf-8", "backslashreplace")
+
+
+def decode_kernel(buf: bytes, ctx: DecodeContext) -> KernelEvent:
+    v = _REC.unpack_from(buf, 0)
+    call, result, target, request, flags, nr, _pad, name, source, fstype = v[9:]
+    call_name = CALLS[call] if call < len(CALLS) else str(call)
+    text = _cstr(name)
+    if call_name in ("sethostname", "setdomainname"):
+        text = _cstr(name[:flags])  # the kernel read 64 bytes; the call passed `flags`
+    elif call_name == "syscall":
+        names = {n: s for s, n in fallback_syscalls().items()}
+        text = names.get(nr, f"syscall_{nr}")
+    return KernelEvent(time=v[6] + ctx.boot_to_wall, ktime=v[6], pid=v[1], tid=v[2],
+                       uid=v[3], gid=v[4], cgroup_id=v[7], comm=_cstr(v[8]), call=call_name,
+                       result=result, target_pid=target, request=request, name=text,
+                       source=_cstr(source), fstype=_cstr(fstype), flags=flags, nr=nr)
+
+
+def _missing_fallback(missing: frozenset[str]) -> list[str]:
+    return [c for c in FALLBACK_CALLS if f"syscalls:sys_enter_{c}" in missing]
+
+
+def _int_list(options: dict[str, Any], key: str, default: list[int]) -> list[int]:
+    value = options.get(key, default)
+    return [int(x) for x in (default if value is None else value)]
+
+
+def configure(options: dict[str, Any], missing: frozenset[str]) -> tuple[list[str], str]:
+    flags: list[str] = []
+    note = ""
+    watched = [c for c in _missing_fallback(missing) if c in fallback_syscalls()]
+    if watched:
+        flags.append("-DSC_FALLBACK=1")
+        note = ", ".join(f"{c}()" for c in watched) + " seen through raw_syscalls"
+    if _int_list(options, "ptrace_requests", DEFAULT_PTRACE):
+        flags.append("-DFILTER_PTRACE=1")
+    if _int_list(options, "bpf_cmds", [5]):
+        flags.append("-DFILTER_BPF_CMDS=1")
+    mask = 0
+    for sig in _int_list(options, "kill_signals", []) or range(1, 65):
+        if 1 <= sig <= 64:
+            mask |= 1 << (sig - 1)
+    flags.append(f"-DKILL_SIGMASK={mask}ULL")
+    return flags, note
+
+
+def maps(options: dict[str, Any], missing: frozenset[str]) -> dict[str, dict[Any, int]]:
+    nrs = fallback_syscalls()
+    return {
+        "sc_watch": {nrs[c]: 1 for c in _missing_fallback(missing) if c in nrs},
+        "ptrace_req_filter": {r: 1 for r in _int_list(options, "ptrace_requests",
+                                                       DEFAULT_PTRACE)},
+        "bpf_cmd_filter": {c: 1 for c in _int_list(options, "bpf_cmds", [5])},
+    }
+
+
+def selftest() -> None:
+    """memfd_create("spyderd-selftest"): cheap, leaves nothing behind once closed."""
+    os.close(os.memfd_create("spyderd-selftest", os.MFD_CLOEXEC))
+
+
+def _hooks() -> tuple[AttachPoint, ...]:
+    return tuple(AttachPoint("tracepoint", f"syscalls:sys_{d}_{c}")
+                 for c in FALLBACK_CALLS + OTHER_CALLS for d in ("enter", "exit")) + (
+        AttachPoint("raw_tracepoint", "raw_syscalls:sys_enter"),
+        AttachPoint("raw_tracepoint", "raw_syscalls:sys_exit"),
+    )
+
+
+register(Probe(
+    name="kernel",
+    source="kernel.bpf.c",
+    attach=_hooks(),
+    decoders={K_KERNEL: ("kernel", decode_kernel)},
+    optional_offsets={"OFF_PT_REGS_ARG0": ("pt_regs", "di")},
+    configure=configure,
+    maps=maps,
+    selftest=selftest,
+))
