@@ -305,11 +305,11 @@ def request(runtime_dir: Path, op: str, timeout: float = 30.0, **args: Any) -> d
 
 
 def follow(runtime_dir: Path, topics: list[str]) -> Iterator[dict[str, Any]]:
-    """Items published on `topics`, as they come (blocks; ends when the daemon stops)."""
+    """Subscribe now (errors raise here), then iterate the items published on `topics` as
+    they come; the iteration blocks, and ends when the daemon stops."""
     s = connect(runtime_dir)
-    with s:
+    try:
         s.sendall(_line({"op": "follow", "topics": topics}))
-        s.settimeout(None)
         lines = _lines(s)
         first = next(lines, None)
         if first is None:
@@ -317,4 +317,13 @@ def follow(runtime_dir: Path, topics: list[str]) -> Iterator[dict[str, Any]]:
         first = _checked(first)
         if not first.get("ok"):
             raise SpyderError(first.get("error", "follow refused"))
+        s.settimeout(None)
+    except BaseException:
+        s.close()
+        raise
+    return _stream(s, lines)
+
+
+def _stream(s: socket.socket, lines: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    with s:
         yield from lines

@@ -1,7 +1,15 @@
-"""spyderctl: status, traces, findings and the audit trail, read from the store.
+"""spyderctl: status, traces, findings, processes, queries and the audit trail.
 
-History never needs the daemon: LMDB serves concurrent readers. Live operations
-(status, reload) use the runtime directory the daemon maintains.
+History never needs the daemon: LMDB serves concurrent readers, so `trace`, `findings`,
+`traces`, `ps`, `process`, `query` and `events` read the store directly. Live operations
+(`status`, `reload`, `-f`) talk to the daemon over its control socket
+(`<runtime_dir>/control.sock`); `status` falls back to the status file the daemon writes
+every second, `reload` to SIGHUP when the socket is missing.
+
+Conventions follow systemctl and journalctl: `-o json`, `--no-pager`, `--since`/`--until`
+(`-1h`, `yesterday`, ISO 8601, `@UNIX`), colors only on a terminal, and the exit codes of
+`spyderd.ctl_output.EXIT_CODES` (0 ok, 1 failure, 2 usage, 3 not running, 4 permission
+denied, 5 not found).
 """
 
 from __future__ import annotations
@@ -9,18 +17,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from spyderd.errors import SpyderError, StoreError
+from spyderd import access
+from spyderd.ctl_output import (
+    EXIT_CODES,
+    EXIT_FAILURE,
+    EXIT_NOT_FOUND,
+    EXIT_NOT_RUNNING,
+    EXIT_PERMISSION,
+    paged,
+    use_color,
+)
+from spyderd.errors import AccessError, NotRunningError, SpyderError, StoreError
 from spyderd.timeparse import parse_when
 
-EXIT_NOT_RUNNING = 3
-EXIT_NOT_FOUND = 4
+__all__ = ["EXIT_NOT_FOUND", "EXIT_NOT_RUNNING", "EXIT_PERMISSION", "build_parser", "main"]
 
 
 def _dirs(args) -> tuple[Path, Path]:
@@ -29,18 +44,34 @@ def _dirs(args) -> tuple[Path, Path]:
     return Path(state), Path(run)
 
 
+def _check_readable(state: Path) -> None:
+    """A clear "permission denied" instead of "no store" for users outside root/spyder."""
+    store = state / "store"
+    for p, need in ((state, os.X_OK), (store, os.X_OK), (store / "data.mdb", os.R_OK),
+                    (store / "lock.mdb", os.R_OK | os.W_OK)):
+        try:
+            os.stat(p)
+        except PermissionError:
+            raise AccessError(access.denied(p)) from None
+        except FileNotFoundError:
+            return
+        if not os.access(p, need):
+            raise AccessError(access.denied(p))
+
+
 def _open_store(args):
     from spyderd.graph import Store
 
-    return Store(_dirs(args)[0], readonly=True)
+    state = _dirs(args)[0]
+    _check_readable(state)
+    return Store(state, readonly=True)
 
 
 def _read_status(run: Path) -> dict | None:
     try:
         st = json.loads((run / "status.json").read_text())
     except PermissionError:
-        raise StoreError(f"permission denied: {run / 'status.json'} "
-                         f"(root or the 'spyder' group can read it)") from None
+        raise AccessError(access.denied(run / "status.json")) from None
     except (OSError, ValueError):
         return None
     try:
@@ -53,11 +84,25 @@ def _read_status(run: Path) -> dict | None:
     return st
 
 
+def _live_status(run: Path) -> dict | None:
+    """The daemon's status over the control socket, else from its status file."""
+    from spyderd import control
+
+    try:
+        return control.request(run, "status", timeout=5)["status"]
+    except NotRunningError:
+        return _read_status(run)
+    except AccessError:
+        raise
+    except (SpyderError, OSError, ValueError, KeyError):
+        return _read_status(run)
+
+
 def cmd_status(args) -> int:
     _, run = _dirs(args)
     deadline = time.monotonic() + (args.wait or 0)
     while True:
-        st = _read_status(run)
+        st = _live_status(run)
         if st and st.get("ready"):
             break
         if time.monotonic() >= deadline:
@@ -66,16 +111,37 @@ def cmd_status(args) -> int:
     if args.output == "json":
         print(json.dumps(st or {"ready": False}, indent=1))
     elif st is None:
-        print(f"spyderd is not running (no status in {run})")
+        print(f"spyderd is not running (no control socket or status in {run})")
     else:
-        _print_status(st)
+        _print_status(st, use_color())
     return 0 if st and st.get("ready") else EXIT_NOT_RUNNING
 
 
-def _print_status(st: dict) -> None:
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _age(ns: int) -> str:
+    if not ns:
+        return "empty"
+    s = max(time.time() - ns / 1e9, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            return f"{s / size:.1f} {unit}"
+    return f"{s:.0f} s"
+
+
+def _print_status(st: dict, color: bool) -> None:
     state = "running" if st.get("ready") else ("stopped" if st.get("stopped") or st.get("stale")
                                                 else "starting")
-    print(f"spyderd {st.get('version')}: {state} (pid {st.get('pid')})")
+    dot = "●"
+    if color:
+        dot = ("\033[1;32m●\033[0m" if st.get("ready") else "\033[1;31m●\033[0m")
+    print(f"{dot} spyderd {st.get('version')}: {state} (pid {st.get('pid')})")
     print(f"  events: {st.get('events')} ({st.get('events_per_s')}/s)  findings: "
           f"{st.get('findings')} (pending {st.get('findings_pending')})  rules: {st.get('rules')}")
     for name, p in sorted(st.get("probes", {}).items()):
@@ -85,79 +151,141 @@ def _print_status(st: dict) -> None:
     dec = st.get("decode_errors") or {}
     print(f"  lost: {sum(lost.values())} {lost or ''}  decode errors: {sum(dec.values())} "
           f"{dec or ''}  sink errors: {st.get('sink_errors', 0)}")
+    _print_more(st)
     for name, err in (st.get("rules_disabled") or {}).items():
         print(f"  rule disabled: {name}: {err}")
     for err in st.get("errors") or []:
         print(f"  error: {err}")
 
 
-def cmd_trace(args) -> int:
-    from spyderd.traces import build_trace
-    from spyderd.traces.render import render_dot, render_tree
+def _print_more(st: dict) -> None:
+    store = st.get("store") or {}
+    if store:
+        print(f"  store: {store.get('path')}  {_size(store.get('bytes', 0))} "
+              f"(used {_size(store.get('used_bytes', 0))}), {store.get('events', 0)} events, "
+              f"{store.get('nodes', 0)} nodes, oldest event {_age(store.get('oldest', 0))} "
+              f"ago")
+    fd = st.get("findings_detail") or {}
+    if fd:
+        print(f"  findings: sent {fd.get('sent', 0)}, folded {fd.get('folded', 0)}, "
+              f"suppressed {fd.get('suppressed', 0)}; traces: {fd.get('traces_active', 0)} "
+              f"active, {fd.get('traces_sent', 0)} sent (threshold "
+              f"{fd.get('trace_threshold')})")
+        for name, s in (fd.get("sinks") or {}).items():
+            down = "  DOWN" if s.get("down_since") else ""
+            err = f"  last error: {s['last_error']}" if s.get("last_error") else ""
+            print(f"  sink {name}: sent {s.get('sent', 0)}, errors {s.get('errors', 0)}"
+                  f"{down}{err}")
+        sup = fd.get("suppressions") or {}
+        if sup.get("policies"):
+            print(f"  suppressions: {sup['policies']} policies, hits {sup.get('hits') or {}}")
+    al = st.get("alerts")
+    if al:
+        reason = f" - {al['reason']}" if al.get("reason") else ""
+        print(f"  journal alerts: {al.get('state')}{reason}: read {al.get('read', 0)}, "
+              f"attached {al.get('attached', 0)}, unattached {al.get('unattached', 0)}")
+    ctl = st.get("control")
+    if ctl:
+        print(f"  control socket: {ctl.get('socket')} (requests {ctl.get('requests', 0)}, "
+              f"refused {ctl.get('rejected', 0)})")
 
-    store = _open_store(args)
-    ident = args.id
-    if args.pid is not None:
-        images = store.processes_by_pid(args.pid)
-        if not images:
-            print(f"spyderctl: no process with pid {args.pid} in the store", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        ident = max(images, key=lambda n: n.start).id
-    if not ident:
-        print("spyderctl: trace needs an ID or --pid", file=sys.stderr)
-        return 2
-    try:
-        view = build_trace(store, ident)
-    except KeyError as exc:
-        print(f"spyderctl: {exc.args[0]}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    if args.output == "json":
-        print(json.dumps(view.to_dict(), indent=1))
-    elif args.output in ("dot", "svg"):
-        dot = render_dot(view)
-        if args.output == "dot":
-            print(dot)
-        else:
-            if not shutil.which("dot"):
-                print("spyderctl: graphviz 'dot' is not installed", file=sys.stderr)
-                return 1
-            svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
-                                 check=True).stdout
-            sys.stdout.write(svg.decode())
-    else:
-        print(render_tree(view))
-    return 0
+
+def cmd_trace(args) -> int:
+    from spyderd.ctl_process import cmd_trace as run
+
+    return run(args, _open_store(args))
+
+
+def cmd_ps(args) -> int:
+    from spyderd.ctl_process import cmd_ps as run
+
+    return run(args, _open_store(args))
+
+
+def cmd_process(args) -> int:
+    from spyderd.ctl_process import cmd_process as run
+
+    return run(args, _open_store(args))
 
 
 def cmd_findings(args) -> int:
+    from spyderd.ctl_history import cmd_findings as run
+
+    _check_readable(_dirs(args)[0])
+    return run(args, lambda: _open_store(args), _dirs(args)[1])
+
+
+def cmd_traces(args) -> int:
+    from spyderd.ctl_history import cmd_traces as run
+
+    _check_readable(_dirs(args)[0])
+    return run(args, lambda: _open_store(args), _dirs(args)[1])
+
+
+def cmd_query(args) -> int:
+    from spyderd.config import load_config
+    from spyderd.ctl_query import cmd_query as run
+
     store = _open_store(args)
-    since = parse_when(args.since) if args.since else 0
-    rows = sorted((f for f in store.findings() if f.time >= since
-                   and (not args.rule or f.rule == args.rule)), key=lambda f: f.time)
-    for f in rows:
-        if args.output == "json":
-            print(json.dumps(f.to_dict()))
-        else:
-            ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f.time / 1e9))
-            print(f"{ts} {f.severity:8} {f.id} {f.trace_id} {f.rule}: {f.message}")
-    return 0
+    paths = args.rules or list(load_config(args.config).get("rules"))
+    return run(args, store, paths)
 
 
 def cmd_events(args) -> int:
     store = _open_store(args)
     since = parse_when(args.since) if args.since else 0
-    for ev in store.events(since):
-        if args.kind and ev["kind"] != args.kind:
-            continue
-        if args.pid is not None and ev["pid"] != args.pid:
-            continue
-        if args.output == "json":
-            print(json.dumps(ev))
-        else:
-            ts = time.strftime("%H:%M:%S", time.localtime(ev["time"] / 1e9))
-            rest = {k: v for k, v in ev.items() if k not in ("kind", "time", "ktime", "pid",
-                                                              "tid", "process_id")}
-            print(f"{ts} {ev['kind']:8} pid={ev['pid']} {json.dumps(rest)}")
+    until = parse_when(args.until) if args.until else None
+    with paged(args.no_pager) as out:
+        for ev in store.events(since, until):
+            if args.kind and ev["kind"] != args.kind:
+                continue
+            if args.pid is not None and ev["pid"] != args.pid:
+                continue
+            if args.output == "json":
+                out.write(json.dumps(ev) + "\n")
+            else:
+                ts = time.strftime("%H:%M:%S", time.localtime(ev["time"] / 1e9))
+                rest = {k: v for k, v in ev.items() if k not in ("kind", "time", "ktime", "pid",
+                                                                  "tid", "process_id")}
+                out.write(f"{ts} {ev['kind']:8} pid={ev['pid']} {json.dumps(rest)}\n")
+    return 0
+
+
+def cmd_suppressions(args) -> int:
+    """The suppression policies of the config (or PATHs), with hits from the daemon."""
+    from spyderd.config import load_config
+    from spyderd.traces.suppress import load_suppressions, policy_files
+
+    paths = args.paths or list(load_config(args.config).get("findings.suppressions"))
+    supp = load_suppressions(paths)
+    hits: dict = {}
+    try:
+        st = _live_status(_dirs(args)[1]) or {}
+        hits = ((st.get("findings_detail") or {}).get("suppressions") or {}).get("hits") or {}
+    except AccessError:
+        pass
+    now = time.time()
+    rows = [dict(p.to_dict(), expired=p.expired(now), hits=hits.get(p.name, 0))
+            for p in supp.policies]
+    if args.output == "json":
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if not rows:
+        files = ", ".join(str(f) for f in policy_files(paths)) or "none found"
+        print(f"no suppression policies (looked in {', '.join(map(str, paths))}; files: "
+              f"{files})")
+        return 0
+    for r in rows:
+        state = "expired" if r["expired"] else "active"
+        print(f"{r['name']}  [{state}, {r['hits']} hits]  {r['where']}")
+        for key in ("rule", "ancestor", "container_image", "user"):
+            if r[key]:
+                print(f"    {key}: {', '.join(r[key])}")
+        if r["expires"]:
+            print(f"    expires: {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['expires']))}")
+        if r["reason"]:
+            print(f"    reason: {r['reason']}")
     return 0
 
 
@@ -179,7 +307,23 @@ def cmd_rules(args) -> int:
 
 
 def cmd_reload(args) -> int:
+    from spyderd import control
+
     _, run = _dirs(args)
+    try:
+        res = control.request(run, "reload", timeout=60)
+    except NotRunningError:
+        return _reload_by_signal(run)
+    if res.get("ok"):
+        print(f"rules reloaded: {res.get('rules')} rules active")
+        return 0
+    print(res.get("errors") or res.get("error", ""), file=sys.stderr)
+    print(f"reload refused; {res.get('rules', '?')} previous rules stay active", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _reload_by_signal(run: Path) -> int:
+    """No control socket (an older daemon): SIGHUP, then wait for its reload.json."""
     st = _read_status(run)
     if not st or not st.get("ready"):
         print("spyderctl: spyderd is not running", file=sys.stderr)
@@ -196,42 +340,101 @@ def cmd_reload(args) -> int:
                 return 0
             print(res["errors"], file=sys.stderr)
             print(f"reload refused; {res['rules']} previous rules stay active", file=sys.stderr)
-            return 1
+            return EXIT_FAILURE
         time.sleep(0.1)
     print("spyderctl: no answer from spyderd within 10 s", file=sys.stderr)
-    return 1
+    return EXIT_FAILURE
+
+
+# -- command line ----------------------------------------------------------------------------
+
+def _common(p: argparse.ArgumentParser, outputs: tuple[str, ...] = ("text", "json"),
+            window: bool = False) -> None:
+    p.add_argument("-o", "--output", choices=list(outputs), default=outputs[0])
+    p.add_argument("--no-pager", action="store_true", help="do not pipe output into a pager")
+    if window:
+        p.add_argument("-S", "--since", metavar="WHEN",
+                       help="from this time on: -1h, yesterday, 2026-01-31 12:00, @UNIX")
+        p.add_argument("-U", "--until", metavar="WHEN", help="up to this time")
+
+
+def _add_history(sub) -> None:
+    p = sub.add_parser("findings", help="list findings (-f follows new ones)")
+    _common(p, window=True)
+    p.add_argument("--rule", action="append", metavar="NAME", help="only this rule (repeatable)")
+    p.add_argument("--severity", choices=["critical", "high", "medium", "low", "info"],
+                   help="at least this severity")
+    p.add_argument("--container", metavar="ID|NAME", help="id prefix or name; 'host' for none")
+    p.add_argument("--trace", metavar="TRACE_ID", help="only findings of this trace")
+    p.add_argument("--all", action="store_true", help="include suppressed findings")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new findings")
+    p.set_defaults(fn=cmd_findings)
+    p = sub.add_parser("traces", help="list traces (-f follows new and growing ones)")
+    _common(p, window=True)
+    p.add_argument("--rule", action="append", metavar="NAME", help="traces with this rule")
+    p.add_argument("--severity", choices=["critical", "high", "medium", "low", "info"],
+                   help="traces with a finding of at least this severity")
+    p.add_argument("--container", metavar="ID", help="container id prefix; 'host' for none")
+    p.add_argument("--min-score", type=int, default=0, metavar="N")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing traces as sent")
+    p.set_defaults(fn=cmd_traces)
+    p = sub.add_parser("events", help="the raw audit trail")
+    _common(p, window=True)
+    p.add_argument("--kind")
+    p.add_argument("--pid", type=int)
+    p.set_defaults(fn=cmd_events)
+    p = sub.add_parser("query", help="run a rule condition over stored history")
+    _common(p, window=True)
+    p.add_argument("expr", help="a condition, e.g. 'process.name = \"curl\"'")
+    p.add_argument("--kind", help="only events of this kind (exec, connect, alert, ...)")
+    p.add_argument("--limit", type=int, metavar="N", help="stop after N matches")
+    p.add_argument("--rules", action="append", metavar="PATH",
+                   help="rule files whose lists and macros the condition may use")
+    p.set_defaults(fn=cmd_query)
+
+
+def _add_graph(sub) -> None:
+    p = sub.add_parser("trace", help="show the trace of a finding, trace or process")
+    p.add_argument("id", nargs="?", help="fnd-..., trc-... or proc:...")
+    p.add_argument("--pid", type=int)
+    _common(p, outputs=("tree", "json", "dot", "svg"))
+    p.set_defaults(fn=cmd_trace)
+    p = sub.add_parser("ps", help="processes in the store (running ones; --all for every image)")
+    _common(p, window=True)
+    p.add_argument("--all", action="store_true", help="ended images too")
+    p.add_argument("--container", metavar="ID|NAME", help="id prefix or name; 'host' for none")
+    p.add_argument("--user", metavar="NAME|UID")
+    p.set_defaults(fn=cmd_ps)
+    p = sub.add_parser("process", help="one process: ancestry, children, connections, container")
+    p.add_argument("id", nargs="?", help="proc:... (see ps)")
+    p.add_argument("--pid", type=int)
+    _common(p)
+    p.set_defaults(fn=cmd_process)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="spyderctl", description="query and control spyderd")
+    ap = argparse.ArgumentParser(prog="spyderctl", description="query and control spyderd",
+                                 epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--state-dir")
     ap.add_argument("--runtime-dir")
+    ap.add_argument("--config", help="spyderd config (for rule and suppression paths)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("status", help="daemon state, probes, losses")
+    p = sub.add_parser("status", help="daemon state, probes, losses, store, sinks")
     p.add_argument("--wait", type=float, default=0, metavar="SECONDS")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(fn=cmd_status)
-    p = sub.add_parser("trace", help="show the trace of a finding, trace or process")
-    p.add_argument("id", nargs="?")
-    p.add_argument("--pid", type=int)
-    p.add_argument("-o", "--output", choices=["tree", "json", "dot", "svg"], default="tree")
-    p.set_defaults(fn=cmd_trace)
-    p = sub.add_parser("findings", help="list findings")
-    p.add_argument("--since")
-    p.add_argument("--rule")
+    _add_graph(sub)
+    _add_history(sub)
+    p = sub.add_parser("suppressions", help="list suppression policies")
+    p.add_argument("paths", nargs="*", help="policy files or directories (default: config)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p.set_defaults(fn=cmd_findings)
-    p = sub.add_parser("events", help="the raw audit trail")
-    p.add_argument("--since")
-    p.add_argument("--kind")
-    p.add_argument("--pid", type=int)
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p.set_defaults(fn=cmd_events)
+    p.set_defaults(fn=cmd_suppressions)
     p = sub.add_parser("rules", help="validate or list rules")
     p.add_argument("action", choices=["validate", "list"])
     p.add_argument("paths", nargs="*")
     p.set_defaults(fn=cmd_rules)
-    p = sub.add_parser("reload", help="reload rules in the running daemon")
+    p = sub.add_parser("reload", help="reload rules and suppressions in the running daemon")
     p.set_defaults(fn=cmd_reload)
     return ap
 
@@ -240,10 +443,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
+    except AccessError as exc:
+        print(f"spyderctl: {exc}", file=sys.stderr)
+        return EXIT_PERMISSION
+    except NotRunningError as exc:
+        print(f"spyderctl: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except StoreError as exc:
+        print(f"spyderctl: {exc}", file=sys.stderr)
+        return EXIT_PERMISSION if str(exc).startswith("permission denied") else EXIT_FAILURE
     except SpyderError as exc:
         print(f"spyderctl: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
         return 0
 
 

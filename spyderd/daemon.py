@@ -14,14 +14,13 @@ import os
 import signal
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spyderd import __version__, service
 from spyderd.config import Config, load_config
 from spyderd.errors import ConfigError, RuleError, SpyderError
-from spyderd.model import Event, Finding, Node, event_to_dict
+from spyderd.model import Event, Node, event_to_dict
 
 log = logging.getLogger("spyderd")
 
@@ -70,18 +69,11 @@ def container_of(cgroup_text: str) -> str:
 
 
 @dataclass
-class Pending:
-    due: float
-    finding: Finding
-
-
-@dataclass
 class Daemon:
     cfg: Config
     paths: Paths
     stop: bool = False
     reload_requested: bool = False
-    pending: list[Pending] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -92,8 +84,7 @@ class Daemon:
         from spyderd.rules import load_rules
 
         self.started = time.time()
-        self.paths.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self._prepare_access()
         self.write_status(ready=False)
         self.ruleset = load_rules(self.paths.rules)
         self.machine_id, self.boot = machine_identity()
@@ -102,7 +93,7 @@ class Daemon:
         self.graph = Graph(self.store, self.boot, boot_wall_ns=boot_wall_ns(),
                            machine_id=self.machine_id,
                            max_recent=self.cfg.get("store.max_memory_nodes"))
-        self.sink = self._make_sink()
+        self._setup_findings()
         self.capture = Capture(
             ring_pages=self.cfg.get("capture.ring_buffer_pages"),
             max_args=self.cfg.get("capture.max_args"),
@@ -116,24 +107,149 @@ class Daemon:
         self.last_gap = service.report_gap(self.store, attached)
         service.mark_running(self.store, time.time())
         self._resend_unsent()
+        self._start_live()
         log.info("spyderd %s ready: %d processes in snapshot, %d rules, probes: %s",
                  __version__, n, len(self.ruleset.rules),
                  ", ".join(f"{k}={v.state}" for k, v in self.capture.status.items()))
         self.write_status(ready=True)
         _notify("READY=1\nSTATUS=capturing")
 
-    def _make_sink(self):
-        if not self.cfg.get("findings.journald"):
-            return None
-        from spyderd.sinks.journald import JournaldSink
+    def _prepare_access(self) -> None:
+        """umask 027; state and runtime directories 0750 root:spyder (see spyderd.access)."""
+        from spyderd import access
 
-        return JournaldSink(self.machine_id)
+        self.gid = access.group_id(self.cfg.get("access.group"))
+        access.prepare_dirs([self.paths.runtime_dir, self.paths.state_dir], self.gid)
+
+    def _setup_findings(self) -> None:
+        """Sinks, suppressions, folding and traces between the rules and the outside."""
+        from spyderd import access
+        from spyderd.findings import Findings
+        from spyderd.traces.fold import Folder
+        from spyderd.traces.tracker import TraceTracker
+
+        access.secure_store(self.store.path, self.gid)
+        self.sinks = self._make_sinks()
+        self.sink = next((s for s in self.sinks if s.name == "journald"), None)
+        c = self.cfg.get
+        tracker = TraceTracker(threshold=c("findings.trace_threshold"),
+                               settle=c("findings.trace_settle"), idle=c("findings.trace_idle"),
+                               sinks=tuple(s.name for s in self.sinks), lookup=self.store.trace)
+        self.findings = Findings(self.graph, self.store, self.sinks, tracker,
+                                 Folder(c("findings.fold_window")),
+                                 self._load_suppressions(), settle=c("findings.settle"))
+
+    def _make_sinks(self) -> list:
+        sinks: list = []
+        if self.cfg.get("findings.journald"):
+            from spyderd.sinks.journald import JournaldSink
+
+            sinks.append(JournaldSink(self.machine_id))
+        if self.cfg.get("findings.jsonl"):
+            from spyderd.sinks.jsonl import JsonlSink
+
+            sinks.append(JsonlSink(self.cfg.get("findings.jsonl")))
+        return sinks
+
+    def _load_suppressions(self):
+        from spyderd.traces.suppress import load_suppressions
+
+        return load_suppressions(self.cfg.get("findings.suppressions"))
 
     def _resend_unsent(self) -> None:
-        """Findings stored but not yet in journald (crash, journald down) are sent now."""
-        for f in self.store.findings():
-            if not f.sent:
-                self.pending.append(Pending(0.0, f))
+        """Findings stored but not yet delivered (crash, journald down) are sent now."""
+        self.findings.resend_unsent()
+
+    def _start_live(self) -> None:
+        """The control socket and the journal follower, both polled from the loop."""
+        from spyderd.capture.journal import JournalFollower
+        from spyderd.control import ControlServer
+
+        self.control = ControlServer(self.paths.runtime_dir, {
+            "status": lambda req: {"ok": True, "status": self.status_dict(ready=True)},
+            "reload": self._control_reload}, self.gid)
+        self.control.start()
+        self.findings.publish = self.control.publish
+        self.alerts = None
+        if self.cfg.get("alerts.journal"):
+            self.alerts = JournalFollower(self._alert_image,
+                                          max_priority=self.cfg.get("alerts.max_priority"))
+            self.alerts.open()
+
+    def _service_live(self) -> None:
+        """Third-party alerts into the graph and rules; control requests; never blocks."""
+        if self.alerts is not None:
+            for ev in self.alerts.poll():
+                self.handle(ev)
+                self.control.publish("alerts", event_to_dict(ev))
+        self.control.service(0)
+
+    def _stop_live(self) -> None:
+        if getattr(self, "control", None) is not None:
+            self.control.close()
+        if getattr(self, "alerts", None) is not None:
+            self.alerts.close()
+
+    def _control_reload(self, req: dict) -> dict:
+        self.reload()
+        res = dict(getattr(self, "last_reload", {}))
+        return {**res, "ok": bool(res.get("ok"))}
+
+    def _alert_image(self, pid: int, t: int, unit: str) -> Node | None:
+        """The process image that wrote a journal entry: pid alive at `t`, else the unit's."""
+        slack = 50_000_000  # journald and kernel clocks differ by a little
+        if pid:
+            live = self.graph.live.get(pid)
+            if live is not None and live.start <= t + slack:
+                return live
+            for i, n in enumerate(reversed(self.graph.nodes.values())):
+                if i >= 50_000:
+                    break
+                if (n.kind == "process" and n.pid == pid and n.start <= t + slack
+                        and (not n.end or n.end + slack >= t)):
+                    return n
+            from spyderd.graph.query import History
+
+            return History(self.store).by_pid(pid, at_ns=t)
+        if unit:
+            cands = [n for n in self.graph.live.values()
+                     if unit in (n.attrs.get("unit"), n.attrs.get("systemd_unit"))
+                     or str(n.attrs.get("cgroup", "")).endswith("/" + unit)]
+            return max(cands, key=lambda n: n.start) if cands else None
+        return None
+
+    def _trace_status(self) -> dict:
+        """Findings, traces, sinks, alerts, control socket and store, for `spyderctl status`."""
+        out: dict = {}
+        if getattr(self, "findings", None) is not None:
+            out["findings_detail"] = self.findings.status()
+            out["findings_pending"] = len(self.findings.pending)
+        if getattr(self, "alerts", None) is not None:
+            out["alerts"] = self.alerts.status()
+        if getattr(self, "control", None) is not None:
+            out["control"] = dict(self.control.stats, socket=str(self.control.path))
+        if getattr(self, "store", None) is not None:
+            out["store"] = self._store_status()
+        return out
+
+    def _store_status(self) -> dict:
+        """Store size and age (oldest event kept); refreshed every 10 s, it reads a block."""
+        now = time.monotonic()
+        cached = getattr(self, "_store_cache", None)
+        if cached and now - cached[0] < 10:
+            return cached[1]
+        st = {"path": str(self.store.path)}
+        try:
+            stats = self.store.stats()
+            st.update(bytes=stats["bytes"], used_bytes=stats["used_bytes"],
+                      events=stats["event_count"], nodes=stats["nodes"],
+                      findings=stats["findings"], traces=stats["traces"])
+            first = next(iter(self.store.events(0)), None)
+            st["oldest"] = first["time"] if first else 0
+        except Exception as exc:  # noqa: BLE001 - status must not break the loop
+            st["error"] = str(exc)
+        self._store_cache = (now, st)
+        return st
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -148,6 +264,7 @@ class Daemon:
             if now - self.graph.last_flush >= self.cfg.get("store.batch_delay"):
                 self.graph.flush()
             self.send_due(now)
+            self._service_live()
             if self.reload_requested:
                 self.reload()
             if now - last_status >= tick:
@@ -197,38 +314,13 @@ class Daemon:
                 log.error("rule '%s' raised at run time and was disabled: %s", name, err)
 
     def new_finding(self, ev: Event, node: Node, m) -> None:
-        from spyderd.traces import trace_id_for
-
-        root = m.refs[0] if m.refs else node
-        f = Finding(
-            id="fnd-" + uuid.uuid4().hex[:20], rule=m.rule.name, severity=m.rule.severity,
-            priority=m.rule.priority, message=m.output, time=ev.time, process_id=node.id,
-            trace_id=trace_id_for(root.id), root_id=root.id, event=event_to_dict(ev),
-            tags=list(m.rule.tags), message_id=m.rule.message_id)
-        self.graph.add_finding(f)
+        """Suppress, fold, put in its trace, schedule for the sinks (see spyderd.findings)."""
+        self.findings.new(ev, node, m)
         self.counters["findings"] = self.counters.get("findings", 0) + 1
-        self.pending.append(Pending(time.monotonic() + self.cfg.get("findings.settle"), f))
 
     def send_due(self, now: float) -> None:
-        """Chain and send findings whose settle window ended (store flushed first)."""
-        due = [p for p in self.pending if p.due <= now]
-        if not due:
-            return
-        from spyderd.traces import chain_for
-
-        self.graph.flush()
-        for p in due:
-            f = p.finding
-            subject = self.store.node(f.process_id)
-            if subject is not None:
-                f.chain = chain_for(self.store, subject)
-            if self.sink is None or self.sink.send(f):
-                f.sent = True
-                self.pending.remove(p)
-            else:
-                p.due = now + 5.0  # journald down: keep it, retry
-            self.graph.add_finding(f)
-        self.graph.flush()
+        """Chain and send findings whose settle window ended; then traces that are due."""
+        self.findings.send_due(now)
 
     def reload(self) -> None:
         """Swap the rule set only if the new one loads cleanly."""
@@ -237,25 +329,27 @@ class Daemon:
         self.reload_requested = False
         try:
             new = load_rules(self.paths.rules)
-        except RuleError as exc:
+            suppressions = self._load_suppressions()
+        except (RuleError, ConfigError) as exc:
             msg = f"rule reload refused, keeping {len(self.ruleset.rules)} active rules:\n{exc}"
             log.error("%s", msg, extra={"MESSAGE_ID": service.MSG_RELOAD_REFUSED})
             self.errors.append(msg)
             self._write_reload_result(False, str(exc))
             return
         self.ruleset = new
+        self.findings.suppressions = suppressions
         log.info("rules reloaded: %d rules", len(new.rules))
         self._write_reload_result(True, "")
 
     def _write_reload_result(self, ok: bool, text: str) -> None:
-        _atomic_write(self.paths.runtime_dir / "reload.json",
-                      {"ok": ok, "errors": text, "time": time.time(),
-                       "rules": len(self.ruleset.rules)})
+        self.last_reload = {"ok": ok, "errors": text, "time": time.time(),
+                            "rules": len(self.ruleset.rules)}
+        _atomic_write(self.paths.runtime_dir / "reload.json", self.last_reload)
 
     def shutdown(self) -> None:
         _notify("STOPPING=1")
-        now = time.monotonic() + 3600
-        self.send_due(now)  # flush pending findings rather than hold them across a stop
+        self.findings.flush_all()  # send pending findings rather than hold them across a stop
+        self._stop_live()
         self.graph.flush()
         self.capture.close()
         service.mark_stopped(self.store, time.time())
@@ -264,6 +358,10 @@ class Daemon:
         log.info("spyderd stopped")
 
     def write_status(self, *, ready: bool, stopped: bool = False) -> None:
+        _atomic_write(self.paths.runtime_dir / "status.json",
+                      self.status_dict(ready=ready, stopped=stopped))
+
+    def status_dict(self, *, ready: bool, stopped: bool = False) -> dict:
         cap = getattr(self, "capture", None)
         uptime = max(time.time() - getattr(self, "started", time.time()), 1e-6)
         status = {
@@ -282,14 +380,14 @@ class Daemon:
             "lost": cap.lost() if cap and cap._bpf else {},
             "decode_errors": dict(cap.decode_errors) if cap else {},
             "findings": self.counters.get("findings", 0),
-            "findings_pending": len(self.pending),
             "rules": len(self.ruleset.rules) if hasattr(self, "ruleset") else 0,
             "rules_disabled": dict(self.ruleset.disabled) if hasattr(self, "ruleset") else {},
             "sink_errors": self.sink.errors if getattr(self, "sink", None) else 0,
             "errors": self.errors[-10:],
             "capture_gap": self.last_gap.as_dict() if getattr(self, "last_gap", None) else None,
+            **self._trace_status(),
         }
-        _atomic_write(self.paths.runtime_dir / "status.json", status)
+        return status
 
 
 def _atomic_write(path: Path, data: dict) -> None:

@@ -1,0 +1,205 @@
+"""spyderctl trace, ps and process: the causal graph around a finding, trace or process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from spyderd.ctl_output import EXIT_FAILURE, EXIT_NOT_FOUND, paged, use_color
+from spyderd.graph.query import History
+from spyderd.model import Node
+from spyderd.traces import build_trace
+from spyderd.traces.build import ancestors, chain_entry, chain_text, node_json
+from spyderd.traces.render import (
+    alert_line,
+    command,
+    conn_line,
+    container_label,
+    file_line,
+    proc_line,
+    render_dot,
+    render_tree,
+    ts,
+    user_of,
+)
+
+
+def _err(msg: str) -> None:
+    print(f"spyderctl: {msg}", file=sys.stderr)
+
+
+def image_for_pid(store, pid: int) -> Node | None:
+    """The latest stored image of a pid (the running one, if it still runs)."""
+    images = store.processes_by_pid(pid)
+    return max(images, key=lambda n: n.start) if images else None
+
+
+def cmd_trace(args, store) -> int:
+    ident = args.id
+    if args.pid is not None:
+        img = image_for_pid(store, args.pid)
+        if img is None:
+            _err(f"no process with pid {args.pid} in the store")
+            return EXIT_NOT_FOUND
+        ident = img.id
+    if not ident:
+        _err("trace needs an ID (finding fnd-..., trace trc-..., process proc:...) or --pid")
+        return 2
+    try:
+        view = build_trace(store, ident)
+    except KeyError as exc:
+        _err(str(exc.args[0]))
+        return EXIT_NOT_FOUND
+    if args.output == "json":
+        print(json.dumps(view.to_dict(), indent=1))
+        return 0
+    if args.output in ("dot", "svg"):
+        dot = render_dot(view)
+        if args.output == "dot":
+            print(dot)
+            return 0
+        if not shutil.which("dot"):
+            _err("graphviz 'dot' is not installed (apt-get install graphviz), or use -o dot")
+            return EXIT_FAILURE
+        res = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
+                             check=False)
+        if res.returncode != 0:
+            _err(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
+            return EXIT_FAILURE
+        sys.stdout.write(res.stdout.decode())
+        return 0
+    with paged(args.no_pager) as out:
+        out.write(render_tree(view, color=use_color()) + "\n")
+    return 0
+
+
+# -- ps --------------------------------------------------------------------------------------
+
+def cmd_ps(args, store) -> int:
+    """Processes as the store knows them: running ones (latest image per pid), or all."""
+    from spyderd.ctl_history import window
+
+    since, until = window(args)
+    rows = [n for n in store.nodes_between(since, until, kind="process")
+            if (args.all or not n.end)
+            and (not args.container or _in_container(n, args.container))
+            and (not args.user or args.user in (user_of(n), str(n.uid)))]
+    if args.output == "json":
+        for n in rows:
+            print(json.dumps(node_json(n)))
+        return 0
+    with paged(args.no_pager) as out:
+        out.write(f"{'PID':>7} {'PPID':>7} {'USER':10} {'STARTED':19} {'CONTAINER':14} "
+                  f"{'ID':40} COMMAND\n")
+        for n in rows:
+            out.write(f"{n.pid:>7} {n.ppid:>7} {user_of(n)[:10]:10} {ts(n.start, True)[:19]} "
+                      f"{(container_label(n) or '-')[:14]:14} {n.id:40} {command(n)[:200]}"
+                      f"{'' if not n.end else '  (ended)'}\n")
+    return 0
+
+
+def _in_container(n: Node, want: str) -> bool:
+    ctr = n.attrs.get("container_id") or ""
+    if want in ("host", "-"):
+        return not ctr
+    return bool(ctr) and (ctr.startswith(want) or n.attrs.get("container_name") == want)
+
+
+# -- process ---------------------------------------------------------------------------------
+
+def process_report(store, node: Node) -> dict[str, Any]:
+    """A process image with its ancestry, images, children, connections, files, alerts."""
+    h = History(store)
+    anc = list(reversed(ancestors(store, node)))
+    out: dict[str, Any] = {"process": node_json(node)}
+    out["ancestry"] = [chain_entry(a, "ancestor") for a in anc]
+    out["chain"] = chain_text(out["ancestry"] + [chain_entry(node, "subject")])
+    out["children"] = [node_json(c) for c in h.children(node)]
+    out["connections"] = []
+    out["files"] = []
+    out["alerts"] = []
+    for e in store.edges(node.id, "out"):
+        other = store.node(e.dst)
+        if other is None:
+            continue
+        if e.kind in ("connect", "accept", "listen"):
+            d = node_json(other)
+            d["edge"] = e.kind
+            for pe in store.edges(other.id, "out"):
+                peer_conn = store.node(pe.dst) if pe.kind == "peer" else None
+                if peer_conn is not None:
+                    d["peer_process"] = peer_conn.attrs.get("process_id", "")
+            out["connections"].append(d)
+        elif e.kind in ("wrote", "changed", "deleted", "denied"):
+            out["files"].append({"edge": e.kind, "time": e.time, **node_json(other)})
+        elif e.kind == "alerted":
+            out["alerts"].append(node_json(other))
+    for e in store.edges(node.id, "in"):
+        f = store.node(e.src) if e.kind == "executed-file" else None
+        if f is not None:
+            out["files"].append({"edge": "executed-file", "time": e.time, **node_json(f),
+                                 "writer": f.attrs.get("writer", "")})
+    sess = h.session(node)
+    out["session"] = node_json(sess) if sess else None
+    out["findings"] = [f.to_dict() for f in store.findings() if f.process_id == node.id]
+    return out
+
+
+def cmd_process(args, store) -> int:
+    node = None
+    if args.pid is not None:
+        node = image_for_pid(store, args.pid)
+    elif args.id:
+        node = store.node(args.id)
+    if node is None or node.kind != "process":
+        _err(f"no process {args.id or f'with pid {args.pid}'} in the store")
+        return EXIT_NOT_FOUND
+    rep = process_report(store, node)
+    if args.output == "json":
+        print(json.dumps(rep, indent=1))
+        return 0
+    with paged(args.no_pager) as out:
+        out.write(_process_text(store, node, rep) + "\n")
+    return 0
+
+
+def _process_text(store, node: Node, rep: dict[str, Any]) -> str:
+    a = node.attrs
+    lines = [proc_line(node), f"  id:        {node.id}"]
+    if a.get("exe"):
+        lines.append(f"  exe:       {a['exe']}" + (f"  (cwd {a['cwd']})" if a.get("cwd") else ""))
+    lines.append(f"  user:      {user_of(node)} (uid {node.uid})")
+    if a.get("container_id"):
+        lines.append(f"  container: {a.get('container_name') or '-'} {a['container_id']}"
+                     + (f" image {a['container_image']}" if a.get("container_image") else ""))
+    else:
+        lines.append("  container: - (host)")
+    if rep["session"]:
+        lines.append(f"  session:   {rep['session']['id']}")
+    lines.append(f"  started:   {ts(node.start, True)}" +
+                 (f"  ended {ts(node.end, True)}" if node.end else "  (running)"))
+    lines.append(f"  ancestry:  {rep['chain']}")
+    if rep["children"]:
+        lines.append("  children:")
+        for c in rep["children"]:
+            lines.append(f"    {proc_line(_node(c))}")
+    for c in rep["connections"]:
+        peer = store.node(c.get("peer_process", ""))
+        via = f"  (peer {peer.name}[{peer.pid}])" if peer else ""
+        lines.append(f"  · {conn_line(_node(c))}{via}")
+    for f in rep["files"]:
+        lines.append(f"  · {file_line(f['edge'], _node(f))}")
+    for al in rep["alerts"]:
+        lines.append(f"  · {alert_line(_node(al))}")
+    for f in rep["findings"]:
+        lines.append(f"  !! {f['rule']} ({f['severity']}) {f['id']} trace {f['trace_id']}")
+    return "\n".join(lines)
+
+
+def _node(d: dict[str, Any]) -> Node:
+    """A node back from a report entry (minus the entry's own keys)."""
+    return Node.from_dict({k: v for k, v in d.items()
+                           if k not in ("edge", "time", "writer", "peer_process", "name")})
