@@ -88,8 +88,10 @@ def parse_time(text: str) -> int:
     frac = 0
     if "." in s:
         head, rest = s.split(".", 1)
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        tz = rest[len(digits):]
+        n = 0
+        while n < len(rest) and rest[n].isdigit():
+            n += 1
+        digits, tz = rest[:n], rest[n:]
         frac = int((digits + "000000000")[:9])
         s = head + tz
     try:
@@ -281,8 +283,8 @@ class StateReader:
         info = ContainerInfo(id=name, runtime="nspawn", name=kv.get("NAME", name),
                              image=kv.get("ROOT", ""), resolved=True,
                              root_pid=_int_file(kv.get("LEADER")))
-        if kv.get("TIMESTAMP", "").isdigit():
-            info.created = int(kv["TIMESTAMP"]) * 1000  # usec
+        if kv.get("REALTIME", "").isdigit():
+            info.created = int(kv["REALTIME"]) * 1000  # usec since the epoch
         info.labels.update({k.lower(): v for k, v in kv.items()
                             if k in ("SERVICE", "SCOPE", "ID")})
         return info
