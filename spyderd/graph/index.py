@@ -179,6 +179,11 @@ class Graph:
                 return None
         return self.get(node.attrs.get("writer", ""))
 
+    def machine(self, node: Node) -> Node | None:
+        """The machine node the image runs on (`machine.*` fields of rules)."""
+        mid = node.attrs.get("machine_id") or self.machine_id
+        return self.get(f"machine:{mid}") if mid else None
+
     def _process_node(self, pid: int, ppid: int, start_ns: int, *, exec_ktime: int = 0,
                       wall: int, uid: int, exe: str, args: list[str], comm: str,
                       parent: Node | None, via: str, cgroup_id: int = 0,
