@@ -235,7 +235,7 @@ static __always_inline int read_inet(struct addr_rec *r, const void *uaddr) {
     return 0;
 }
 
-static __always_inline void stash(struct addr_rec *r, u32 kind) {
+static __always_inline void net_stash(struct addr_rec *r, u32 kind) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     fill_hdr(&r->h, kind);
     r->result = 0;
@@ -280,7 +280,7 @@ static __always_inline int udp_enter(u64 fd, const void *uaddr, u16 call) {
     if (!udp_wanted(&r))
         return 0;
     r.netns = netns_of(read_ptr(sock, OFF_SOCKET_SK));
-    stash(&r, K_UDP);
+    net_stash(&r, K_UDP);
     return 0;
 }
 
@@ -321,7 +321,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bind) {
     r.call = 0;
     r.sk = read_ptr(sock, OFF_SOCKET_SK);
     r.netns = netns_of(r.sk);
-    stash(&r, K_BIND);
+    net_stash(&r, K_BIND);
     return 0;
 }
 

@@ -24,7 +24,12 @@ SCHEMA: dict[str, Any] = {
               "retention_days": (float, 90.0), "max_size_mb": (int, 10240),
               "max_memory_nodes": (int, 200_000)},
     "capture": {"ring_buffer_pages": (int, 256), "max_args": (int, 32),
-                "arg_bytes": (int, 2048), "ignore_self": (bool, True)},
+                "arg_bytes": (int, 2048), "ignore_self": (bool, True),
+                "self_test": (bool, True), "threads": (bool, False),
+                "ignore_comms": (list, [], str), "udp_ports": (list, [], int),
+                "udp_repeat_seconds": (float, 1.0), "kill_signals": (list, [], int),
+                "ptrace_requests": (list, [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206], int),
+                "bpf_cmds": (list, [5], int)},
     "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, ""),
                  "trace_threshold": (int, 40), "trace_settle": (float, 3.0),
                  "trace_idle": (float, 3600.0), "fold_window": (float, 60.0),
@@ -91,6 +96,15 @@ def _check(path: str, node: yaml.Node, schema: dict[str, Any], out: dict[str, An
             errors.append(f"{_where(path, vnode)}: '{prefix}{key}' must be "
                           f"{typ.__name__}, got {type(value).__name__} {value!r}")
             continue
+        if typ is list and len(spec) > 2 and isinstance(vnode, yaml.SequenceNode):
+            item = spec[2]  # (list, default, item type): every element checked, located
+            bad = [(n, v) for n, v in zip(vnode.value, value, strict=False)
+                   if not isinstance(v, item) or isinstance(v, bool)]
+            for n, v in bad:
+                errors.append(f"{_where(path, n)}: '{prefix}{key}' items must be "
+                              f"{item.__name__}, got {type(v).__name__} {v!r}")
+            if bad:
+                continue
         out[key] = value
 
 

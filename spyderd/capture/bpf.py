@@ -17,11 +17,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import struct
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from spyderd.capture.btf import BTF, kernel_offsets
 from spyderd.capture.records import COUNTER_NAMES, KIND_NAMES
@@ -101,6 +104,81 @@ def probes_dir() -> Path:
 
 def _comm_key(name: str) -> bytes:
     return name.encode()[:15].ljust(16, b"\0")
+
+
+@dataclass(slots=True)
+class LoadError:
+    """bcc's exception text and what the compiler/verifier printed on stderr."""
+
+    text: str
+    detail: str
+
+    def reason(self) -> str:
+        """The most telling line: the first compiler error, else the exception."""
+        m = _CLANG_ERR.search(self.detail)
+        if m:
+            return f"{self.text}: {m.group(2).strip()}"
+        return self.text
+
+
+_CLANG_ERR = re.compile(r"^/virtual/main\.c:(\d+):\d+: error: (.*)$", re.MULTILINE)
+_PROG = re.compile(r"Failed to (?:load|attach) BPF program b?'?([A-Za-z0-9_]+)")
+
+
+def blame(err: LoadError, chosen: list[Probe], texts: dict[str, str]) -> Probe | None:
+    """Which probe's source a failure points at: the line of the first compiler error in
+    the combined text, or the probe whose source defines the program that failed to load."""
+    m = _CLANG_ERR.search(err.detail)
+    if m:
+        line = int(m.group(1))
+        for p, (first, last) in zip(chosen, source_spans(chosen, texts), strict=True):
+            if first <= line <= last:
+                return p
+        return None
+    m = _PROG.search(err.text)
+    if m:
+        fn = m.group(1)
+        event = fn.split("__")[-1]
+        owners = [p for p in chosen if event in texts[p.name] or fn in texts[p.name]]
+        if len(owners) == 1:
+            return owners[0]
+    return None
+
+
+def source_spans(chosen: list[Probe], texts: dict[str, str]) -> list[tuple[int, int]]:
+    """1-based (first, last) line of each probe's text in `Capture._source`'s output."""
+    line = common_h_lines() + 1
+    out = []
+    for p in chosen:
+        n = texts[p.name].count("\n") + 1
+        line += 1  # the "/* ---- x ---- */" marker
+        out.append((line + 1, line + n))
+        line += n
+    return out
+
+
+def common_h_lines(source_dir: Path | None = None) -> int:
+    return ((source_dir or probes_dir()) / "common.h").read_text().count("\n")
+
+
+class StderrCapture:
+    """Collects what bcc, clang and the verifier write to fd 2 (logged on failure)."""
+
+    def __enter__(self) -> Self:
+        self._tmp = tempfile.TemporaryFile()
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode("utf-8", "replace")
+        self._tmp.close()
 
 
 class Capture:
@@ -211,38 +289,55 @@ class Capture:
 
     def _compile(self, chosen: list[Probe], cflags: list[str],
                  texts: dict[str, str]) -> list[Probe]:
-        """One program for all probes; if that fails, find the probes at fault and drop them."""
+        """One program for all probes. If it fails, the probe at fault is found from the
+        compiler's or loader's message (or, failing that, by trying each probe alone),
+        reported `failed`, and the rest is compiled again."""
+        good = list(chosen)
+        while good:
+            err = self._try_load(good, texts, cflags)
+            if err is None:
+                return good
+            culprit = blame(err, good, texts)
+            if culprit is None:
+                log.warning("BPF program failed; trying each probe alone: %s", err.text)
+                return self._compile_alone(good, cflags, texts)
+            self._fail(culprit, err)
+            good.remove(culprit)
+        raise CaptureError("no probe compiles and attaches: " + "; ".join(
+            f"{s.name}: {s.reason}" for s in self.status.values()))
+
+    def _try_load(self, chosen: list[Probe], texts: dict[str, str],
+                  cflags: list[str]) -> LoadError | None:
         from bcc import BPF  # imported here so replay and tests run without bcc
 
-        try:
-            self._bpf = BPF(text=self._source(chosen, texts), cflags=cflags)
-            return chosen
-        except Exception as exc:  # bcc raises bare Exception on compile/attach failure
-            if len(chosen) == 1:
-                self._fail(chosen[0], exc)
-                raise CaptureError(f"BPF compile/attach failed: {exc}") from exc
-            log.warning("combined BPF program failed (%s); trying each probe alone", exc)
+        with StderrCapture() as cap:
+            try:
+                self._bpf = BPF(text=self._source(chosen, texts), cflags=cflags)
+                return None
+            except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
+                self._bpf = None
+                failure = exc
+        return LoadError(str(failure), cap.text)
+
+    def _compile_alone(self, chosen: list[Probe], cflags: list[str],
+                       texts: dict[str, str]) -> list[Probe]:
         good: list[Probe] = []
         for p in chosen:
-            try:
-                BPF(text=self._source([p], texts), cflags=cflags).cleanup()
+            err = self._try_load([p], texts, cflags)
+            if err is None:
+                self._bpf.cleanup()
                 good.append(p)
-            except Exception as exc:  # noqa: BLE001 - recorded in the probe's status
-                self._fail(p, exc)
-        if not good:
+            else:
+                self._fail(p, err)
+        if not good or self._try_load(good, texts, cflags) is not None:
             raise CaptureError("no probe compiles and attaches: " + "; ".join(
                 f"{s.name}: {s.reason}" for s in self.status.values()))
-        try:
-            self._bpf = BPF(text=self._source(good, texts), cflags=cflags)
-        except Exception as exc:
-            raise CaptureError(f"BPF compile/attach failed: {exc}") from exc
         return good
 
-    def _fail(self, p: Probe, exc: Exception) -> None:
-        first = str(exc).strip().splitlines()
-        why = first[0] if first else type(exc).__name__
-        self.status[p.name] = ProbeStatus(p.name, "failed", why[:300])
-        log.error("probe %s failed to compile/attach: %s", p.name, exc)
+    def _fail(self, p: Probe, err: LoadError) -> None:
+        self.status[p.name] = ProbeStatus(p.name, "failed", err.reason()[:300])
+        log.error("probe %s failed to compile/attach: %s\n%s", p.name, err.text,
+                  err.detail[-4000:])
 
     def _fill_maps(self, chosen: list[Probe]) -> None:
         """Write the in-kernel filter maps from the configuration."""
