@@ -289,23 +289,6 @@ def cmd_suppressions(args) -> int:
     return 0
 
 
-def cmd_rules(args) -> int:
-    from spyderd.rules import load_rules
-
-    paths = args.paths or ["/usr/share/spyderd/rules", "/etc/spyderd/rules.d"]
-    try:
-        rs = load_rules(paths)
-    except SpyderError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    if args.action == "list":
-        for r in rs.rules:
-            print(f"{r.name}\t{r.severity}\t{','.join(r.events)}\t{','.join(r.tags)}")
-    else:
-        print(f"{len(rs.rules)} rules ok")
-    return 0
-
-
 def cmd_reload(args) -> int:
     from spyderd import control
 
@@ -430,10 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="policy files or directories (default: config)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(fn=cmd_suppressions)
-    p = sub.add_parser("rules", help="validate or list rules")
-    p.add_argument("action", choices=["validate", "list"])
-    p.add_argument("paths", nargs="*")
-    p.set_defaults(fn=cmd_rules)
+    from spyderd.ctl_rules import add_parsers as add_rule_parsers
+
+    add_rule_parsers(sub)  # rules validate|list|fields|test, record
     p = sub.add_parser("reload", help="reload rules and suppressions in the running daemon")
     p.set_defaults(fn=cmd_reload)
     return ap

@@ -4,6 +4,10 @@ Files load in order, so a site file can extend the default pack: `append: true` 
 an earlier list or `or (...)` to an earlier macro, `override: true` replaces an earlier rule,
 and a rule entry with only `enabled:` switches an earlier rule on or off. Keys are checked
 here (types, severity, event kinds); conditions are left as located text for the compiler.
+
+A rule has either `event:` + `condition:`, or `sequence:` (steps, each with its own `event:`
+and `condition:`) + `within:` (a duration such as 10m) and optionally
+`max_partial_matches:` (how many unfinished matches it may hold, default 10000).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from spyderd.model.events import EVENT_TYPES
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
-from spyderd.rules.reader import Entry, Item, node_location
+from spyderd.rules.reader import Entry, Item, mapping_items, node_location
 from spyderd.rules.source import SourceText
+from spyderd.rules.values import parse_duration
 
 SEVERITIES: dict[str, int] = {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
 EVENT_KINDS: tuple[str, ...] = tuple(EVENT_TYPES)
@@ -33,11 +40,16 @@ _KEYS = {
         "enabled",
         "override",
         "append",
+        "sequence",
+        "within",
+        "max_partial_matches",
     ),
     "list": ("list", "items", "append"),
     "macro": ("macro", "condition", "append"),
+    "step": ("event", "condition"),
 }
 _RULE_REQUIRED = ("condition", "event", "severity", "output")
+_SEQUENCE_REQUIRED = ("sequence", "within", "severity", "output")
 
 
 @dataclass(slots=True)
@@ -59,8 +71,21 @@ class MacroDef:
 
 
 @dataclass(slots=True)
+class StepDef:
+    """One step of a sequence rule: the event kinds it waits for and its condition."""
+
+    events: tuple[str, ...]
+    condition: SourceText
+    loc: Location
+
+
+@dataclass(slots=True)
 class RuleDef:
-    """A rule as written, validated but not compiled."""
+    """A rule as written, validated but not compiled.
+
+    A sequence rule has `steps` (two or more) and `within_ns`; its `condition` is the first
+    step's and `events` the union of the steps' kinds.
+    """
 
     name: str
     loc: Location
@@ -73,6 +98,9 @@ class RuleDef:
     tags: list[str] = field(default_factory=list)
     exceptions: list[SourceText] = field(default_factory=list)
     enabled: bool = True
+    steps: list[StepDef] = field(default_factory=list)
+    within_ns: int = 0
+    max_partials: int | None = None
 
 
 @dataclass(slots=True)
@@ -267,6 +295,8 @@ def _toggle(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
 
 
 def _rule_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
+    if "sequence" in entry.items:
+        return _sequence_def(entry, diags)
     missing = [k for k in _RULE_REQUIRED if k not in entry.items]
     if missing:
         diags.append(
@@ -313,6 +343,121 @@ def _rule_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
         [SourceText.from_node(node, file) for _, node in exceptions],
         enabled,
     )
+
+
+def _sequence_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
+    """A `sequence:` rule: steps instead of event + condition, and a time window."""
+    missing = [k for k in _SEQUENCE_REQUIRED if k not in entry.items]
+    if missing:
+        diags.append(
+            _diag(
+                "E004",
+                f"sequence rule {entry.name!r} is missing " + ", ".join(repr(k) for k in missing),
+                entry.loc,
+                entry,
+            )
+        )
+        return None
+    for key in ("condition", "event"):
+        if key in entry.items:
+            diags.append(
+                _diag(
+                    "E005",
+                    f"{key}: a sequence rule has none of its own; each step has one",
+                    entry.items[key].key_loc,
+                    entry,
+                )
+            )
+    steps = _steps(entry, diags)
+    within = _within(entry, diags)
+    limit = _limit(entry, diags)
+    output = _text(entry, "output", diags)
+    severity = _severity(entry, diags)
+    tags = _strings(entry, "tags", diags)
+    exceptions = _strings(entry, "exceptions", diags)
+    description = entry.get("description", "")
+    enabled = _flag(entry, "enabled", diags) if "enabled" in entry.items else True
+    if (
+        steps is None
+        or within is None
+        or output is None
+        or severity is None
+        or tags is None
+        or exceptions is None
+        or limit == 0
+    ):
+        return None
+    kinds = tuple(dict.fromkeys(k for step in steps for k in step.events))
+    return RuleDef(
+        entry.name,
+        entry.loc,
+        entry.file.line(entry.loc.line),
+        steps[0].condition,
+        kinds,
+        severity,
+        output,
+        str(description),
+        [t for t, _ in tags],
+        [SourceText.from_node(node, entry.file) for _, node in exceptions],
+        enabled,
+        steps,
+        within,
+        limit,
+    )
+
+
+def _steps(entry: Entry, diags: list[Diagnostic]) -> list[StepDef] | None:
+    """The `sequence:` list: mappings of `event` and `condition`, at least two of them."""
+    item = entry.items["sequence"]
+    if not isinstance(item.node, yaml.SequenceNode) or len(item.node.value) < 2:
+        diags.append(
+            _diag("E005", "sequence: must be a list of two or more steps", item.loc, entry)
+        )
+        return None
+    steps: list[StepDef] = []
+    for index, node in enumerate(item.node.value, start=1):
+        loc = node_location(node, entry.file)
+        if not isinstance(node, yaml.MappingNode):
+            diags.append(_diag("E005", "a step is a mapping of event: and condition:", loc, entry))
+            return None
+        items = mapping_items(node, entry.file, diags)
+        if items is None:
+            return None
+        step = Entry("step", f"{entry.name} step {index}", loc, entry.file, items)
+        _unknown_keys(step, diags)
+        if "event" not in items or "condition" not in items:
+            diags.append(_diag("E004", f"step {index} needs event: and condition:", loc, entry))
+            return None
+        events = _events(step, diags)
+        condition = _text(step, "condition", diags)
+        if events is None or condition is None:
+            return None
+        steps.append(StepDef(events, condition, loc))
+    return steps
+
+
+def _within(entry: Entry, diags: list[Diagnostic]) -> int | None:
+    item = entry.items["within"]
+    ns = parse_duration(item.value) if isinstance(item.value, str) else None
+    if not ns:
+        diags.append(
+            _diag("E005", "within: must be a duration such as 30s, 10m or 2h", item.loc, entry)
+        )
+        return None
+    return ns
+
+
+def _limit(entry: Entry, diags: list[Diagnostic]) -> int | None:
+    """max_partial_matches: a positive integer; None = the RuleSet's default, 0 = bad."""
+    item = entry.items.get("max_partial_matches")
+    if item is None:
+        return None
+    if isinstance(item.value, bool) or not isinstance(item.value, int) or item.value < 1:
+        diags.append(
+            _diag("E005", "max_partial_matches: must be a positive integer", item.loc, entry)
+        )
+        return 0
+    return item.value
 
 
 def _events(entry: Entry, diags: list[Diagnostic]) -> tuple[str, ...] | None:

@@ -25,13 +25,18 @@ from spyderd.model.events import Event
 from spyderd.model.nodes import Node
 from spyderd.rules.collector import ListDef, MacroDef
 from spyderd.rules.combinators import (
+    AncestorCache,
     Predicate,
     both,
     either,
     negate,
     never,
     on_ancestor,
+    on_descendant,
+    on_each,
+    on_one,
     on_parent,
+    on_sibling,
 )
 from spyderd.rules.context import MAX_DEPTH, GraphContext
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
@@ -43,13 +48,22 @@ from spyderd.rules.values import (
     convert,
     member_test,
     order_test,
+    parse_duration,
     string_test,
     to_int,
     unquote,
 )
 
-CAUSAL = ("parent", "ancestor")
-CAUSAL_LATER = ("descendant", "sibling", "peer")
+CAUSAL = ("parent", "ancestor", "descendant", "sibling", "peer", "session", "wrote_by")
+# option each operator takes: name -> option -> what a value must be
+OPTIONS: dict[str, dict[str, str]] = {
+    "ancestor": {"depth": "int"},
+    "descendant": {"within": "duration"},
+}
+# operators whose answer grows as the graph does (new children, new peers): never cached
+GROWING = ("descendant", "sibling", "peer")
+# operators whose link appears with a later event of this kind
+LINKED_BY = {"wrote_by": frozenset({"wrote_exec"})}
 
 _STRING_OPS = ("contains", "icontains", "startswith", "endswith", "glob", "matches")
 OPERATORS: dict[str, tuple[str, ...]] = {
@@ -64,11 +78,29 @@ _BAD = object()  # a literal that failed to convert; the error is already record
 
 @dataclass(slots=True)
 class _Scope:
-    """Where a tree comes from, and which event-only fields it read."""
+    """Where a tree comes from, and what it read: event-only fields (for W302/W303), the event
+    kinds that may change a value it read (`mutable`), and whether it asks a question whose
+    answer grows with the graph (`growing`: descendants, siblings, peers)."""
 
     src: SourceText
     chain: tuple[str, ...] = ()
     event_fields: set[str] = field(default_factory=set)
+    mutable: set[str] = field(default_factory=set)
+    growing: bool = False
+
+    def absorb(self, other: _Use) -> None:
+        self.event_fields.update(other.event_fields)
+        self.mutable.update(other.mutable)
+        self.growing = self.growing or other.growing
+
+
+@dataclass(frozen=True, slots=True)
+class _Use:
+    """What a compiled macro read, so each use of it can add that to its own scope."""
+
+    event_fields: frozenset[str] = frozenset()
+    mutable: frozenset[str] = frozenset()
+    growing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +120,34 @@ class Compiler:
         self.lists = lists
         self.macros = macros
         self.diags = diags
-        self._macro_cache: dict[str, tuple[Predicate, frozenset[str]]] = {}
+        self._macro_cache: dict[str, tuple[Predicate, _Use]] = {}
         self._expanding: list[str] = []
+        self.caches: list[AncestorCache] = []  # every ancestor() cache, for invalidation
 
     # -- entry points -------------------------------------------------------------------
 
     def compile(self, src: SourceText, chain: tuple[str, ...] = ()) -> Predicate | None:
         """The condition in `src` as a predicate, or None when it has errors (recorded)."""
         pred, _ = self._compile_text(src, chain)
+        return pred
+
+    def compile_for(
+        self, src: SourceText, kinds: Iterable[str], chain: tuple[str, ...] = ()
+    ) -> Predicate | None:
+        """As `compile`, for a rule on events of `kinds`: an event field none of those kinds
+        carries is always missing, which is a mistake worth a warning (W303)."""
+        pred, use = self._compile_text(src, chain)
+        kinds = tuple(kinds)
+        for name in sorted(use.event_fields):
+            fld = FIELDS[name]
+            if not fld.kinds.intersection(kinds):
+                self._warn(
+                    "W303",
+                    f"{name} is never present on {'/'.join(kinds)} events "
+                    f"(it comes with {', '.join(sorted(fld.kinds))})",
+                    _Scope(src, chain),
+                    0,
+                )
         return pred
 
     def compile_macros(self) -> None:
@@ -106,19 +158,19 @@ class Compiler:
 
     def _compile_text(
         self, src: SourceText, chain: tuple[str, ...]
-    ) -> tuple[Predicate | None, set[str]]:
+    ) -> tuple[Predicate | None, _Use]:
         errors = self._error_count()
         scope = _Scope(src, chain)
+        pred: Predicate | None = None
         try:
             tree = parse_condition(src)
             pred = self._node(tree, scope)
         except RuleError as exc:
             self.diags.extend(_with_chain(d, chain) for d in exc.diagnostics)
-            return None, scope.event_fields
         except RecursionError:
             self._error("E308", "condition nested too deeply", scope, 0)
-            return None, scope.event_fields
-        return (pred if self._error_count() == errors else None), scope.event_fields
+        use = _Use(frozenset(scope.event_fields), frozenset(scope.mutable), scope.growing)
+        return (pred if pred is not None and self._error_count() == errors else None), use
 
     def _error_count(self) -> int:
         return sum(d.is_error for d in self.diags)
@@ -269,23 +321,22 @@ class Compiler:
         items = self._list_items(name, [], self._place(scope, _pos(name_tok)), scope)
         return self._membership(fld, items, scope)
 
+    def _t_not_in_values(self, children: list, scope: _Scope) -> Predicate:
+        return negate(self._t_in_values(children, scope))
+
+    def _t_not_in_list(self, children: list, scope: _Scope) -> Predicate:
+        return negate(self._t_in_list(children, scope))
+
     def _t_call(self, children: list, scope: _Scope) -> Predicate:
-        """A causal operator: its condition is tested on parent or ancestor images."""
+        """A causal operator: its condition is tested on other nodes of the graph."""
         name_tok, inner_tree, *options = children
         name = str(name_tok)
         if name not in CAUSAL:
-            later = f"causal operator {name!r} is not supported yet"
             unknown = f"unknown causal operator {name!r}" + _did_you_mean(suggest(name, [*CAUSAL]))
-            return self._error(
-                "E307",
-                later if name in CAUSAL_LATER else unknown,
-                scope,
-                _pos(name_tok),
-                expected=list(CAUSAL),
-            )
+            return self._error("E307", unknown, scope, _pos(name_tok), expected=list(CAUSAL))
         inner_scope = _Scope(scope.src, scope.chain)
         inner = self._node(inner_tree, inner_scope)
-        depth = self._depth(name, options, scope)
+        opts = self._options(name, options, scope)
         if inner_scope.event_fields:
             self._warn(
                 "W302",
@@ -295,9 +346,32 @@ class Compiler:
                 scope,
                 _pos(name_tok),
             )
+        inner_scope.event_fields.clear()  # reported here; they say nothing about the rule
+        scope.absorb(_Use(frozenset(), frozenset(inner_scope.mutable), inner_scope.growing))
+        scope.mutable.update(LINKED_BY.get(name, ()))
+        scope.growing = scope.growing or name in GROWING
+        return self._operator(name, inner, opts, inner_scope)
+
+    def _operator(
+        self, name: str, inner: Predicate, opts: dict[str, int], inner_scope: _Scope
+    ) -> Predicate:
         if name == "parent":
             return on_parent(inner)
-        return on_ancestor(inner, depth)
+        if name == "ancestor":
+            cache = None
+            if not inner_scope.growing:
+                cache = AncestorCache(frozenset(inner_scope.mutable))
+                self.caches.append(cache)
+            return on_ancestor(inner, opts.get("depth"), cache)
+        if name == "descendant":
+            return on_descendant(inner, opts.get("within"))
+        if name == "sibling":
+            return on_sibling(inner)
+        if name == "peer":
+            return on_each(lambda node, ctx: ctx.peers(node), inner)
+        if name == "session":
+            return on_one(lambda node, ctx: ctx.session(node), inner)
+        return on_one(lambda node, ctx: ctx.writer(node), inner)  # wrote_by
 
     # -- pieces -------------------------------------------------------------------------
 
@@ -308,36 +382,41 @@ class Compiler:
         return fld
 
     def _reader(self, fld: Field, scope: _Scope) -> Reader:
-        """How to read `fld`, noting event-only fields for the check inside causal calls."""
+        """How to read `fld`, noting event-only fields and what may change the value."""
         if fld.from_event:
             scope.event_fields.add(fld.name)
+        scope.mutable.update(fld.mutable_on)
         return field_reader(fld)
 
-    def _depth(self, name: str, options: list[Tree], scope: _Scope) -> int | None:
-        """The depth= option of ancestor(); any other option is an error."""
-        depth = None
+    def _options(self, name: str, options: list[Tree], scope: _Scope) -> dict[str, int]:
+        """The `, key=value` options of a causal operator, checked and converted."""
+        allowed = OPTIONS.get(name, {})
+        out: dict[str, int] = {}
         for option in options:
             key, _, value = cast(list[Token], option.children)
-            if name != "ancestor" or str(key) != "depth":
+            kind = allowed.get(str(key))
+            if kind is None:
+                takes = ", ".join(f"{k}=" for k in allowed)
+                hint = f"; {name}() takes {takes}" if takes else ""
                 self._error(
-                    "E307",
-                    f"{name}() takes no option {str(key)!r}"
-                    + ("; ancestor() takes depth=N" if name == "ancestor" else ""),
-                    scope,
-                    _pos(key),
+                    "E307", f"{name}() takes no option {str(key)!r}{hint}", scope, _pos(key)
                 )
                 continue
-            number = to_int(str(value))
-            if number is None or not 1 <= number <= MAX_DEPTH:
-                self._error(
-                    "E307",
-                    f"depth must be an integer from 1 to {MAX_DEPTH}",
-                    scope,
-                    _pos(value),
-                )
+            text = unquote(str(value)) if value.type == "STRING" else str(value)
+            number = self._option_value(kind, text)
+            if number is None:
+                self._error("E307", _OPTION_HELP[kind], scope, _pos(value))
                 continue
-            depth = number
-        return depth
+            out[str(key)] = number
+        return out
+
+    @staticmethod
+    def _option_value(kind: str, text: str) -> int | None:
+        if kind == "int":
+            number = to_int(text)
+            return number if number is not None and 1 <= number <= MAX_DEPTH else None
+        number = parse_duration(text)
+        return number if number else None
 
     def _macro(self, name: str, tok: Token | None, scope: _Scope) -> Predicate:
         """A macro's predicate, compiled once; a macro reaching itself is an error."""
@@ -351,26 +430,26 @@ class Compiler:
                 self._macro_cache[name] = self._compile_macro(name, tok, scope)
             finally:
                 self._expanding.pop()
-        pred, event_fields = self._macro_cache[name]
-        scope.event_fields.update(event_fields)
+        pred, use = self._macro_cache[name]
+        scope.absorb(use)
         return pred
 
-    def _compile_macro(
-        self, name: str, tok: Token | None, scope: _Scope
-    ) -> tuple[Predicate, frozenset[str]]:
+    def _compile_macro(self, name: str, tok: Token | None, scope: _Scope) -> tuple[Predicate, _Use]:
         macro = self.macros[name]
         link = f"in macro {name!r} defined at {macro.loc}"
         if tok is not None:
             link += f", used at {scope.src.locate(_pos(tok))}"
-        preds, fields = [], set()
+        preds = []
+        total = _Scope(macro.parts[0])
         for part in macro.parts:
             pred, used = self._compile_text(part, (link, *scope.chain))
             preds.append(pred or never)
-            fields |= used
+            total.absorb(used)
         combined = preds[0]
         for pred in preds[1:]:
             combined = either(combined, pred)
-        return combined, frozenset(fields)
+        use = _Use(frozenset(total.event_fields), frozenset(total.mutable), total.growing)
+        return combined, use
 
     def _list_items(
         self, name: str, stack: list[str], place: _Place, scope: _Scope
@@ -465,6 +544,12 @@ class Compiler:
                 "E305", f"{fld.name} is {_article(fld.type)} field: {exc}", place, scope.chain
             )
             return _BAD
+
+
+_OPTION_HELP = {
+    "int": f"depth must be an integer from 1 to {MAX_DEPTH}",
+    "duration": "within must be a duration such as 30s, 10m or 1h",
+}
 
 
 def _pos(tok: Token) -> int:

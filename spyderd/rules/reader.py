@@ -155,7 +155,7 @@ def _entry(node: yaml.Node, file: SourceFile, diags: list[Diagnostic]) -> Entry 
     if not isinstance(node, yaml.MappingNode):
         diags.append(_at("E003", "each entry is a mapping with rule:, list: or macro:", node, file))
         return None
-    items = _items(node, file, diags)
+    items = mapping_items(node, file, diags)
     if items is None:
         return None
     kinds = [k for k in ENTRY_KINDS if k in items]
@@ -170,7 +170,7 @@ def _entry(node: yaml.Node, file: SourceFile, diags: list[Diagnostic]) -> Entry 
     return Entry(kinds[0], head.value, head.key_loc, file, items)
 
 
-def _items(
+def mapping_items(
     node: yaml.MappingNode, file: SourceFile, diags: list[Diagnostic]
 ) -> dict[str, Item] | None:
     """The mapping's keys and values; a value YAML cannot construct is an error."""

@@ -3,6 +3,12 @@
 An event only meets the rules of its kind's bucket. A rule whose predicate raises at run time
 (a bug, or a graph value of an unexpected type) is taken out of every bucket and recorded in
 `RuleSet.disabled`, so one broken rule cannot stop the others; the daemon logs it.
+
+Sequence rules keep partial matches (see `sequences`); `RuleSet.adopt_state` hands them to
+the rule set that replaces this one on reload, for every sequence whose steps are unchanged.
+The ancestry caches of `ancestor()` operators are cleared here when an event arrives that can
+change a value they read (see `combinators.AncestorCache`). Matching never does I/O: it reads
+the in-memory graph through the GraphContext only.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from spyderd.errors import RuleError
 from spyderd.model.events import Event
 from spyderd.model.nodes import Node
 from spyderd.rules.collector import SEVERITIES, Definitions, ListDef, MacroDef, RuleDef, collect
+from spyderd.rules.combinators import AncestorCache
 from spyderd.rules.compiler import Compiler, Predicate
 from spyderd.rules.context import GraphContext
 from spyderd.rules.diagnostics import Diagnostic, Location
 from spyderd.rules.output import Template, compile_template
 from spyderd.rules.reader import read_paths
+from spyderd.rules.sequences import DEFAULT_LIMIT, SequenceMatcher, Step
 from spyderd.rules.source import SourceText
 
 MITRE_ID = re.compile(r"T\d{4}(\.\d{3})?")
@@ -52,11 +60,23 @@ class Rule:
     message_id: str
     predicate: Predicate = field(repr=False)
     template: Template = field(repr=False)
+    steps: tuple[Step, ...] = ()  # a sequence rule's steps (predicate is then step 1's)
+    within_ns: int = 0
+    max_partials: int | None = None
+
+    @property
+    def is_sequence(self) -> bool:
+        return bool(self.steps)
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A rule that matched: the rendered output and the ancestor nodes that explain it."""
+    """A rule that matched: the rendered output and the nodes that explain it.
+
+    `refs`: the nodes the rule's causal operators found (ancestor, descendant, peer, writer,
+    session ...), outermost first; for a sequence, the subjects of the earlier steps first
+    (step 1's subject leads), then the last step's refs.
+    """
 
     rule: Rule
     output: str
@@ -71,66 +91,150 @@ class RuleSet:
         rules: Iterable[Rule],
         definitions: Definitions | None = None,
         warnings: Iterable[Diagnostic] = (),
+        caches: Iterable[AncestorCache] = (),
+        max_partials: int = DEFAULT_LIMIT,
     ) -> None:
         self.rules: list[Rule] = list(rules)
         self.definitions = definitions or Definitions()
         self.warnings: list[Diagnostic] = list(warnings)
         self.disabled: dict[str, str] = {}
-        self._by_kind: dict[str, list[Rule]] = {}
+        self.caches = list(caches)
+        self.sequences: dict[str, SequenceMatcher] = {
+            r.name: SequenceMatcher(r.steps, r.within_ns, r.max_partials or max_partials)
+            for r in self.rules
+            if r.is_sequence
+        }
+        self._seen = 0
+        self._invalidate: dict[str, tuple[AncestorCache, ...]] = {}
+        for cache in self.caches:
+            for kind in cache.kinds:
+                self._invalidate[kind] = (*self._invalidate.get(kind, ()), cache)
+        self._index()
+
+    def _index(self) -> None:
+        """Buckets by event kind of the enabled rules that have not been disabled."""
+        plain: dict[str, list[Rule]] = {}
+        seqs: dict[str, list[tuple[Rule, SequenceMatcher]]] = {}
         for rule in self.rules:
-            if rule.enabled:
-                for kind in rule.events:
-                    self._by_kind.setdefault(kind, []).append(rule)
+            if not rule.enabled or rule.name in self.disabled:
+                continue
+            for kind in rule.events:
+                if rule.is_sequence:
+                    seqs.setdefault(kind, []).append((rule, self.sequences[rule.name]))
+                else:
+                    plain.setdefault(kind, []).append(rule)
+        self._by_kind = {k: tuple(v) for k, v in plain.items()}
+        self._seq_by_kind = {k: tuple(v) for k, v in seqs.items()}
 
     def get(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
 
     def for_kind(self, kind: str) -> list[Rule]:
         """The enabled, working rules an event of `kind` is tested against, in file order."""
-        return list(self._by_kind.get(kind, ()))
+        return [*self._by_kind.get(kind, ()), *(r for r, _ in self._seq_by_kind.get(kind, ()))]
 
     def match(self, ev: Event, node: Node, ctx: GraphContext) -> list[Match]:
         """Every rule of the event's kind that matches; a rule that raises is disabled."""
+        kind = ev.kind
+        stale = self._invalidate.get(kind)
+        if stale:
+            for cache in stale:
+                cache.clear()
+        self._seen += 1
+        if not self._seen & 0xFFF:
+            self.expire(ev.time)
         matches: list[Match] = []
-        for rule in tuple(self._by_kind.get(ev.kind, ())):
+        for rule in self._by_kind.get(kind, ()):
             refs: list[Node] = []
             try:
                 if rule.predicate(ev, node, ctx, refs):
                     matches.append(Match(rule, rule.template.render(ev, node, ctx, refs), refs))
             except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the others
                 self.disable(rule.name, f"{type(exc).__name__}: {exc}")
+        seqs = self._seq_by_kind.get(kind)
+        if seqs:
+            self._match_sequences(seqs, ev, node, ctx, matches)
         return matches
+
+    def _match_sequences(
+        self,
+        seqs: tuple[tuple[Rule, SequenceMatcher], ...],
+        ev: Event,
+        node: Node,
+        ctx: GraphContext,
+        matches: list[Match],
+    ) -> None:
+        for rule, matcher in seqs:
+            try:
+                for done in matcher.feed(ev, node, ctx):
+                    refs = [*done.subjects[:-1], *done.refs]
+                    matches.append(Match(rule, rule.template.render(ev, node, ctx, refs), refs))
+            except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the others
+                self.disable(rule.name, f"{type(exc).__name__}: {exc}")
+
+    def expire(self, now: int) -> None:
+        """Drop sequence partials older than their window (also done every 4096 events)."""
+        for matcher in self.sequences.values():
+            matcher.expire(now)
 
     def disable(self, name: str, reason: str) -> None:
         """Take a rule out of every bucket and record why."""
         self.disabled[name] = reason
-        for bucket in self._by_kind.values():
-            bucket[:] = [r for r in bucket if r.name != name]
+        self._index()
+
+    def adopt_state(self, old: RuleSet) -> list[str]:
+        """Carry unfinished sequence matches over from the rule set this one replaces.
+
+        Only for sequences with the same name, steps and window; returns their names.
+        """
+        kept = []
+        for name, matcher in self.sequences.items():
+            previous = old.sequences.get(name)
+            if previous is not None and previous.signature() == matcher.signature():
+                matcher.adopt(previous)
+                kept.append(name)
+        return kept
+
+    def stats(self) -> dict:
+        """Sequence state and ancestry cache counters, for `spyderctl status`."""
+        return {
+            "sequences": {n: m.stats.as_dict() for n, m in self.sequences.items()},
+            "ancestor_cache": {
+                "entries": sum(len(c.entries) for c in self.caches),
+                "hits": sum(c.hits for c in self.caches),
+                "misses": sum(c.misses for c in self.caches),
+            },
+        }
 
     def compile_condition(self, text: str, name: str = "<query>") -> Predicate:
         """A condition compiled with this set's lists and macros (for `spyderctl query`)."""
         return _compile_one(text, self.definitions.lists, self.definitions.macros, name)
 
 
-def load_rules(paths: Iterable[str | Path]) -> RuleSet:
+def load_rules(paths: Iterable[str | Path], max_partials: int = DEFAULT_LIMIT) -> RuleSet:
     """Read, collect and compile rule files (later files append to and override earlier ones).
 
-    Raises RuleError carrying every diagnostic, warnings included, if any error was found.
+    `max_partials` bounds each sequence rule's unfinished matches per step, unless the rule
+    sets `max_partial_matches`. Raises RuleError carrying every diagnostic, warnings
+    included, if any error was found.
     """
     paths = list(paths)
     entries, diags = read_paths(paths)
     defs, found = collect(entries)
     diags.extend(found)
-    rules = build_rules(defs, diags)
+    compiler = Compiler(defs.lists, defs.macros, diags)
+    rules = build_rules(defs, diags, compiler)
     diags = _in_file_order(diags, [e.file.name for e in entries])
     if any(d.is_error for d in diags):
         raise RuleError(diags)
-    return RuleSet(rules, defs, diags)
+    return RuleSet(rules, defs, diags, compiler.caches, max_partials)
 
 
-def build_rules(defs: Definitions, diags: list[Diagnostic]) -> list[Rule]:
+def build_rules(
+    defs: Definitions, diags: list[Diagnostic], compiler: Compiler | None = None
+) -> list[Rule]:
     """Compile every macro and rule; problems go to `diags`, broken rules are left out."""
-    compiler = Compiler(defs.lists, defs.macros, diags)
+    compiler = compiler or Compiler(defs.lists, defs.macros, diags)
     compiler.compile_macros()
     rules = []
     for rule_def in defs.rules.values():
@@ -142,12 +246,17 @@ def build_rules(defs: Definitions, diags: list[Diagnostic]) -> list[Rule]:
 
 def _build_rule(rd: RuleDef, compiler: Compiler, diags: list[Diagnostic]) -> Rule | None:
     chain = (f"in rule {rd.name!r} at {rd.loc}",)
-    main = compiler.compile(rd.condition, chain)
     exceptions = [
         compiler.compile(text, (f"in exception {i} of rule {rd.name!r}",))
         for i, text in enumerate(rd.exceptions, start=1)
     ]
     template = compile_template(rd.output, diags, chain)
+    if rd.steps:
+        steps = _build_steps(rd, compiler, exceptions, chain)
+        main = steps[0].predicate if steps else None
+    else:
+        steps = ()
+        main = compiler.compile_for(rd.condition, rd.events, chain)
     if main is None or template is None or None in exceptions:
         return None
     return Rule(
@@ -163,8 +272,30 @@ def _build_rule(rd: RuleDef, compiler: Compiler, diags: list[Diagnostic]) -> Rul
         location=rd.loc,
         enabled=rd.enabled,
         message_id=message_id(rd.name),
-        predicate=_excluding(main, [e for e in exceptions if e is not None]),
+        predicate=main if steps else _excluding(main, [e for e in exceptions if e is not None]),
         template=template,
+        steps=steps,
+        within_ns=rd.within_ns,
+        max_partials=rd.max_partials,
+    )
+
+
+def _build_steps(
+    rd: RuleDef, compiler: Compiler, exceptions: list[Predicate | None], chain: tuple[str, ...]
+) -> tuple[Step, ...]:
+    """Each step's condition compiled for its own event kinds; the rule's exceptions apply to
+    every step, so an excepted process can neither start nor advance a sequence."""
+    preds = [
+        compiler.compile_for(sd.condition, sd.events, (f"in step {index}", *chain))
+        for index, sd in enumerate(rd.steps, start=1)
+    ]
+    if None in preds:
+        return ()
+    excepted = [e for e in exceptions if e is not None]
+    return tuple(
+        Step(sd.events, _excluding(pred, excepted), sd.condition.value)
+        for sd, pred in zip(rd.steps, preds, strict=True)
+        if pred is not None
     )
 
 

@@ -1,5 +1,7 @@
 """Literals of conditions, converted once to a field's type, and the tests built on them.
 
+Integers may be written 0o4000 / 0x10 (modes and flags); durations as 500ms, 30s, 10m, 2h.
+
 Conversion happens at compile time, so a wrong literal is a located error and a match never
 parses a string. IP values from events are parsed when tested: an unparsable one just does not
 match. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, what dual-stack sockets report) compare as
@@ -26,15 +28,30 @@ ORDERED = {
     ">=": operator.ge,
 }
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+_DURATION = re.compile(r"(\d+)(ns|us|ms|s|m|h|d)")
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+}
 
 
 def convert(raw: Any, quoted: bool, type_: str, allow_net: bool) -> Any:
     """Literal conversion by field type; raises ValueError with the reason."""
     text = str(raw)
     if type_ == "int":
-        number = raw if isinstance(raw, int) else to_int(text)
+        number = raw if isinstance(raw, int) else int_literal(text)
         if number is None:
             raise ValueError(f"{text!r} is not an integer")
+        return number
+    if type_ == "duration":
+        number = raw if isinstance(raw, int) else parse_duration(text)
+        if number is None:
+            raise ValueError(f"{text!r} is not a duration (like 500ms, 30s, 10m, 2h)")
         return number
     if type_ == "bool":
         if isinstance(raw, str) and not quoted and text.lower() in ("true", "false"):
@@ -75,6 +92,34 @@ def to_int(text: str) -> int | None:
         return int(text, 10)
     except ValueError:
         return None
+
+
+def int_literal(text: str) -> int | None:
+    """An integer literal of a condition: decimal, or 0o755 / 0x1f / 0b101 for modes and flags.
+
+    Octal needs its 0o: a bare 0755 is refused rather than silently read as 755.
+    """
+    if text[:2].lower() in ("0o", "0x", "0b") or text[:3].lower() in ("-0o", "-0x", "-0b"):
+        try:
+            return int(text, 0)
+        except ValueError:
+            return None
+    return to_int(text)
+
+
+def parse_duration(text: str) -> int | None:
+    """`500ms`, `30s`, `10m`, `2h`, `1d` (or `1h30m`) as nanoseconds; None when not one."""
+    text = text.strip()
+    if not text:
+        return None
+    pos, total = 0, 0
+    while pos < len(text):
+        m = _DURATION.match(text, pos)
+        if m is None:
+            return None
+        total += int(m.group(1)) * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    return total
 
 
 def unquote(text: str) -> str:

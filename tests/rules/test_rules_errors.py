@@ -186,7 +186,9 @@ def test_bad_regex_points_into_the_pattern(tmp_path: Path) -> None:
         ("ancestor(process.name = sh, depth=0)", "E307", 48),
         ("ancestor(process.name = sh, deep=2)", "E307", 42),
         ("parent(process.name = sh, depth=2)", "E307", 40),
-        ("descendant(process.name = sh)", "E307", 14),
+        ("sibling(process.name = sh, within=1m)", "E307", 41),
+        ("descendant(process.name = sh, within=soon)", "E307", 51),
+        ("descendant(process.name = sh, depth=2)", "E307", 44),
         ("ancestr(process.name = sh)", "E307", 14),
     ],
 )

@@ -35,7 +35,7 @@ def test_context_that_raises_disables_only_causal_rules(tmp_path: Path) -> None:
 
     class Broken:
         def parent(self, node: Node) -> Node | None:
-            raise KeyError(node.parent)
+            raise OSError("store gone")
 
         def ancestors(self, node: Node, depth: int | None = None) -> Iterator[Node]:
             raise OSError("store gone")
