@@ -107,6 +107,7 @@ class Finding:
     last_time: int = 0  # time of the latest folded occurrence
     suppressed: str = ""  # name of the suppression policy that matched, if any
     delivered: list[str] = field(default_factory=list)  # sinks that accepted it
+    incomplete: bool = False  # events were lost since the subject started: chain may have gaps
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +130,7 @@ class Finding:
             "last_time": self.last_time,
             "suppressed": self.suppressed,
             "delivered": self.delivered,
+            "incomplete": self.incomplete,
         }
 
     @classmethod

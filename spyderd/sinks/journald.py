@@ -61,6 +61,7 @@ def finding_fields(f: Finding, machine_id: str) -> dict[str, Any]:
         "SPYDER_MACHINE_ID": machine_id,
         "SPYDER_MITRE": ",".join(mitre),
         "SPYDER_COUNT": str(f.count),
+        "SPYDER_INCOMPLETE": "1" if f.incomplete else "0",  # events lost: chain may have gaps
         "SPYDER_CHAIN": chain_text(f.chain),
         "SPYDER_CHAIN_JSON": json.dumps(f.chain, separators=(",", ":")),
     }
