@@ -146,11 +146,14 @@ def _print_status(st: dict, color: bool) -> None:
           f"{st.get('findings')} (pending {st.get('findings_pending')})  rules: {st.get('rules')}")
     for name, p in sorted(st.get("probes", {}).items()):
         extra = f" - {p['reason']}" if p.get("reason") else ""
-        print(f"  probe {name}: {p['state']}{extra}")
+        print(f"  probe {name}: {p.get('text') or p['state'] + extra}")
     lost = st.get("lost") or {}
     dec = st.get("decode_errors") or {}
     print(f"  lost: {sum(lost.values())} {lost or ''}  decode errors: {sum(dec.values())} "
           f"{dec or ''}  sink errors: {st.get('sink_errors', 0)}")
+    if st.get("kernel_counters"):
+        print("  kept in the kernel: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(st["kernel_counters"].items())))
     _print_more(st)
     for name, err in (st.get("rules_disabled") or {}).items():
         print(f"  rule disabled: {name}: {err}")
