@@ -288,6 +288,8 @@ class Graph:
         return node
 
     def _on_fork(self, ev: ForkEvent) -> Node:
+        if ev.thread:  # a new thread (capture.threads) belongs to its process's image
+            return self._subject(ev)
         parent = self.live.get(ev.ppid)
         pa = parent.attrs if parent else {}
         node = self._process_node(
