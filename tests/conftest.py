@@ -74,7 +74,8 @@ def ctl(env: dict, *args: str, check: bool = False, timeout: float = 60):
 class Spyderd:
     """A spyderd process on its own state and runtime directories."""
 
-    def __init__(self, base: Path, rules: list[str]) -> None:
+    def __init__(self, base: Path, rules: list[str], config: Path | None = None) -> None:
+        self.config = config or REPO / "packaging/spyderd.yaml"
         self.state = base / "state"
         self.run = base / "run"
         self.log = base / "spyderd.log"
@@ -84,7 +85,7 @@ class Spyderd:
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait: float = 60) -> None:
-        args = [sys.executable, "-m", "spyderd", "--config", str(REPO / "packaging/spyderd.yaml")]
+        args = [sys.executable, "-m", "spyderd", "--config", str(self.config)]
         for r in self.rules:
             args += ["--rules", r]
         with open(self.log, "a") as logf:
