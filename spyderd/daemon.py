@@ -98,7 +98,8 @@ class Daemon:
             ring_pages=self.cfg.get("capture.ring_buffer_pages"),
             max_args=self.cfg.get("capture.max_args"),
             arg_bytes=self.cfg.get("capture.arg_bytes"),
-            ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0)
+            ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0,
+            options=self.cfg.get("capture"))
         self.capture.start()  # capture first, then snapshot: no gap between the two
         attached = time.time()
         n = self.graph.load_snapshot(snapshot(), container_of=container_of,
@@ -290,6 +291,7 @@ class Daemon:
 
     def _report_losses(self) -> None:
         """Log new kernel losses and decode errors (at most once per status tick)."""
+        self._note_losses()
         now = {**{f"lost {k}": v for k, v in self.capture.lost().items()},
                **{f"decode errors {k}": v for k, v in self.capture.decode_errors.items()}}
         prev = getattr(self, "_loss_seen", {})
@@ -299,6 +301,17 @@ class Daemon:
                         ", ".join(f"{k}: {v}" for k, v in sorted(grew.items())),
                         extra={"MESSAGE_ID": service.MSG_EVENTS_LOST})
         self._loss_seen = now
+
+    def _lost_since(self, start_ns: int) -> bool:
+        """True if events were lost (ring buffer or decoding) at or after `start_ns`, as far
+        as can be told: a loss is timed when it is first noticed, at the latest now."""
+        self._note_losses()
+        return getattr(self, "_loss_noticed", 0) >= start_ns
+
+    def _note_losses(self) -> None:
+        total = sum(self.capture.lost().values()) + sum(self.capture.decode_errors.values())
+        if total > getattr(self, "_loss_total", 0):
+            self._loss_total, self._loss_noticed = total, time.time_ns()
 
     def handle(self, ev: Event) -> None:
         self.counters["events"] = self.counters.get("events", 0) + 1
@@ -315,7 +328,9 @@ class Daemon:
 
     def new_finding(self, ev: Event, node: Node, m) -> None:
         """Suppress, fold, put in its trace, schedule for the sinks (see spyderd.findings)."""
-        self.findings.new(ev, node, m)
+        f = self.findings.new(ev, node, m)
+        if node.attrs.get("incomplete") or self._lost_since(node.start):
+            f.incomplete = True  # its chain may miss events: a loss since the subject began
         self.counters["findings"] = self.counters.get("findings", 0) + 1
 
     def send_due(self, now: float) -> None:
@@ -372,8 +387,8 @@ class Daemon:
             "started": getattr(self, "started", time.time()),
             "updated": time.time(),
             "state_dir": str(self.paths.state_dir),
-            "probes": {k: {"state": v.state, "reason": v.reason, "hooks": v.hooks}
-                       for k, v in (cap.status.items() if cap else [])},
+            "probes": {k: v.to_dict() for k, v in (cap.status.items() if cap else [])},
+            "kernel_counters": cap.counters() if cap and cap._bpf else {},
             "events": self.counters.get("events", 0),
             "events_per_s": round(self.counters.get("events", 0) / uptime, 1),
             "received": dict(cap.received) if cap else {},
