@@ -70,12 +70,34 @@ def setup_logging(level: str) -> None:
             handler.setFormatter(logging.Formatter("%(message)s"))
         except ImportError:  # python3-systemd missing: stderr still reaches the journal
             handler = None
+    handlers = [handler] if handler is not None else []
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handlers = [handler]
+        extra = journal_handler()  # not under systemd, but a journald runs: log there too
+        if extra is not None:
+            handlers.append(extra)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level.upper())
+
+
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+def journal_handler() -> logging.Handler | None:
+    """A JournalHandler when journald's socket exists (warnings such as lost events must
+    reach the journal even when stderr goes to a file), else None."""
+    if not os.path.exists(JOURNAL_SOCKET):
+        return None
+    try:
+        from systemd.journal import JournalHandler
+    except ImportError:
+        return None
+    h = JournalHandler(SYSLOG_IDENTIFIER="spyderd")
+    h.setFormatter(logging.Formatter("%(message)s"))
+    return h
 
 
 def status_line(*, events_per_s: float, lost: int, decode_errors: int, findings: int,
