@@ -100,15 +100,15 @@ class Findings:
         self.pending.append(Pending(now + self.settle, f))
         return f
 
-    def resend_unsent(self) -> int:
+    def resend_unsent(self, now: float | None = None) -> int:
         """After a start: stored findings not yet delivered, and traces owed to a sink."""
+        now = time.monotonic() if now is None else now
         n = 0
         for f in self.store.findings():
             if not f.sent and not f.suppressed:
                 self.pending.append(Pending(0.0, f, published=True))
                 n += 1
-        restored = self.tracker.restore(list(self.store.traces()), time.time_ns(),
-                                        time.monotonic())
+        restored = self.tracker.restore(list(self.store.traces()), time.time_ns(), now)
         if n or restored:
             log.info("%d unsent findings to send, %d active traces restored", n, restored)
         return n
@@ -124,10 +124,12 @@ class Findings:
         if now < self.retry_at:
             return
         self.graph.flush()
+        ok = True
         for p in due:
-            if not self._deliver_finding(p, now):
-                break
-        for tr in traces:
+            ok = self._deliver_finding(p, now)
+            if not ok:
+                break  # the sink is down: the rest waits for the next probe
+        for tr in traces if ok else ():
             if not self._deliver_trace(tr, now):
                 break
         self.graph.flush()

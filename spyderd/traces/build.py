@@ -310,8 +310,6 @@ def _add_peer(store, view: TraceView, conn: Node) -> None:
         owner = store.node(other.attrs.get("process_id", ""))
         if owner is not None and owner.id not in view.nodes:
             view.add(owner, "ref")
-            for a in ancestors(store, owner, limit=CONTEXT_ANCESTORS):
-                view.add(a, "context")
 
 
 def _collect_edges(store, view: TraceView) -> None:

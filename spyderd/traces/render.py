@@ -174,7 +174,8 @@ def render_tree(view: TraceView, color: bool = False) -> str:
             lines.append(sub + "   " + paint(sev, m))
         for style, d in _did_lines(view, nid, idx):
             lines.append(sub + "   " + paint(style, d))
-        ch = [k for k in idx["kids"].get(nid, []) if k in view.nodes]
+        ch = [_skip_copy(view, idx, marks, k) for k in idx["kids"].get(nid, [])
+              if k in view.nodes]
         for i, k in enumerate(ch):
             walk(k, sub, i == len(ch) - 1, depth + 1)
 
@@ -185,6 +186,17 @@ def render_tree(view: TraceView, color: bool = False) -> str:
     if view.truncated:
         lines.append(paint("dim", f"(truncated: more than {len(view.nodes)} nodes)"))
     return "\n".join(lines)
+
+
+def _skip_copy(view: TraceView, idx: dict[str, Any], marks: dict[str, Any], nid: str) -> str:
+    """A fork copy that only exec'd something else is shown as what it exec'd."""
+    n = view.nodes[nid]
+    kids = [k for k in idx["kids"].get(nid, []) if k in view.nodes]
+    if (n.via == "spawned" and not n.attrs.get("snapshot") and len(kids) == 1
+            and view.nodes[kids[0]].via == "exec" and nid not in marks
+            and not idx["extra"].get(nid) and view.roles.get(nid) not in ("root", "subject")):
+        return kids[0]
+    return nid
 
 
 def _header(view: TraceView, paint: Callable[[str, str], str]) -> str:

@@ -13,7 +13,11 @@ is one of these boundaries, nearest first:
 
 Nearest first, because the nearest boundary is the smallest tree that still holds the whole
 story: a web server started from an interactive shell is the root of the attack on it, not
-the administrator's login session. When the boundary is a fork copy that was immediately
+the administrator's login session. A container boundary is the exception: a container
+started from inside an inbound connection or a session (a web shell running `runc run`, an
+operator's `docker exec` typed in an ssh session) belongs to that connection or session, so
+the walk goes on past it and the container is the root only when nothing but a service
+(the container runtime's shim) or the top of the graph lies above it. When the boundary is a fork copy that was immediately
 replaced by an exec (`sshd` forks, then execs `bash`), the exec'd image on the path is the
 root instead, so the root names the program that actually ran.
 """
@@ -57,7 +61,7 @@ def boundary(child: Node, parent: Node | None) -> str:
     if is_server(child):
         return "inbound"
     sess, psess = child.attrs.get("session_id"), parent.attrs.get("session_id")
-    if sess and psess and sess != psess:
+    if sess and sess != psess:
         return "session"
     if (child.attrs.get("container_id") or "") != (parent.attrs.get("container_id") or ""):
         return "container"
@@ -70,10 +74,17 @@ def find_root(g: Ancestry, subject: Node) -> Root:
     """The subject's trace root (see the module docstring)."""
     up = list(g.ancestors(subject, MAX_WALK))
     line = [subject, *up]  # nearest first
+    container: int | None = None
     for i, node in enumerate(line):
         parent = line[i + 1] if i + 1 < len(line) else None
         kind = boundary(node, parent)
-        if kind:
+        if kind in ("inbound", "session"):
+            return _settle(line, i, kind)
+        if kind == "container":
+            container = i if container is None else container
+        elif kind in ("service", "top"):
+            if container is not None:
+                return _settle(line, container, "container")
             return _settle(line, i, kind)
     return _settle(line, len(line) - 1, "top")
 

