@@ -38,7 +38,6 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ -f $SRC/pyproject.toml ]] || die "no pyproject.toml in $SRC (run from a spyderd checkout)"
 
 KVER=$(uname -r)
-ARCH=$(dpkg --print-architecture)
 ETC=/etc/spyderd
 SHARE=/usr/share/spyderd
 STATE_DIR=/var/lib/spyderd
@@ -52,6 +51,8 @@ PACKAGES=(
     bpfcc-tools python3-bpfcc python3-systemd systemd python3-venv python3-setuptools
     python3-yaml python3-lark python3-lmdb python3-pyroute2 python3-pytest python3-hypothesis
     graphviz runc busybox-static auditd make procps iproute2 util-linux ca-certificates
+    # tests/packaging: a Debian root booted with systemd-nspawn, the .deb built with dpkg-deb
+    debootstrap systemd-container dpkg-dev
 )
 apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
@@ -69,44 +70,27 @@ apt_install "${PACKAGES[@]}"
 # ---------------------------------------------------------------- kernel headers
 # bcc compiles the probes against /lib/modules/$KVER/build. Prefer headers for the running
 # kernel; otherwise use Debian's generic ones (struct layouts then differ from the running
-# kernel, which is why spyderd never uses header offsets: it reads them from BTF).
-headers_match() {  # $1: a build directory; true if its headers are for $KVER
-    local uts=$1/include/generated/utsrelease.h
-    [[ -f $uts ]] && grep -qF "\"$KVER\"" "$uts"
-}
-BUILD=/lib/modules/$KVER/build
-HEADERS_NOTE="matching ($KVER)"
+# kernel, which is why spyderd never uses header offsets: it reads them from BTF). The
+# linking logic is shared with the Debian package's postinst.
+# shellcheck source=packaging/kernel-headers.sh
+. "$SRC/packaging/kernel-headers.sh"
+FLAVOR=$(kh_flavor)
 if pkg_exists "linux-headers-$KVER"; then
     step "installing kernel headers linux-headers-$KVER"
     apt_install "linux-headers-$KVER"
-elif [[ -d $BUILD && ! -L $BUILD ]] || headers_match "$BUILD"; then
-    step "kernel headers: $BUILD already holds headers for $KVER; leaving it alone"
+elif [[ $(kh_state "$KVER") != missing ]]; then
+    step "kernel headers: /lib/modules/$KVER/build exists ($(kh_state "$KVER")); leaving it alone"
 else
-    case "$ARCH" in
-        i386)  FLAVOR=686-pae ;;
-        armhf) FLAVOR=armmp ;;
-        *)     FLAVOR=$ARCH ;;
-    esac
     step "no linux-headers-$KVER package; installing linux-headers-$FLAVOR"
     apt_install "linux-headers-$FLAVOR"
-    HDR=$(find /usr/src -maxdepth 1 -type d -name "linux-headers-*-$FLAVOR" | sort -V | tail -n1)
-    [[ -n $HDR ]] || die "linux-headers-$FLAVOR installed but no /usr/src/linux-headers-*-$FLAVOR"
-    COMMON=${HDR%-"$FLAVOR"}-common
-    [[ -d $COMMON ]] || COMMON=$HDR
-    mkdir -p "/lib/modules/$KVER"
-    ln -sfn "$HDR" "$BUILD"
-    if [[ -e /lib/modules/$KVER/source && ! -L /lib/modules/$KVER/source ]]; then
-        warn "/lib/modules/$KVER/source is a real directory; leaving it alone"
-    else
-        ln -sfn "$COMMON" "/lib/modules/$KVER/source"
-    fi
-    HEADERS_NOTE="MISMATCHED ($(basename "$HDR") for kernel $KVER)"
-    warn "kernel headers do not match the running kernel $KVER:"
-    warn "  $BUILD -> $HDR"
-    warn "  /lib/modules/$KVER/source -> $COMMON"
-    warn "bcc will compile against them; spyderd takes struct offsets from BTF"
-    warn "(/sys/kernel/btf/vmlinux), never from these headers."
+    kh_link "$KVER" "$FLAVOR" || die "no usable kernel headers for bcc"
 fi
+case $(kh_state "$KVER") in
+    matching) HEADERS_NOTE="matching ($KVER)" ;;
+    *) HEADERS_NOTE="MISMATCHED ($(readlink -f "/lib/modules/$KVER/build") for kernel $KVER)"
+       warn "kernel headers do not match the running kernel $KVER: bcc compiles against"
+       warn "$HEADERS_NOTE; spyderd takes struct offsets from BTF, never from headers." ;;
+esac
 
 # ---------------------------------------------------------------- venv + package
 if [[ ! -x $VENV/bin/python ]]; then
@@ -170,8 +154,12 @@ shopt -u nullglob
 install -D -m 0644 "$SRC/README.md" /usr/share/doc/spyderd/README.md
 
 install -D -m 0644 "$SRC/packaging/spyderd.service" /etc/systemd/system/spyderd.service
+install -D -m 0644 "$SRC/packaging/sysusers.conf" /etc/sysusers.d/spyderd.conf
 install -D -m 0644 "$SRC/packaging/tmpfiles.conf" /etc/tmpfiles.d/spyderd.conf
-install -d -m 0750 -o root -g spyder "$STATE_DIR" "$RUN_DIR"
+install -d -m 0750 -o root -g spyder "$STATE_DIR" "$RUN_DIR" /var/log/spyderd
+# journald message catalog: `journalctl -x` explains spyderd's own messages.
+install -D -m 0644 "$SRC/packaging/spyderd.catalog" /usr/lib/systemd/catalog/spyderd.catalog
+journalctl --update-catalog || warn "journalctl --update-catalog failed"
 
 # ---------------------------------------------------------------- tracefs / debugfs
 step "mounting tracefs and debugfs if needed"
@@ -250,7 +238,7 @@ cat <<EOF
     commands:  $SBIN/spyderd, $SBIN/spyderctl
     config:    $ETC/spyderd.yaml, local rules in $ETC/rules.d/
     shipped:   $SHARE/rules ($(find "$SHARE/rules" -type f | wc -l) files), $SHARE/probes ($(find "$SHARE/probes" -type f | wc -l) files)
-    unit:      /etc/systemd/system/spyderd.service, /etc/tmpfiles.d/spyderd.conf
+    unit:      /etc/systemd/system/spyderd.service, /etc/{tmpfiles,sysusers}.d/spyderd.conf
     state:     $STATE_DIR, $RUN_DIR (0750 root:spyder)
     headers:   $HEADERS_NOTE
     spyderd:   $START_NOTE
