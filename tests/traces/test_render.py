@@ -1,0 +1,70 @@
+"""Trace pictures: valid SVG, host and each container in its own color, legend, findings."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+from test_findings import FakeSink, ev_of, pipeline
+from traces_support import FakeMatch, FakeRule, World
+
+from spyderd.traces import build_trace
+from spyderd.traces.render import HOST_COLOR, PALETTE, render_dot, render_tree
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def mixed_trace(tmp_path):
+    """A web shell on the host that starts two containers."""
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    w.web_server()
+    sh = w.run(200, 100, "/bin/sh", "-c", "runc run a; runc run b")
+    a = w.run(210, 200, "/bin/wget", "http://x", container_id="a" * 64, container_name="web-a")
+    b = w.run(220, 200, "/bin/id", container_id="b" * 64, container_name="db-b")
+    w.connect(210, 80)
+    fs = [p.new(ev_of(n), n, FakeMatch(FakeRule(r)), now=0)
+          for n, r in ((sh, "Shell"), (a, "Download \"quoted\""), (b, "Recon"))]
+    p.send_due(10)
+    return w, build_trace(w.store, fs[0].trace_id), (sh, a, b)
+
+
+def fills_by_title(svg: str) -> dict[str, str]:
+    """node title (its id) -> fill color of its shape."""
+    out = {}
+    for g in ET.fromstring(svg).iter(f"{SVG}g"):
+        if g.get("class") != "node":
+            continue
+        title = g.find(f"{SVG}title").text
+        shape = next((c for c in g if c.tag in (f"{SVG}polygon", f"{SVG}path",
+                                                 f"{SVG}ellipse")), None)
+        if shape is not None:
+            out[title] = shape.get("fill")
+    return out
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz missing")
+def test_svg_is_valid_and_colors_host_and_each_container(tmp_path):
+    _w, view, (sh, a, b) = mixed_trace(tmp_path)
+    dot = render_dot(view)
+    svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
+                         check=True).stdout.decode()
+    fills = fills_by_title(svg)
+    host, ca, cb = fills[sh.id], fills[a.id], fills[b.id]
+    assert host.lower() == HOST_COLOR and len({host, ca, cb}) == 3
+    assert {ca, cb} <= set(PALETTE)
+    legend = " ".join(t.text or "" for t in ET.fromstring(svg).iter(f"{SVG}text"))
+    assert "container web-a" in legend and "container db-b" in legend and "host" in legend
+    assert "inbound connection" in legend and 'Download "quoted"' in legend
+
+
+def test_tree_marks_findings_and_containers(tmp_path):
+    _w, view, _procs = mixed_trace(tmp_path)
+    tree = render_tree(view)
+    assert "[web-a]" in tree and "[db-b]" in tree
+    assert "!! Recon (high)" in tree and "<- trace root" in tree
+    assert "\033[" not in tree
+    assert "\033[31m" in render_tree(view, color=True)
+    assert "listen 127.0.0.1:8080" in tree
