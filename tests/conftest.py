@@ -91,7 +91,7 @@ class Spyderd:
         with open(self.log, "a") as logf:
             self.proc = subprocess.Popen(args, env=self.env, cwd=REPO, stdout=logf,
                                          stderr=subprocess.STDOUT)
-        r = ctl(self.env, "status", "--wait", str(wait))
+        r = ctl(self.env, "status", "--wait", str(wait), timeout=wait + 30)
         assert r.returncode == 0, f"spyderd not ready:\n{r.stdout}\n{self.log.read_text()}"
 
     def ctl(self, *args: str, **kw):
