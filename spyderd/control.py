@@ -38,6 +38,7 @@ log = logging.getLogger("spyderd.control")
 SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024
 MAX_QUEUED = 1 << 20
+MAX_CONNECTIONS = 64  # idle clients cannot exhaust the daemon's descriptors
 TOPICS = ("findings", "traces", "alerts")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -51,6 +52,7 @@ class _Conn:
     outbuf: bytes = b""
     topics: set[str] = field(default_factory=set)
     closing: bool = False  # close once outbuf is flushed
+    allowed: bool = False  # SO_PEERCRED said root or group spyder
 
 
 class ControlServer:
@@ -63,7 +65,8 @@ class ControlServer:
         self.gid = gid
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, _Conn] = {}
-        self.stats = {"requests": 0, "rejected": 0, "followers_dropped": 0, "bad_requests": 0}
+        self.stats = {"requests": 0, "rejected": 0, "followers_dropped": 0, "bad_requests": 0,
+                      "refused_busy": 0}
         self.listener: socket.socket | None = None
 
     def start(self) -> None:
@@ -139,22 +142,20 @@ class ControlServer:
             except (BlockingIOError, InterruptedError):
                 return
             sock.setblocking(False)
+            if len(self.conns) >= MAX_CONNECTIONS:
+                self.stats["refused_busy"] += 1
+                sock.close()
+                continue
             try:
                 peer = access.peer_credentials(sock)
             except OSError:
                 sock.close()
                 continue
+            pid, uid, gid = peer
             conn = _Conn(sock, peer)
+            conn.allowed = access.peer_allowed(uid, gid, access.peer_groups(sock, pid), self.gid)
             self.conns[sock.fileno()] = conn
             self.sel.register(sock, selectors.EVENT_READ, conn)
-            pid, uid, gid = peer
-            if not access.peer_allowed(uid, gid, access.peer_groups(sock, pid), self.gid):
-                self.stats["rejected"] += 1
-                log.warning("control socket: refused pid %d uid %d gid %d (not root, not in "
-                            "group '%s')", pid, uid, gid, access.GROUP)
-                self._reply(conn, {"ok": False, "error": access.denied(
-                    self.path, f"uid {uid} is neither root nor in group '{access.GROUP}'")},
-                    close=True)
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -178,6 +179,17 @@ class ControlServer:
         self._dispatch(conn, raw)
 
     def _dispatch(self, conn: _Conn, raw: bytes) -> None:
+        """Answer one request; a peer that is not allowed is answered only with a refusal
+        (after its request was read, so the refusal is not lost to a connection reset)."""
+        if not conn.allowed:
+            pid, uid, gid = conn.peer
+            self.stats["rejected"] += 1
+            log.warning("control socket: refused pid %d uid %d gid %d (not root, not in "
+                        "group '%s')", pid, uid, gid, access.GROUP)
+            self._reply(conn, {"ok": False, "error": access.denied(
+                self.path, f"uid {uid} is neither root nor in group '{access.GROUP}'")},
+                close=True)
+            return
         self.stats["requests"] += 1
         try:
             req = json.loads(raw)
