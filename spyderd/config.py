@@ -29,7 +29,7 @@ SCHEMA: dict[str, Any] = {
                 "ignore_comms": (list, [], str), "udp_ports": (list, [], int),
                 "udp_repeat_seconds": (float, 1.0), "kill_signals": (list, [], int),
                 "ptrace_requests": (list, [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206], int),
-                "bpf_cmds": (list, [5], int)},
+                "bpf_cmds": (list, [5], int), "disable": (list, [], str)},
     "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, ""),
                  "trace_threshold": (int, 40), "trace_settle": (float, 3.0),
                  "trace_idle": (float, 3600.0), "fold_window": (float, 60.0),

@@ -43,7 +43,7 @@ class ProbeStatus:
     """Whether a probe runs, and if not, why (shown by `spyderctl status`)."""
 
     name: str
-    state: str  # "attached" | "unavailable" | "failed"
+    state: str  # "attached" | "unavailable" | "failed" | "disabled"
     reason: str = ""
     hooks: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # hooks absent on this kernel
@@ -244,7 +244,11 @@ class Capture:
         cflags = self._base_cflags()
         chosen: list[Probe] = []
         texts: dict[str, str] = {}
+        disabled = set(self.options.get("disable") or [])
         for p in candidates:
+            if p.name in disabled:
+                self.status[p.name] = ProbeStatus(p.name, "disabled", "capture.disable")
+                continue
             try:
                 text = (self.source_dir / p.source).read_text()
             except OSError as exc:
