@@ -77,7 +77,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
         return 0
     if args.action == "test":
         return _test(rs, args)
-    print(f"{len(rs.rules)} rules ok" + (f", {len(rs.warnings)} warnings" if rs.warnings else ""))
+    n = len(rs.warnings)
+    print(f"{len(rs.rules)} rules ok" + (f", {n} warning{'s' * (n != 1)}" if n else ""))
     return 0
 
 

@@ -69,6 +69,7 @@ _STRING_OPS = ("contains", "icontains", "startswith", "endswith", "glob", "match
 OPERATORS: dict[str, tuple[str, ...]] = {
     "str": ("=", "!=", *_STRING_OPS),
     "int": ("=", "!=", "<", "<=", ">", ">="),
+    "duration": ("=", "!=", "<", "<=", ">", ">="),
     "bool": ("=", "!="),
     "ip": ("=", "!="),
     "list[str]": ("contains", "icontains"),
@@ -478,7 +479,7 @@ class Compiler:
         if word in self.lists:
             return self._list_items(word, [], place, scope)
         near = suggest(word, list(self.lists))
-        if fld.type in ("str", "list[str]") and (near or "_" in word):
+        if fld.type in ("str", "list[str]") and (near or _LIST_LIKE.fullmatch(word)):
             self._warn(
                 "W301",
                 f"{word!r} is not a defined list; it is taken as the string "
@@ -545,6 +546,9 @@ class Compiler:
             )
             return _BAD
 
+
+# a bare word shaped like a list name (snake_case), not like a file name or a path
+_LIST_LIKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 
 _OPTION_HELP = {
     "int": f"depth must be an integer from 1 to {MAX_DEPTH}",

@@ -91,6 +91,21 @@ def walk_ancestors(
         current = up
 
 
+def parent_process(ctx: GraphContext, node: Node) -> Node | None:
+    """The image that forked the subject's process, skipping the execs of the process itself
+    (what `ps` calls the parent: `parent.*` fields read it). For a fork child it is the
+    graph parent; for an image exec'd from a fork child, the forking image above that."""
+    cur = node
+    for _ in range(MAX_DEPTH):
+        if cur.via != "exec":
+            break
+        up = ctx.parent(cur)
+        if up is None:
+            return None
+        cur = up
+    return ctx.parent(cur)
+
+
 class DictContext:
     """A GraphContext over nodes held in a dict by id (tests, replays of node dumps).
 

@@ -11,7 +11,10 @@ Where a value comes from:
 - `process.*`, `user.*`, `container.*`, `k8s.*`: the image's node (graph and enrichment
   attributes). A few exec facts (cwd, interpreter, euid, loginuid) fall back to the exec event
   itself while the graph has not copied them to the node.
-- `parent.*`: the same as `process.*`, read from `ctx.parent(node)`.
+- `parent.*`: the same as `process.*`, read from the parent *process*: the image that
+  forked the subject's process, past the execs of the process itself (like `ps`'s parent and
+  Falco's `proc.pname`). The `parent(...)` operator instead tests the image the subject came
+  from, which after an exec is the same process's previous image.
 - `session.*`: the session node (`ctx.session(node)`), else the image's own copy of the
   attribute; `machine.*`: the machine node (`ctx.machine(node)`).
 - everything else: the event, only for the kinds listed with the field.
@@ -34,7 +37,7 @@ from typing import Any
 
 from spyderd.model.events import EVENT_TYPES, Event, ExecEvent
 from spyderd.model.nodes import Node
-from spyderd.rules.context import GraphContext
+from spyderd.rules.context import GraphContext, parent_process
 
 FIELD_TYPES = ("str", "int", "bool", "list[str]", "duration", "ip")
 ALL_KINDS = frozenset(EVENT_TYPES)
@@ -238,6 +241,24 @@ def _file_dir(ev: Event | None, node: Node) -> str | None:
 
 
 _ACCESS = {0: "read", 1: "write", 2: "rdwr"}
+_RENAMING = frozenset({"rename", "link", "symlink"})
+O_TRUNC = 0o1000
+
+
+def _target(ev: Event | None, node: Node) -> str | None:
+    """The path a change lands on: the new name for rename/link/symlink, else the path."""
+    if ev is None or ev.kind not in _FILE_PATH:
+        return None
+    if ev.kind == "file" and ev.op in _RENAMING and ev.path2:  # type: ignore[attr-defined]
+        return ev.path2  # type: ignore[attr-defined]
+    return ev.path  # type: ignore[attr-defined]
+
+
+def _truncating(ev: Event | None, node: Node) -> bool | None:
+    if ev is None or ev.kind != "file":
+        return None
+    op = ev.op  # type: ignore[attr-defined]
+    return op == "truncate" or (op == "open" and bool(ev.flags & O_TRUNC))  # type: ignore[attr-defined]
 
 
 def _access(ev: Event | None, node: Node) -> str | None:
@@ -501,7 +522,7 @@ def _parent_fields(process: list[Field]) -> list[Field]:
                 "parent." + key,
                 src.type,
                 ALL_KINDS,
-                f"Parent image's {key} (see process.{key}).",
+                f"Parent process's {key} (see process.{key}).",
                 src.get,
                 of_parent=True,
                 mutable_on=src.mutable_on,
@@ -573,6 +594,20 @@ def _event_fields() -> list[Field]:
         f("file.name", "str", _FILE_PATH, "Basename of file.path.", _file_name),
         f("file.directory", "str", _FILE_PATH, "Directory of file.path.", _file_dir),
         ev("file.path2", "str", _FILE, "New name for rename, link and symlink.", ""),
+        f(
+            "file.target",
+            "str",
+            _FILE_PATH,
+            "The path the change lands on: path2 for rename, link and symlink, else path.",
+            _target,
+        ),
+        f(
+            "file.truncating",
+            "bool",
+            _FILE,
+            "truncate, or open with O_TRUNC: the file's content is being thrown away.",
+            _truncating,
+        ),
         ev(
             "file.op",
             "str",
@@ -766,7 +801,7 @@ def field_reader(fld: Field) -> Reader:
     if fld.of_parent:
 
         def read_parent(ev: Event | None, node: Node, ctx: GraphContext) -> Any:
-            up = ctx.parent(node)
+            up = parent_process(ctx, node)
             return None if up is None else get(None, up)
 
         return read_parent

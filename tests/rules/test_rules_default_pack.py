@@ -34,11 +34,32 @@ def exec_event(node: Node) -> ExecEvent:
 
 
 def test_pack_loads_cleanly(ruleset: RuleSet) -> None:
-    assert [r.name for r in ruleset.rules] == [RULE]
+    assert len(ruleset.rules) >= 25
     assert ruleset.warnings == []
-    rule = ruleset.rules[0]
+    rule = ruleset.get(RULE)
+    assert rule is not None
     assert (rule.severity, rule.priority, rule.events) == ("high", 3, ("exec",))
     assert rule.mitre == ["T1505.003", "T1059.004"]
+
+
+def test_every_rule_is_attack_tagged_and_described(ruleset: RuleSet) -> None:
+    for rule in ruleset.rules:
+        assert rule.mitre, f"{rule.name}: no ATT&CK technique id in tags"
+        assert rule.description, rule.name
+        assert rule.enabled, rule.name
+
+
+def test_package_and_config_managers_are_exceptions(ruleset: RuleSet) -> None:
+    """The management macros are defined once and excuse the rules they should."""
+    macros = ruleset.definitions.macros
+    assert {"package_manager_activity", "config_manager_activity", "system_management"} <= set(
+        macros
+    )
+    lists = ruleset.definitions.lists
+    managers = {str(v) for v, _, _ in lists["package_managers"].items}
+    assert {"apt", "dpkg", "yum", "dnf", "rpm", "pip"} <= managers
+    configs = {str(v) for v, _, _ in lists["config_manager_binaries"].items}
+    assert {"ansible", "puppet", "chef-client", "salt-minion"} <= configs
 
 
 def test_listening_python_spawning_sh_matches(ruleset: RuleSet) -> None:
