@@ -166,6 +166,7 @@ class SequenceMatcher:
                     break
                 del table[key]
                 self.stats.expired += 1
+        self._count()
 
     def _count(self) -> None:
         self.stats.partials = sum(len(t) for t in self.waiting)

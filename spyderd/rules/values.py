@@ -28,6 +28,7 @@ ORDERED = {
     ">=": operator.ge,
 }
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+_LEADING_ZERO = re.compile(r"-?0\d+")
 _DURATION = re.compile(r"(\d+)(ns|us|ms|s|m|h|d)")
 _UNIT_NS = {
     "ns": 1,
@@ -46,6 +47,8 @@ def convert(raw: Any, quoted: bool, type_: str, allow_net: bool) -> Any:
     if type_ == "int":
         number = raw if isinstance(raw, int) else int_literal(text)
         if number is None:
+            if _LEADING_ZERO.fullmatch(text):
+                raise ValueError(f"{text!r} is ambiguous; write 0o{text.lstrip('-0')} for octal")
             raise ValueError(f"{text!r} is not an integer")
         return number
     if type_ == "duration":
@@ -104,6 +107,8 @@ def int_literal(text: str) -> int | None:
             return int(text, 0)
         except ValueError:
             return None
+    if _LEADING_ZERO.fullmatch(text):
+        return None
     return to_int(text)
 
 
