@@ -8,7 +8,9 @@ the inode number of the cgroup's directory; on a v1-only host it is meaningless 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import struct
 import time
 from dataclasses import dataclass
 
@@ -96,12 +98,42 @@ def relative_path(abs_path: str, mounts: list[CgroupMount]) -> str:
     return (root + rel) if root else rel
 
 
-class CgroupIdIndex:
-    """cgroup v2 id -> path, by walking the unified hierarchy (inode number == cgroup id).
+FILEID_KERNFS = 0xFE
 
-    Only used when a process is gone before spyderd reads /proc/<pid>/cgroup. A miss
-    triggers a rescan at most once per `min_interval` seconds, so a storm of unknown ids
-    costs one walk, not one per event.
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
+                ("f_handle", ctypes.c_ubyte * 8)]
+
+
+def path_by_handle(mountpoint: str, cgroup_id: int) -> str:
+    """The cgroup's directory through open_by_handle_at(2): a cgroup2 file handle *is* the
+    cgroup id, so this is exact and O(1) (needs CAP_DAC_READ_SEARCH); "" if it fails."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        raw = (ctypes.c_ubyte * 8)(*struct.pack("<Q", cgroup_id))
+        fh = _FileHandle(8, FILEID_KERNFS, raw)
+        mfd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        return ""
+    try:
+        fd = libc.open_by_handle_at(mfd, ctypes.byref(fh), os.O_RDONLY | os.O_CLOEXEC)
+        if fd < 0:
+            return ""
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    finally:
+        os.close(mfd)
+
+
+class CgroupIdIndex:
+    """cgroup v2 id -> path (the inode number of a cgroup2 directory is the cgroup id).
+
+    Only used when a process is gone before spyderd reads /proc/<pid>/cgroup. First by
+    file handle (exact, even for a cgroup made a moment ago); else by walking the tree,
+    at most once per `min_interval` seconds, so a storm of unknown ids costs one walk.
     """
 
     def __init__(self, mounts: list[CgroupMount], min_interval: float = 1.0,
@@ -118,10 +150,23 @@ class CgroupIdIndex:
         if cgroup_id <= 1 or not self.mounts:
             return ""
         p = self._paths.get(cgroup_id)
+        if p is None:
+            p = self._by_handle(cgroup_id)
         if p is None and time.monotonic() - self._scanned >= self.min_interval:
             self.rescan()
             p = self._paths.get(cgroup_id)
         return p or ""
+
+    def _by_handle(self, cgroup_id: int) -> str | None:
+        for m in self.mounts:
+            full = path_by_handle(m.mountpoint, cgroup_id)
+            if full:
+                rel = relative_path(full, [m])
+                if len(self._paths) >= self.max_entries:
+                    self._paths.clear()
+                self._paths[cgroup_id] = rel
+                return rel
+        return None
 
     def rescan(self) -> None:
         self._scanned = time.monotonic()

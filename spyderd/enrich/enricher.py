@@ -128,7 +128,7 @@ class Enricher:
             attrs.update(cont.attrs())
             self._note_root(cont, node, facts)
             if attrs["pidns"] > 0 and attrs["pidns"] != self.host_ns.get("pid"):
-                self._pidns.setdefault(attrs["pidns"], cont.info.id)  # nsenter -p joins it
+                self._claim_pidns(attrs["pidns"], cont)
             self._link(node, cont.node, "in-container", ctx)
         if attrs["netns"] > 0:
             self._netns_pid[attrs["netns"]] = (node.pid, facts.start_ticks)
@@ -160,11 +160,12 @@ class Enricher:
         for k in (*CONTAINER_KEYS, *NS_KEYS, *USER_KEYS):
             if k in pa:
                 attrs[k] = pa[k]
+        cont = self._current(attrs["container_id"])
         path = self.cgroup_ids.path(int(node.attrs.get("cgroup_id") or 0))
         if path not in ("", "/"):
-            cont = self._container_for_text(f"0::{path}\n", node, None)
-            if cont is not None and cont.info.id != attrs["container_id"]:
-                attrs.update(cont.attrs())
+            cont = self._container_for_text(f"0::{path}\n", node, None) or cont
+        if cont is not None:  # the container as known now, not the parent's snapshot of it
+            attrs.update(cont.attrs())
         for k in ("loginuid", "sessionid"):
             given = node.attrs.get(k)
             if isinstance(given, int) and given >= 0:
@@ -172,7 +173,6 @@ class Enricher:
         attrs["user"] = self.names.user(node.uid, 0, attrs["mntns"])
         gid = node.attrs.get("gid", pa.get("gid", -1))
         attrs["group"] = self.names.group(gid, 0, attrs["mntns"]) if isinstance(gid, int) else ""
-        cont = self._containers.get(attrs["container_id"])
         if cont is not None:
             self._link(node, cont.node, "in-container", ctx)
         sess = self._sessions.get(attrs["session_id"])
@@ -229,7 +229,9 @@ class Enricher:
         cont = self._containers.get(cid)
         if cont is None:
             return None
-        if not cont.info.resolved and time.monotonic() - cont.last_resolve >= RESOLVE_RETRY_S:
+        if not cont.info.resolved and (
+                time.monotonic() - cont.last_resolve >= RESOLVE_RETRY_S
+                or self.state_index.state_ready(cid)):
             self._resolve(cont)
         if cont.node.end and facts is not None:  # same id running again: a restart
             cont.node.end = 0
@@ -333,6 +335,33 @@ class Enricher:
         self._pidns[pidns] = cid
         self.stats["containers"] += 1
         return cont
+
+    def _current(self, cid: str) -> ContainerCtx | None:
+        """A container by id, following a namespace stand-in to the runtime's container,
+        and reading state that was not there at first sight."""
+        cont = self._containers.get(cid)
+        for _ in range(2):
+            nxt = self._containers.get(cont.node.attrs.get("superseded_by", "")) if cont else None
+            if nxt is None:
+                break
+            cont = nxt
+        if cont is not None and not cont.info.resolved and self.state_index.state_ready(
+                cont.info.id):
+            self._resolve(cont)
+        return cont
+
+    def _claim_pidns(self, pidns: int, cont: ContainerCtx) -> None:
+        """A runtime's container owns this pid namespace (so `nsenter -p` joins it); a
+        namespace-only stand-in made before the runtime's state was readable gives way."""
+        prev = self._pidns.get(pidns)
+        if prev == cont.info.id:
+            return
+        self._pidns[pidns] = cont.info.id
+        old = self._containers.get(prev or "")
+        if old is not None and old.info.id.startswith("pidns-") and not old.node.end:
+            old.node.attrs["superseded_by"] = cont.info.id
+            old.node.end = cont.node.start or old.node.start
+            self._changed[old.node.id] = old.node
 
     def _note_root(self, cont: ContainerCtx, node: Node, facts: procfs.ProcFacts) -> None:
         """Keep the latest image of the container's root process (its end ends the container)."""

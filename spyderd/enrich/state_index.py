@@ -3,9 +3,14 @@
 `runc run` and `crun run` put a container in whatever cgroup its config says (by default
 `/<id>`), a path that names no runtime. Their state directories do say it: runc's
 `state.json` lists the container's cgroup paths, crun's `status` its `cgroup-path`. This
-index maps those cgroup paths to (runtime, state directory), and rescans a root only when
-the root's mtime changed (a container was created or deleted there) or when a directory
-had no state file yet at the last scan.
+index maps those cgroup paths to (runtime, state directory). A lookup miss rescans the
+roots only if one changed (mtime) or a directory had no state file yet at the last scan.
+
+Runtimes create the state directory first and write the state file only once the
+container's init process is already in its cgroup. A process seen in that window is
+matched *provisionally* when its cgroup's last component is the name of such a pending
+directory (the default `cgroupsPath` is `/<id>`); its metadata follows once the state
+file exists (`state_ready`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ STATE_ROOTS = (
     ("/run/docker/runtime-runc/*", "docker"),
     ("/run/containerd/runc/*", "containerd"),
 )
+STATE_FILES = {"crun": "status"}  # else state.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,7 @@ class StateEntry:
     runtime: str
     state_dir: Path
     cgroup_paths: frozenset[str]
+    provisional: bool = False  # matched by directory name; no state file yet
 
 
 class StateIndex:
@@ -44,8 +51,13 @@ class StateIndex:
         self._mtimes: dict[str, float] = {}
         self._entries: dict[str, StateEntry] = {}  # state dir -> entry
         self._by_path: dict[str, StateEntry] = {}
-        self._incomplete = False
+        self._pending: dict[str, tuple[str, Path]] = {}  # dir name -> (runtime, dir)
         self.scans = 0
+
+    @property
+    def incomplete(self) -> bool:
+        """A state directory existed without its state file at the last scan."""
+        return bool(self._pending)
 
     def lookup(self, cgroup_paths: list[str]) -> StateEntry | None:
         """The state entry whose container owns one of these cgroup paths."""
@@ -55,27 +67,42 @@ class StateIndex:
         if hit is None and self._stale():
             self.rescan()
             hit = self._find(cgroup_paths)
-        return hit
-
-    @property
-    def incomplete(self) -> bool:
-        """A state directory existed without its state file at the last scan."""
-        return self._incomplete
+        return hit or self._provisional(cgroup_paths)
 
     def find(self, cid: str, runtime: str = "") -> Path | None:
         """The state directory of container `cid` (of `runtime`, if given)."""
-        if not any(e.state_dir.name == cid for e in self._entries.values()):
+        def match() -> Path | None:
+            for e in self._entries.values():
+                if e.state_dir.name == cid and (not runtime or e.runtime == runtime):
+                    return e.state_dir
+            return None
+
+        found = match()
+        if found is None and self._stale():
             self.rescan()
-        for e in self._entries.values():
-            if e.state_dir.name == cid and (not runtime or e.runtime == runtime):
-                return e.state_dir
-        return None
+            found = match()
+        return found
+
+    def state_ready(self, cid: str) -> bool:
+        """Has the pending directory of `cid` got its state file by now? (one stat)"""
+        pending = self._pending.get(cid)
+        if pending is None:
+            return False
+        runtime, d = pending
+        return (d / STATE_FILES.get(runtime, "state.json")).exists()
 
     def _find(self, paths: list[str]) -> StateEntry | None:
         for p in paths:
             e = self._by_path.get(p)
             if e is not None:
                 return e
+        return None
+
+    def _provisional(self, paths: list[str]) -> StateEntry | None:
+        for p in paths:
+            pending = self._pending.get(p.rsplit("/", 1)[-1])
+            if pending is not None:
+                return StateEntry(pending[0], pending[1], frozenset({p}), provisional=True)
         return None
 
     def _roots(self) -> list[tuple[str, str]]:
@@ -85,8 +112,8 @@ class StateIndex:
         return out
 
     def _stale(self) -> bool:
-        """Cheap check (a glob and a stat per root) run only on a lookup miss."""
-        if self._incomplete:
+        """Cheap check (a glob and a stat per root), run only on a lookup miss."""
+        if self._pending:
             return True
         roots = self._roots()
         if {d for d, _ in roots} != set(self._mtimes):
@@ -101,7 +128,7 @@ class StateIndex:
 
     def rescan(self) -> None:
         self.scans += 1
-        self._mtimes, entries, incomplete = {}, {}, False
+        self._mtimes, entries, pending = {}, {}, {}
         for d, runtime in self._roots():
             try:
                 self._mtimes[d] = os.stat(d).st_mtime
@@ -111,11 +138,11 @@ class StateIndex:
             for name in names:
                 sd = Path(d) / name
                 e = self._entries.get(str(sd)) or self._read(runtime, sd)
-                if e is None:
-                    incomplete = incomplete or sd.is_dir()
-                    continue
-                entries[str(sd)] = e
-        self._entries, self._incomplete = entries, incomplete
+                if e is not None:
+                    entries[str(sd)] = e
+                elif sd.is_dir() and not (sd / STATE_FILES.get(runtime, "state.json")).exists():
+                    pending[name] = (runtime, sd)  # a broken state file is not "pending"
+        self._entries, self._pending = entries, pending
         self._by_path = {p: e for e in entries.values() for p in e.cgroup_paths}
 
     def _read(self, runtime: str, sd: Path) -> StateEntry | None:

@@ -265,3 +265,60 @@ def test_status_counts(env):
                 "state_errors", "netns_errors", "virt"):
         assert key in st
     assert os.path.isdir(enr.proc)
+
+
+def test_runc_init_seen_before_the_state_file(tmp_path):
+    """runc puts its init in the cgroup before it writes state.json: the init still gets
+    the container id, and the container's first real program gets the name too."""
+    import shutil
+
+    proc = FakeProc(tmp_path / "proc")
+    root = tmp_path / "root"
+    sd = root / "run/runc/web1"
+    sd.mkdir(parents=True)
+    enr = Enricher("b", "mid", proc=str(proc.root), fs_root=str(root), virt=VirtInfo())
+    cg = (FIX / "cgroup/runc_direct_hybrid.cgroup").read_text()
+    ns = {"pid": "pid-r"}
+    init, _ = _ctx(enr, proc.add(1300, cgroup=cg, nspid=[1300, 1], ns=ns))
+    assert (init["container_id"], init["container_runtime"]) == ("web1", "runc")
+    assert init["container_name"] == ""
+    shutil.copy(FIX / "root/run/runc/web1/state.json", sd / "state.json")
+    (root / "srv/bundles/web1").mkdir(parents=True)
+    shutil.copy(FIX / "root/srv/bundles/web1/config.json", root / "srv/bundles/web1")
+    sh, _ = _ctx(enr, proc.add(1300, cgroup=cg, nspid=[1300, 1], ns=ns))
+    assert (sh["container_id"], sh["container_name"]) == ("web1", "web-7f9")
+    assert not any(c.startswith("pidns-") for c in enr.containers())
+
+
+def test_namespace_stand_in_gives_way_to_the_runtime(env):
+    """A process seen in a new pid namespace before any runtime state names it gets a
+    stand-in; once the runtime's container claims that namespace the stand-in ends."""
+    proc, enr = env
+    ns = {"pid": "pid-late"}
+    a1, _ = _ctx(enr, proc.add(1400, nspid=[1400, 1], ns=ns))
+    stand_in = enr.containers()[a1["container_id"]]
+    assert a1["container_runtime"] == "namespaces"
+    cg = (FIX / "cgroup/docker_v2_systemd.cgroup").read_text()
+    a2, _ = _ctx(enr, proc.add(1401, cgroup=cg, nspid=[1401, 2], ns=ns))
+    assert a2["container_id"] == DOCKER
+    assert stand_in.attrs["superseded_by"] == DOCKER and stand_in.end
+    assert stand_in in enr.updates()
+    a3, _ = _ctx(enr, proc.add(1402, nspid=[1402, 3], ns=ns))  # e.g. nsenter -p
+    assert a3["container_id"] == DOCKER
+
+
+def test_late_events_inherit_the_container_as_known_now(env):
+    """spyderd runs behind: the parent was seen as a namespace stand-in, the child is gone
+    by the time its event is handled; it gets the runtime's container, not the stand-in."""
+    proc, enr = env
+    ns = {"pid": "pid-lag"}
+    parent = proc.add(1500, nspid=[1500, 1], ns=ns)
+    _ctx(enr, parent)
+    assert parent.attrs["container_runtime"] == "namespaces"
+    cg = (FIX / "cgroup/docker_v2_systemd.cgroup").read_text()
+    _ctx(enr, proc.add(1501, cgroup=cg, nspid=[1501, 2], ns=ns))
+    ghost = Node(id="proc:b:6100:1502", kind="process", start=1, pid=1502, ppid=1500,
+                 via="spawned", parent=parent.id, attrs={"start_ns": 6100 * CLOCK_TICK_NS})
+    attrs, ctx = _ctx(enr, ghost, parent)
+    assert (attrs["container_id"], attrs["container_name"]) == (DOCKER, "shop-web-1")
+    assert [n.id for n, e in ctx if e.kind == "in-container"] == [f"container:{DOCKER}"]

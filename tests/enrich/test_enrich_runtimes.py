@@ -166,9 +166,15 @@ def test_state_index_sees_a_container_created_later(tmp_path):
     assert idx.lookup(["/web1"]) is None
     sd = tmp_path / "run/runc/web1"
     sd.mkdir(parents=True)  # runc makes the directory before it writes state.json
-    assert idx.lookup(["/web1"]) is None and idx.incomplete
+    early = idx.lookup(["/web1"])  # init already in its cgroup: matched by directory name
+    assert early is not None and early.provisional and early.state_dir == sd
+    assert idx.incomplete and not idx.state_ready("web1") and idx.find("web1") is None
+    assert idx.lookup(["/other"]) is None
     shutil.copy(ROOT / "run/runc/web1/state.json", sd / "state.json")
-    assert idx.lookup(["/web1"]).state_dir == sd
+    assert idx.state_ready("web1")
+    full = idx.lookup(["/web1"])
+    assert full.state_dir == sd and not full.provisional and not idx.incomplete
+    assert idx.find("web1", "runc") == sd
 
 
 def test_parse_time_forms():
