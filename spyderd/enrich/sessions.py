@@ -23,8 +23,9 @@ from spyderd.enrich.procfs import ProcFacts, read_facts
 
 LOGIN_SERVICES = frozenset({"sshd", "sshd-session", "login", "dropbear", "telnetd", "in.telnetd",
                             "agetty", "getty", "mingetty", "gdm-session-worker", "lightdm",
-                            "sddm-helper", "xrdp-sesman", "su", "sudo", "machinectl",
-                            "systemd-logind"})
+                            "sddm-helper", "xrdp-sesman", "machinectl", "systemd-logind"})
+# su/sudo are not here: they keep the caller's audit session (that is the point of it);
+# a `sudo -i` or `su -` shell is interactive through its terminal like any other.
 
 
 @dataclass(slots=True)
