@@ -33,6 +33,9 @@ WatchdogSec=3s
 TimeoutAbortSec=3s
 RestartSec=1s
 """
+# A start compiles and verifies every probe: seconds on an idle machine, a minute or more on a
+# busy 2-core one (bench/README.md, "startup"); wait as long as the unit's TimeoutStartSec.
+START_TIMEOUT = 330
 BROKEN_RULE = """- rule: Broken on purpose
   description: a rule with a syntax error
   event: exec
@@ -82,7 +85,7 @@ def status_json(c: Container) -> dict:
 
 
 def test_deb_installs_and_starts(box):
-    r = box.run("dpkg", "-i", "/var/tmp/spyderd.deb", timeout=180)
+    r = box.run("dpkg", "-i", "/var/tmp/spyderd.deb", timeout=START_TIMEOUT + 60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert is_active(box) == "active", box.run("systemctl", "status", UNIT).stdout
     p = show(box, "Type", "StatusText", "UnitFileState", "NRestarts")
@@ -93,8 +96,8 @@ def test_deb_installs_and_starts(box):
     assert st["ready"] and st["probes"]["process"]["state"] == "attached", st
     assert box.run("spyderctl", "status").returncode == 0
     assert box.run("getent", "group", "spyder").returncode == 0
-    assert box.run("stat", "-c", "%G %a", "/var/lib/spyderd",
-                   check=True).stdout.split() == ["spyder", "750"]
+    group, mode = box.run("stat", "-c", "%G %a", "/var/lib/spyderd", check=True).stdout.split()
+    assert group == "spyder" and mode in ("750", "2750"), (group, mode)  # no world access
     # The catalog is installed: journalctl knows the gap message.
     assert "capture was down" in box.run("journalctl", "--dump-catalog", MSG_GAP_UNCLEAN,
                                          check=True).stdout
@@ -173,7 +176,7 @@ def test_watchdog_restarts_hung_daemon(box):
         return (q["ActiveState"] == "active" and q["MainPID"] not in ("0", p["MainPID"])
                 and int(q["NRestarts"]) > int(p["NRestarts"])) and q
 
-    q = wait_for(restarted, 60, interval=0.5)
+    q = wait_for(restarted, START_TIMEOUT, interval=0.5)
     assert q, box.run("systemctl", "status", UNIT, "--no-pager").stdout
     log = box.run("journalctl", "-u", "spyderd", "--since", since, "--no-pager").stdout
     assert "Watchdog timeout" in log, log[-3000:]
@@ -192,7 +195,7 @@ def test_stop_is_clean_and_next_start_reports_gap(box):
     assert p["ExecMainStatus"] == "0" and p["ExecMainCode"] == "1", p  # CLD_EXITED, 0
     assert any("spyderd stopped" in e.get("MESSAGE", "") for e in journal(box))
     since = box.run("date", "+%Y-%m-%d %H:%M:%S", check=True).stdout.strip()
-    box.run("systemctl", "start", UNIT, check=True, timeout=120)
+    box.run("systemctl", "start", UNIT, check=True, timeout=START_TIMEOUT)
     gap = journal(box, f"MESSAGE_ID={MSG_GAP_CLEAN}", "--since", since)
     assert gap and gap[-1]["PRIORITY"] == "6" and gap[-1]["SPYDER_GAP_CLEAN"] == "1", gap
     box.run("systemctl", "stop", UNIT, check=True, timeout=60)
