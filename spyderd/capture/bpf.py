@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from spyderd.capture import ringbuf
 from spyderd.capture.btf import BTF, kernel_offsets
 from spyderd.capture.records import COUNTER_NAMES, KIND_NAMES
 from spyderd.capture.registry import DecodeContext, Probe, probes
@@ -192,6 +193,7 @@ class Capture:
         self.arg_bytes = 1 << max(8, (arg_bytes - 1).bit_length())  # power of two
         self.ignore_tgid = ignore_tgid
         self.options: dict[str, Any] = dict(options or {})
+        self.batch_s = max(0.0, float(self.options.get("batch_ms", 20))) / 1000.0
         self.source_dir = source_dir or probes_dir()
         self.status: dict[str, ProbeStatus] = {}
         self.decode_errors: dict[str, int] = {}
@@ -201,6 +203,7 @@ class Capture:
         self._ctx = DecodeContext(boot_to_wall=boot_to_wall_ns())
         self._out: list[Event] = []
         self._bpf = None
+        self._ring: ringbuf.RingReader | None = None
         self._chosen: list[Probe] = []
 
     # -- start -----------------------------------------------------------------------------
@@ -218,7 +221,7 @@ class Capture:
             self._decoders.update(p.decoders)
         self._fill_maps(chosen)
         self._setup(chosen)
-        self._bpf["events"].open_ring_buffer(self._on_record)
+        self._open_ring()
         if self.options.get("self_test", True):
             self.self_test()
         return self.status
@@ -338,7 +341,9 @@ class Capture:
                 f"{s.name}: {s.reason}" for s in self.status.values()))
         return good
 
-    def _fail(self, p: Probe, err: LoadError) -> None:
+    def _fail(self, p: Probe, err: LoadError | Exception) -> None:
+        if not isinstance(err, LoadError):
+            err = LoadError(f"{type(err).__name__}: {err}", "")
         self.status[p.name] = ProbeStatus(p.name, "failed", err.reason()[:300])
         log.error("probe %s failed to compile/attach: %s\n%s", p.name, err.text,
                   err.detail[-4000:])
@@ -375,6 +380,33 @@ class Capture:
             except Exception as exc:  # noqa: BLE001 - recorded in the probe's status
                 self._fail(p, exc)
 
+    def _open_ring(self) -> None:
+        """Read the ring buffer from its memory map (no ctypes callback per record) where
+        that is safe, else through bcc's callback."""
+        table = self._bpf["events"]
+        if ringbuf.usable():
+            try:
+                self._ring = ringbuf.RingReader(table.map_fd, table.max_entries)
+                return
+            except (OSError, ValueError, AttributeError) as exc:
+                log.warning("ring buffer not mappable (%s); using bcc's reader", exc)
+        table.open_ring_buffer(self._on_record)
+
+    def _pump(self, timeout_ms: int) -> None:
+        """Wait up to `timeout_ms` unless records are waiting; decode what is there."""
+        if self._ring is not None:
+            if not self._out:
+                self._ring.wait(timeout_ms)
+                # Woken for a few records: let more arrive before reading, so one wakeup
+                # serves many records (a wakeup costs more than decoding a record).
+                if self.batch_s and 0 < self._ring.available() < self._ring.size // 8:
+                    time.sleep(self.batch_s)
+            self._ring.consume(self._decode)
+        elif self._out:
+            self._bpf.ring_buffer_consume()
+        else:
+            self._bpf.ring_buffer_poll(timeout_ms)
+
     # -- self-test -------------------------------------------------------------------------
 
     def self_test(self, timeout: float = SELFTEST_TIMEOUT) -> None:
@@ -398,7 +430,7 @@ class Capture:
         deadline = time.monotonic() + timeout
         seen = 0
         while want and time.monotonic() < deadline:
-            self._bpf.ring_buffer_poll(50)
+            self._pump(50)
             for ev in self._out[seen:]:
                 if ev.pid != child and getattr(ev, "ppid", 0) != child:
                     continue
@@ -414,7 +446,10 @@ class Capture:
     # -- records ---------------------------------------------------------------------------
 
     def _on_record(self, _ctx, data, size) -> None:
-        buf = ctypes.string_at(data, size)
+        self._decode(ctypes.string_at(data, size))
+
+    def _decode(self, buf: bytes) -> None:
+        size = len(buf)
         kind = _KIND.unpack_from(buf, 0)[0] if size >= 4 else 0
         entry = self._decoders.get(kind)
         name = entry[0] if entry else KIND_NAMES.get(kind, f"kind{kind}")
@@ -433,10 +468,7 @@ class Capture:
 
     def poll(self, timeout_ms: int = 100) -> list[Event]:
         """Wait up to `timeout_ms` for records; return what arrived, in ring order."""
-        if not self._out:
-            self._bpf.ring_buffer_poll(timeout_ms)
-        else:
-            self._bpf.ring_buffer_consume()
+        self._pump(timeout_ms)
         out, self._out = self._out, []
         return out
 
@@ -466,6 +498,9 @@ class Capture:
         return out
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None
