@@ -371,10 +371,11 @@ class Capture:
     def _setup(self, chosen: list[Probe]) -> None:
         """Each probe's post-load hook; a failing one marks only that probe failed."""
         for p in chosen:
-            if p.setup is None:
+            setup = getattr(p, "setup", None)
+            if setup is None:
                 continue
             try:
-                p.setup(self._bpf, self.options, self._ctx)
+                setup(self._bpf, self.options, self._ctx)
             except SpyderError:
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded in the probe's status
