@@ -31,15 +31,17 @@ class ContainerCtx:
                 "k8s_container": i.k8s_container}
 
     def refresh_node(self) -> bool:
-        """Copy `info` into the node; True if anything changed."""
+        """Copy `info` into the node; True if anything changed.
+
+        The node uses the process attribute names (container_id, container_name, ...),
+        not bare id/name/image: `Node.to_dict` merges attrs over the core fields, and a
+        trace view computes its own `name`, so bare names would be shadowed or shadow.
+        """
         i = self.info
         labels = {k[:MAX_LABEL_LEN]: v[:MAX_LABEL_LEN]
                   for k, v in list(i.labels.items())[:MAX_LABELS]}
-        new = {"id": i.id, "name": i.name, "image": i.image, "runtime": i.runtime,
-               "k8s_pod": i.k8s_pod, "k8s_namespace": i.k8s_namespace,
-               "k8s_pod_uid": i.k8s_pod_uid, "k8s_container": i.k8s_container,
-               "root_pid": i.root_pid, "bundle": i.bundle, "cgroup": self.cgroup_path,
-               "labels": labels, "resolved": i.resolved}
+        new = {**self.attrs(), "root_pid": i.root_pid, "bundle": i.bundle,
+               "cgroup": self.cgroup_path, "labels": labels, "resolved": i.resolved}
         changed = any(self.node.attrs.get(k) != v for k, v in new.items())
         self.node.attrs.update(new)
         return changed

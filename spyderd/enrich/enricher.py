@@ -85,7 +85,7 @@ class Enricher:
         self._pidns: dict[int, str] = {}
         self._sessions: dict[str, SessionCtx] = {}
         self._vms: dict[str, VmCtx] = {}
-        self._netns_pid: dict[int, tuple[int, int]] = {}  # netns -> (pid, start ticks)
+        self._netns_pid: dict[int, list[tuple[int, int]]] = {}  # netns -> [(pid, ticks)]
         self._netns_owner: dict[int, str] = {}
         self._netns_views: dict[int, tuple[float, NetnsView]] = {}
         self._pending: OrderedDict[str, list[tuple[Node, Edge]]] = OrderedDict()
@@ -131,7 +131,7 @@ class Enricher:
                 self._claim_pidns(attrs["pidns"], cont)
             self._link(node, cont.node, "in-container", ctx)
         if attrs["netns"] > 0:
-            self._netns_pid[attrs["netns"]] = (node.pid, facts.start_ticks)
+            self._netns_member(attrs["netns"], node.pid, facts.start_ticks)
             if cont is not None:
                 self._netns_owner.setdefault(attrs["netns"], cont.info.id)
         self._user_attrs(node, facts, attrs)
@@ -253,9 +253,6 @@ class Enricher:
         self._containers[ref.id] = cont
         self.stats["containers"] += 1
         self._resolve(cont, ref)
-        if facts is not None:
-            cont.node.attrs["pidns"] = facts.ns.get("pid", -1)
-            cont.node.attrs["netns"] = facts.ns.get("net", -1)
         return cont
 
     def _resolve(self, cont: ContainerCtx, ref: CgroupRef | None = None) -> None:
@@ -369,6 +366,12 @@ class Enricher:
             cont.info.root_pid = node.pid
             cont.node.attrs["root_pid"] = node.pid
             self._changed[cont.node.id] = cont.node
+        if node.pid == cont.info.root_pid or (cont.node.attrs.get("pidns", -1) <= 0 and
+                                               facts.ns.get("pid") != self.host_ns.get("pid")):
+            for kind in ("pid", "net"):  # the container's own namespaces, not runc's
+                if cont.node.attrs.get(f"{kind}ns") != facts.ns.get(kind, -1):
+                    cont.node.attrs[f"{kind}ns"] = facts.ns.get(kind, -1)
+                    self._changed[cont.node.id] = cont.node
         if node.pid == cont.info.root_pid:
             cont.root_start_ticks = facts.start_ticks
             cont.root_node = node
@@ -427,7 +430,8 @@ class Enricher:
         vm = self._vms.get(vid)
         if vm is None:
             vnode = Node(id=vid, kind="vm", start=node.start, pid=node.pid,
-                         attrs={"monitor": info.monitor, "name": info.name, "uuid": info.uuid,
+                         attrs={"monitor": info.monitor, "vm_name": info.name,
+                                "vm_uuid": info.uuid,
                                 "taps": list(info.taps), "process_id": node.id,
                                 "machine_id": self.machine.attrs["machine_id"]})
             vm = VmCtx(node=vnode, pid=node.pid, start_ticks=start_ticks,
@@ -533,13 +537,22 @@ class Enricher:
         link_veth_peers(views)
         self._netns_to_containers(views)
 
+    def _netns_member(self, ns: int, pid: int, ticks: int) -> None:
+        """Remember a few processes per namespace: any live one lets us enter it."""
+        members = self._netns_pid.setdefault(ns, [])
+        if (pid, ticks) not in members:
+            members.insert(0, (pid, ticks))
+            del members[4:]
+
     def _read_one_netns(self, ns: int, now: float) -> None:
-        pid, ticks = self._netns_pid[ns]
-        view = NetnsView(netns=ns, pid=pid, container_id=self._netns_owner.get(ns, ""))
-        if not procfs.alive(pid, ticks, self.proc):
+        live = [(p, t) for p, t in self._netns_pid.get(ns, ()) if procfs.alive(p, t, self.proc)]
+        if not live:
             self._netns_pid.pop(ns, None)
             self._netns_views.pop(ns, None)
             return
+        self._netns_pid[ns] = live
+        pid = live[0][0]
+        view = NetnsView(netns=ns, pid=pid, container_id=self._netns_owner.get(ns, ""))
         try:
             view.ifaces = read_netns(pid, self.proc)
         except OSError as exc:

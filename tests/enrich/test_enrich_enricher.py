@@ -107,7 +107,7 @@ def test_docker_container_process_and_context_nodes(env):
     assert a1["pidns"] == proc.ns_ino("pid-web") != proc.ns_ino("pid-host")
     kinds = [(n.kind, e.kind, e.src, e.dst) for n, e in ctx1]
     cnode = ctx1[0][0]
-    assert cnode.id == f"container:{DOCKER}" and cnode.attrs["name"] == "shop-web-1"
+    assert cnode.id == f"container:{DOCKER}" and cnode.attrs["container_name"] == "shop-web-1"
     assert ("container", "in-container", "proc:b:5000:200", cnode.id) in kinds
     assert ("machine", "on-machine", cnode.id, "machine:mid") in kinds
     child = proc.add(201, ppid=200, cgroup=cg, ns=ns, nspid=[201, 7])
@@ -242,7 +242,7 @@ def test_vm_monitor_node(env):
     vms = [(n, e) for n, e in ctx if n.kind == "vm"]
     assert len(vms) == 1 and vms[0][1].kind == "runs-vm"
     vm = vms[0][0]
-    assert vm.attrs["name"] == "db1" and vm.attrs["taps"] == ["vnet0"]
+    assert vm.attrs["vm_name"] == "db1" and vm.attrs["taps"] == ["vnet0"]
     assert vm.attrs["monitor"] == "qemu" and vm.id == "vm:b:qemu:db1"
     assert any(e.src == vm.id and e.kind == "on-machine" for _, e in ctx)
 
@@ -322,3 +322,20 @@ def test_late_events_inherit_the_container_as_known_now(env):
     attrs, ctx = _ctx(enr, ghost, parent)
     assert (attrs["container_id"], attrs["container_name"]) == (DOCKER, "shop-web-1")
     assert [n.id for n, e in ctx if e.kind == "in-container"] == [f"container:{DOCKER}"]
+
+
+def test_context_nodes_survive_the_store_round_trip(env):
+    """Node.to_dict merges attrs over id/kind/start: context attrs must not shadow them."""
+    proc, enr = env
+    cg = (FIX / "cgroup/docker_v2_systemd.cgroup").read_text()
+    node = proc.add(1600, comm="qemu", cgroup=cg, loginuid=1000, sessionid=9,
+                    tty_nr=(136 << 8) | 1)
+    node.attrs.update(exe="/usr/bin/qemu-system-x86_64", args=["qemu-system-x86_64", "-name",
+                                                                "vm1", "-uuid", "u-1"])
+    _, ctx = _ctx(enr, node)
+    kinds = {n.kind for n, _ in ctx}
+    assert {"container", "session", "vm", "machine"} <= kinds
+    for n, _ in ctx:
+        back = Node.from_dict(n.to_dict())
+        assert (back.id, back.kind, back.start, back.end) == (n.id, n.kind, n.start, n.end)
+        assert "name" not in n.attrs and "id" not in n.attrs

@@ -34,6 +34,7 @@ data = c.recv(100)
 c.sendall(b"ok\n")
 c.close()
 print("peer", addr[0], addr[1], data.decode().strip(), flush=True)
+sys.stdin.read()  # stay (and keep the namespace inhabited) until the test is done
 """
 
 
@@ -75,22 +76,22 @@ class Listener:
     def __init__(self, ns: str, ip: str, port: int) -> None:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, ip, str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().split()
         assert line[:1] == ["ready"], self.proc.stderr.read()
         self.pid = int(line[1])
         self.port = port
 
-    def wait_peer(self, timeout: float = 30) -> tuple[str, int, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        peer = [ln.split() for ln in out.splitlines() if ln.startswith("peer")]
-        assert peer, f"no connection reached the listener: {err}"
-        return peer[0][1], int(peer[0][2]), " ".join(peer[0][3:])
+    def wait_peer(self) -> tuple[str, int, str]:
+        """(peer ip, peer port, what it sent); the listener gives up after 60 s."""
+        line = self.proc.stdout.readline().split()
+        assert line[:1] == ["peer"], f"no connection reached the listener: {line}"
+        return line[1], int(line[2]), " ".join(line[3:])
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
+        self.proc.communicate()
 
 
 def busybox_rootfs(root: Path) -> Path:

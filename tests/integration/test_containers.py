@@ -5,6 +5,7 @@ joins the connection to the listener's process in one trace."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -66,6 +67,26 @@ def _check_connection(trace: dict, client: dict, listener: Listener, host_ip: st
     assert server[-1]["pidns"] == HOST_PIDNS
 
 
+def _node_by_id(d, node_id: str) -> dict:
+    """Any stored node (container, session, machine) through `spyderctl trace ID`."""
+    r = d.ctl("trace", node_id, "-o", "json", check=True)
+    nodes = [n for n in json.loads(r.stdout)["nodes"] if n["id"] == node_id]
+    assert nodes, r.stdout[:2000]
+    return nodes[0]
+
+
+def _with(node: dict, key: str) -> dict | None:
+    return node if node.get(key) else None
+
+
+def _check_machine(d, proc_node: dict) -> None:
+    """The machine node says VM (Firecracker/KVM here), never docker."""
+    m = _node_by_id(d, f"machine:{proc_node['machine_id']}")
+    assert m["kind"] == "machine" and m["vm"] is True, m
+    assert m["virt"] not in ("docker", "none") and m["container"] == ""
+    assert m["kernel"] == os.uname().release and m["hostname"] == os.uname().nodename
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory, journald):
     """One spyderd for the module: both containers are started after it is ready."""
@@ -113,6 +134,18 @@ def test_runc_container(daemon, tmp_path):
                 assert node["user"] == "root" and node["machine_id"]
             assert init, "the container's shell is not in the nc trace"
             _check_connection(trace, client, listener, host_ip)
+            _check_machine(daemon, client)
+            ctr = _node_by_id(daemon, f"container:{cid}")
+            assert ctr["kind"] == "container" and ctr["container_runtime"] == "runc"
+            assert (ctr["container_id"], ctr["container_name"]) == (cid, name)
+            assert ctr["root_pid"] > 0 and ctr["start"] > 0
+            assert ctr["labels"]["org.example.test"] == "issue6"
+            assert ctr["pidns"] == client["pidns"] and ctr["netns"] == client["netns"]
+            # addresses and the host end of its veth, read off the event path
+            host_end = f"vh{tag}@{ns_inode(f'/run/netns/{hns}')}"
+            ctr = wait_for(lambda: _with(_node_by_id(daemon, f"container:{cid}"), "veth"),
+                           20) or ctr
+            assert ctr["ips"] == [ctr_ip] and ctr["veth"] == [host_end], ctr
             # the raw audit trail: the container's exec, its connect and the accept
             cg = f"/sys/fs/cgroup/unified/{cid}"
             if os.path.isdir(cg):
@@ -121,6 +154,9 @@ def test_runc_container(daemon, tmp_path):
             assert any(e["remote_port"] == port for e in connects), connects
             accepts = [e for e in events(daemon, "accept") if e["pid"] == listener.pid]
             assert any(e["local_port"] == port for e in accepts), accepts
+            run("runc", "delete", "-f", cid)  # its root process dies: the container ends
+            ended = wait_for(lambda: _node_by_id(daemon, f"container:{cid}")["end"], 20)
+            assert ended and ended > ctr["start"]
         finally:
             listener.close()
             run("runc", "delete", "-f", cid, check=False)
@@ -177,6 +213,9 @@ def test_unshare_container(daemon, tmp_path):
                 assert node["netns"] == ns["net"] != HOST_NETNS
                 assert node["mntns"] == ns["mnt"] != HOST_MNTNS
             _check_connection(trace, client, listener, host_ip)
+            ctr = _node_by_id(daemon, f"container:pidns-{ns['pid']}")
+            assert ctr["container_runtime"] == "unshare" and ctr["root_pid"] == inner
+            assert ctr["labels"]["creator"].endswith("/unshare")
         finally:
             if listener is not None:
                 listener.close()
