@@ -90,9 +90,13 @@ class Daemon:
         self.machine_id, self.boot = machine_identity()
         self.store = Store(self.paths.state_dir,
                            map_size=self.cfg.get("store.map_size_mb") << 20)
+        from spyderd.enrich import Enricher
+
+        self.enricher = Enricher(self.boot, self.machine_id, boot_wall_ns=boot_wall_ns())
         self.graph = Graph(self.store, self.boot, boot_wall_ns=boot_wall_ns(),
                            machine_id=self.machine_id,
-                           max_recent=self.cfg.get("store.max_memory_nodes"))
+                           max_recent=self.cfg.get("store.max_memory_nodes"),
+                           enricher=self.enricher)
         self._setup_findings()
         self.capture = Capture(
             ring_pages=self.cfg.get("capture.ring_buffer_pages"),
@@ -102,8 +106,7 @@ class Daemon:
             options=self.cfg.get("capture"))
         self.capture.start()  # capture first, then snapshot: no gap between the two
         attached = time.time()
-        n = self.graph.load_snapshot(snapshot(), container_of=container_of,
-                                     listening=listening_sockets())
+        n = self.graph.load_snapshot(snapshot(), listening=listening_sockets())
         self.graph.flush()
         self.last_gap = service.report_gap(self.store, attached)
         service.mark_running(self.store, time.time())
@@ -272,6 +275,8 @@ class Daemon:
                 self._tick_service(now - last_status)
                 last_status = now
                 self.capture.refresh_clock()
+                for ctx_node in self.enricher.updates():  # late container/VM/netns facts
+                    self.graph.touch(ctx_node)
                 self._report_losses()
                 self.write_status(ready=True)
         self.shutdown()
@@ -400,6 +405,7 @@ class Daemon:
             "sink_errors": self.sink.errors if getattr(self, "sink", None) else 0,
             "errors": self.errors[-10:],
             "capture_gap": self.last_gap.as_dict() if getattr(self, "last_gap", None) else None,
+            "enrich": self.enricher.status() if getattr(self, "enricher", None) else {},
             **self._trace_status(),
         }
         return status
