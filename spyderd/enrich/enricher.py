@@ -19,6 +19,7 @@ How it stays off the event path's critical time:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -27,7 +28,14 @@ from spyderd.enrich import cgroups, procfs
 from spyderd.enrich.container import CgroupRef, cgroup_container
 from spyderd.enrich.contexts import ContainerCtx, SessionCtx, VmCtx, container_node
 from spyderd.enrich.machine import VirtInfo, detect_virt, machine_node
-from spyderd.enrich.netns import NetnsView, link_veth_peers, read_netns
+from spyderd.enrich.netns import (
+    NetnsView,
+    SockInfo,
+    link_veth_peers,
+    read_netns,
+    read_sockets,
+    socket_owners,
+)
 from spyderd.enrich.runtimes import ContainerInfo, StateReader
 from spyderd.enrich.sessions import opened_by_login, session_key
 from spyderd.enrich.state_index import StateIndex
@@ -572,6 +580,41 @@ class Enricher:
             if cont.node.attrs.get("ips") != ips or cont.node.attrs.get("veth") != veth:
                 cont.node.attrs.update(ips=ips, veth=veth, netns=ns)
                 self._changed[cont.node.id] = cont.node
+
+    # -- startup snapshot of sockets --------------------------------------------------------
+
+    def snapshot_sockets(self) -> list[SockInfo]:
+        """Listening and established TCP sockets of *every* network namespace (sock_diag
+        through pyroute2, entered as for `netns_addresses`), each with a process holding it.
+        /proc/net/tcp would only show spyderd's own namespace."""
+        members: dict[int, int] = {}  # netns -> a pid in it
+        for name in os.listdir(self.proc):
+            if name.isdigit():
+                try:
+                    members.setdefault(os.stat(f"{self.proc}/{name}/ns/net").st_ino, int(name))
+                except OSError:
+                    continue
+        out: list[SockInfo] = []
+        for ns, pid in members.items():
+            try:
+                out.extend(read_sockets(pid, ns, self.proc))
+            except OSError as exc:
+                self.stats["netns_errors"] += 1
+                log.debug("sockets of netns %d via pid %d: %s", ns, pid, exc)
+        owners = socket_owners({x.inode for x in out if x.inode}, self.proc)
+        for x in out:
+            x.pid = owners.get(x.inode, 0)
+        return out
+
+    def listening_sockets(self) -> dict[int, list[int]]:
+        """pid -> TCP ports it listens on, in any namespace (the graph's snapshot input)."""
+        out: dict[int, list[int]] = {}
+        for x in self.snapshot_sockets():
+            if x.state == "listen" and x.pid:
+                ports = out.setdefault(x.pid, [])
+                if x.local_port not in ports:
+                    ports.append(x.local_port)
+        return out
 
     # -- introspection ----------------------------------------------------------------------
 

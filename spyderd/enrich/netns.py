@@ -13,8 +13,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("spyderd.enrich")
 CLONE_NEWNET = 0x40000000
@@ -80,25 +83,28 @@ def _links(ipr) -> list[Iface]:
     return list(by_index.values())
 
 
-def read_netns(pid: int, proc: str = "/proc", timeout: float = 2.0) -> list[Iface]:
-    """Interfaces of the network namespace process `pid` is in (raises OSError)."""
-    result: list[Iface] = []
+def in_netns(pid: int, open_socket: Callable[[], Any], use: Callable[[Any], list],
+             proc: str = "/proc", timeout: float = 2.0) -> list:
+    """Open a netlink socket inside the network namespace of `pid` and query it.
+
+    A worker thread enters the namespace (setns changes only that thread), opens the
+    socket there, goes back, then runs `use(socket)`. Raises OSError on any failure.
+    """
+    result: list = []
     error: list[BaseException] = []
 
     def work() -> None:
-        from pyroute2 import IPRoute
-
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         target = -1
         try:
             target = os.open(f"{proc}/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             _setns(target)
             try:
-                ipr = IPRoute()
+                sock = open_socket()
             finally:
                 _setns(own)
-            with ipr:
-                result.extend(_links(ipr))
+            with sock:
+                result.extend(use(sock))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             error.append(exc)
         finally:
@@ -115,6 +121,78 @@ def read_netns(pid: int, proc: str = "/proc", timeout: float = 2.0) -> list[Ifac
         exc = error[0]
         raise exc if isinstance(exc, OSError) else OSError(str(exc))
     return result
+
+
+def read_netns(pid: int, proc: str = "/proc", timeout: float = 2.0) -> list[Iface]:
+    """Interfaces of the network namespace process `pid` is in (raises OSError)."""
+    from pyroute2 import IPRoute
+
+    return in_netns(pid, IPRoute, _links, proc, timeout)
+
+
+TCP_STATES = {1: "established", 10: "listen"}
+
+
+@dataclass(slots=True)
+class SockInfo:
+    """One TCP socket from sock_diag, and the process holding it (pid 0 if unknown)."""
+
+    netns: int
+    state: str
+    family: int
+    local_ip: str
+    local_port: int
+    remote_ip: str
+    remote_port: int
+    inode: int
+    uid: int
+    pid: int = 0
+
+
+def _diag(ds, netns: int) -> list[SockInfo]:
+    ds.bind()
+    out = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        states = sum(1 << s for s in TCP_STATES)
+        for m in ds.get_sock_stats(family=family, states=states):
+            out.append(SockInfo(netns=netns, state=TCP_STATES.get(m["idiag_state"], ""),
+                                family=family, local_ip=m["idiag_src"],
+                                local_port=m["idiag_sport"], remote_ip=m["idiag_dst"],
+                                remote_port=m["idiag_dport"], inode=m["idiag_inode"],
+                                uid=m["idiag_uid"]))
+    return out
+
+
+def read_sockets(pid: int, netns: int, proc: str = "/proc",
+                 timeout: float = 2.0) -> list[SockInfo]:
+    """Listening and established TCP sockets of the namespace `pid` is in (sock_diag)."""
+    from pyroute2 import DiagSocket
+
+    return in_netns(pid, DiagSocket, lambda ds: _diag(ds, netns), proc, timeout)
+
+
+def socket_owners(inodes: set[int], proc: str = "/proc") -> dict[int, int]:
+    """socket inode -> pid of a process holding it, from /proc/<pid>/fd (one pass)."""
+    out: dict[int, int] = {}
+    if not inodes:
+        return out
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"{proc}/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"{proc}/{name}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                ino = int(link[8:-1])
+                if ino in inodes:
+                    out.setdefault(ino, int(name))
+    return out
 
 
 def link_veth_peers(views: dict[int, NetnsView]) -> None:

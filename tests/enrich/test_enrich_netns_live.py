@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -101,3 +102,29 @@ def test_netns_addresses_veth_peers_and_owner():
         for p in procs:
             p.kill()
             p.wait()
+
+
+LISTEN = ("import socket, sys, time\n"
+          "s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1)\n"
+          "print('up', flush=True); time.sleep(60)\n")
+
+
+def test_snapshot_sockets_sees_listeners_in_other_namespaces():
+    tag, n = uuid.uuid4().hex[:6], 151 + os.getpid() % 50
+    port = 22000 + n
+    with netns(f"spl-{tag}") as a, netns(f"spm-{tag}") as b:
+        ip_a, _ = veth(a, f"vl{tag}", "eth0", b, n)
+        srv = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-c", LISTEN, ip_a,
+                                str(port)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert srv.stdout.readline().strip() == "up"
+            enr = Enricher("t", "m", virt=VirtInfo())
+            socks = [x for x in enr.snapshot_sockets() if x.local_port == port]
+            assert len(socks) == 1, socks
+            x = socks[0]
+            assert (x.state, x.local_ip, x.pid) == ("listen", ip_a, srv.pid)
+            assert x.netns == os.stat(f"/run/netns/{a}").st_ino
+            assert port in enr.listening_sockets()[srv.pid]
+        finally:
+            srv.kill()
+            srv.wait()
