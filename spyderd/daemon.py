@@ -104,6 +104,7 @@ class Daemon:
             arg_bytes=self.cfg.get("capture.arg_bytes"),
             ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0,
             options=self.cfg.get("capture"))
+        _notify("STATUS=compiling and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
         attached = time.time()
         n = self.graph.load_snapshot(snapshot(), listening=listening_sockets())
