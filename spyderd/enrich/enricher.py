@@ -52,7 +52,6 @@ NS_KEYS = ("netns", "pidns", "mntns", "userns", "utsns")
 USER_KEYS = ("loginuid", "sessionid", "tty", "session_id", "interactive", "login_user")
 NS_TOOLS = {"unshare": "unshare", "bwrap": "bubblewrap", "firejail": "firejail",
             "nsjail": "nsjail", "systemd-nspawn": "nspawn", "ip": "namespaces"}
-NEGATIVE_YOUNG_S = 3.0  # a cgroup seen for the first time may get its runtime state soon
 NEGATIVE_RECHECK_S = 5.0
 RESOLVE_RETRY_S = 1.0
 VM_TAP_WATCH_S = 30.0
@@ -106,7 +105,10 @@ class Enricher:
         """Context attributes for a new process node (never raises for a vanished process)."""
         self.stats["processes"] += 1
         start_ticks = int(node.attrs.get("start_ns") or 0) // CLOCK_TICK_NS
-        facts = procfs.read_facts(node.pid, self.proc, start_ticks) if node.pid > 0 else None
+        given = [node.attrs.get(k) for k in ("loginuid", "sessionid")]
+        facts = procfs.read_facts(
+            node.pid, self.proc, start_ticks, status=False,
+            audit=not all(isinstance(v, int) for v in given)) if node.pid > 0 else None
         ctx: list[tuple[Node, Edge]] = []
         if facts is None:
             self.stats["proc_gone"] += 1
@@ -131,6 +133,11 @@ class Enricher:
         attrs = _unknown()
         for k in NS_KEYS:
             attrs[k] = facts.ns.get(k[:-2], -1)
+        gid = node.attrs.get("gid", parent.attrs.get("gid") if parent is not None else None)
+        if facts.ns.get("pid") != self.host_ns.get("pid") or not isinstance(gid, int):
+            procfs.read_status(facts, self.proc)  # NSpid (who is a namespace's init), gid
+        else:
+            facts.gid = gid
         cont = self._container_of(node, parent, facts)
         if cont is not None:
             attrs.update(cont.attrs())
@@ -209,9 +216,8 @@ class Enricher:
             cid, first, checked = hit
             if cid:
                 return self._touch_container(cid, node, facts)
-            young = now - first < NEGATIVE_YOUNG_S or self.state_index.incomplete
-            if not young and now - checked < NEGATIVE_RECHECK_S:
-                return None
+            if now - checked < NEGATIVE_RECHECK_S:  # runtimes make state dirs first:
+                return None  # a new container's cgroup is a new text, looked up in full
         ref = cgroup_container(text)
         if ref is None:
             ref = self._state_ref(text)

@@ -60,8 +60,14 @@ def _audit_id(text: str) -> int:
     return -1 if value == UNSET_ID else value
 
 
-def read_facts(pid: int, proc: str = "/proc", start_ticks: int = 0) -> ProcFacts | None:
-    """The process's facts, or None if it is gone or `start_ticks` shows a reused pid."""
+def read_facts(pid: int, proc: str = "/proc", start_ticks: int = 0, *, status: bool = True,
+               audit: bool = True) -> ProcFacts | None:
+    """The process's facts, or None if it is gone or `start_ticks` shows a reused pid.
+
+    Every file is a syscall or two on the event path, so callers skip what they already
+    know: `audit=False` when the exec event carried loginuid/sessionid, `status=False`
+    when uid/gid are known and the pid-namespace pid is not needed (`read_status` later).
+    """
     base = f"{proc}/{pid}"
     try:
         comm, rest = parse_stat(_read(f"{base}/stat"))
@@ -69,29 +75,44 @@ def read_facts(pid: int, proc: str = "/proc", start_ticks: int = 0) -> ProcFacts
                           tty_nr=int(rest[4]), start_ticks=int(rest[19]), comm=comm)
         if start_ticks and facts.start_ticks != start_ticks:
             return None
-        _status(facts, _read(f"{base}/status"))
+        if status:
+            _status(facts, _read(f"{base}/status"))
         facts.cgroup = _read(f"{base}/cgroup")
     except (OSError, ValueError, IndexError):
         return None
-    for name, attr in (("loginuid", "loginuid"), ("sessionid", "sessionid")):
+    for name in ("loginuid", "sessionid") if audit else ():
         try:
-            setattr(facts, attr, _audit_id(_read(f"{base}/{name}")))
+            setattr(facts, name, _audit_id(_read(f"{base}/{name}")))
         except (OSError, ValueError):
             pass  # kernel without CONFIG_AUDIT: stays -1
     facts.ns = read_ns(pid, proc)
     return facts
 
 
+def read_status(facts: ProcFacts, proc: str = "/proc") -> None:
+    """uid, gid and NSpid, for facts read with `status=False` (no-op if it is gone)."""
+    if facts.nspid:
+        return
+    try:
+        _status(facts, _read(f"{proc}/{facts.pid}/status"))
+    except (OSError, ValueError):
+        pass
+
+
+def _field(text: str, key: str) -> list[str]:
+    """Whitespace-split value of a `Key:` line of /proc/<pid>/status ([] if absent)."""
+    at = text.find(f"\n{key}:")
+    if at < 0:
+        return []
+    end = text.find("\n", at + 1)
+    return text[at + len(key) + 2:end if end >= 0 else None].split()
+
+
 def _status(facts: ProcFacts, text: str) -> None:
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key == "Uid":
-            facts.uid = int(value.split()[0])
-        elif key == "Gid":
-            facts.gid = int(value.split()[0])
-        elif key == "NSpid":
-            facts.nspid = [int(x) for x in value.split()]
-            break
+    uid, gid = _field(text, "Uid"), _field(text, "Gid")
+    facts.uid = int(uid[0]) if uid else -1
+    facts.gid = int(gid[0]) if gid else -1
+    facts.nspid = [int(x) for x in _field(text, "NSpid")]
 
 
 def read_ns(pid: int | str, proc: str = "/proc") -> dict[str, int]:

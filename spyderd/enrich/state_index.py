@@ -34,6 +34,8 @@ STATE_ROOTS = (
     ("/run/containerd/runc/*", "containerd"),
 )
 STATE_FILES = {"crun": "status"}  # else state.json
+ROOT_PARENTS = ("/run", "/run/user", "/run/docker", "/run/docker/runtime-runc", "/run/containerd",
+                "/run/containerd/runc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class StateIndex:
         self._entries: dict[str, StateEntry] = {}  # state dir -> entry
         self._by_path: dict[str, StateEntry] = {}
         self._pending: dict[str, tuple[str, Path]] = {}  # dir name -> (runtime, dir)
+        self._roots_sig: list[int] = []
+        self._roots_cache: list[tuple[str, str]] = []
         self.scans = 0
 
     @property
@@ -106,10 +110,19 @@ class StateIndex:
         return None
 
     def _roots(self) -> list[tuple[str, str]]:
-        out = []
-        for pattern, runtime in STATE_ROOTS:
-            out.extend((d, runtime) for d in glob.glob(self.fs_root + pattern))
-        return out
+        """Existing state roots; the globs are expanded again only when a directory they
+        walk through changed (a stat each), since globbing is the costly part of a check."""
+        sig = []
+        for parent in ROOT_PARENTS:
+            try:
+                sig.append(os.stat(self.fs_root + parent).st_mtime_ns)
+            except OSError:
+                sig.append(0)
+        if sig != self._roots_sig:
+            self._roots_sig = sig
+            self._roots_cache = [(d, runtime) for pattern, runtime in STATE_ROOTS
+                                 for d in glob.glob(self.fs_root + pattern)]
+        return self._roots_cache
 
     def _stale(self) -> bool:
         """Cheap check (a glob and a stat per root), run only on a lookup miss."""
