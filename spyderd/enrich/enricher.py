@@ -337,6 +337,8 @@ class Enricher:
                              root_pid=node.pid if facts.ns_pid == 1 else -1, resolved=True)
         if tool:
             info.labels["creator"] = creator
+        if tool == "systemd-nspawn" and parent is not None:  # nspawn --register=no
+            info.name = _nspawn_name(parent.attrs.get("args") or [])
         cont = ContainerCtx(info=info, node=container_node(info, node.start,
                                                            self.machine.attrs["machine_id"]))
         cont.node.attrs["pidns"] = pidns
@@ -636,6 +638,22 @@ class Enricher:
                 "state_last_error": self.state.last_error,
                 "cgroup_scans": self.cgroup_ids.scans, "state_scans": self.state_index.scans,
                 "virt": self.virt.virt}
+
+
+def _nspawn_name(args: list[str]) -> str:
+    """The machine name systemd-nspawn gives: -M/--machine, else the -D directory's name."""
+    name = directory = ""
+    for i, a in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else ""
+        if a in ("-M", "--machine"):
+            name = nxt
+        elif a.startswith("--machine="):
+            name = a.split("=", 1)[1]
+        elif a in ("-D", "--directory"):
+            directory = nxt
+        elif a.startswith("--directory="):
+            directory = a.split("=", 1)[1]
+    return name or directory.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _fork_copy(node: Node, parent: Node | None) -> bool:

@@ -339,3 +339,15 @@ def test_context_nodes_survive_the_store_round_trip(env):
         back = Node.from_dict(n.to_dict())
         assert (back.id, back.kind, back.start, back.end) == (n.id, n.kind, n.start, n.end)
         assert "name" not in n.attrs and "id" not in n.attrs
+
+
+def test_unregistered_nspawn_is_named_from_its_command_line(env):
+    proc, enr = env
+    nspawn = proc.add(1700, comm="systemd-nspawn")
+    nspawn.attrs.update(exe="/usr/bin/systemd-nspawn",
+                        args=["systemd-nspawn", "-D", "/var/lib/machines/deb12/", "--register=no",
+                              "-b"])
+    _ctx(enr, nspawn)
+    attrs, _ = _ctx(enr, proc.add(1701, ppid=1700, nspid=[1701, 1], ns={"pid": "pid-n"}),
+                    nspawn)
+    assert (attrs["container_runtime"], attrs["container_name"]) == ("nspawn", "deb12")
