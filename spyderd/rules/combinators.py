@@ -69,6 +69,88 @@ def negate(inner: Predicate) -> Predicate:
     return not_
 
 
+def either_pure(left: Predicate, right: Predicate) -> Predicate:
+    """`left or right` when neither side can add refs."""
+    return lambda ev, node, ctx, refs: left(ev, node, ctx, refs) or right(ev, node, ctx, refs)
+
+
+def both_pure(left: Predicate, right: Predicate) -> Predicate:
+    """`left and right` when neither side can add refs."""
+    return lambda ev, node, ctx, refs: left(ev, node, ctx, refs) and right(ev, node, ctx, refs)
+
+
+def all_of(preds: tuple[Predicate, ...]) -> Predicate:
+    """`p1 and p2 and ...` for predicates that cannot add refs, as one closure."""
+    if len(preds) == 2:
+        a, b = preds
+        return lambda ev, node, ctx, refs: a(ev, node, ctx, refs) and b(ev, node, ctx, refs)
+    if len(preds) == 3:
+        a, b, c = preds
+        return lambda ev, node, ctx, refs: (
+            a(ev, node, ctx, refs) and b(ev, node, ctx, refs) and c(ev, node, ctx, refs)
+        )
+
+    def all_(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
+        for p in preds:
+            if not p(ev, node, ctx, refs):
+                return False
+        return True
+
+    return all_
+
+
+def any_of(preds: tuple[Predicate, ...]) -> Predicate:
+    """`p1 or p2 or ...` for predicates that cannot add refs, as one closure."""
+    if len(preds) == 2:
+        a, b = preds
+        return lambda ev, node, ctx, refs: a(ev, node, ctx, refs) or b(ev, node, ctx, refs)
+    if len(preds) == 3:
+        a, b, c = preds
+        return lambda ev, node, ctx, refs: (
+            a(ev, node, ctx, refs) or b(ev, node, ctx, refs) or c(ev, node, ctx, refs)
+        )
+
+    def any_(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
+        for p in preds:
+            if p(ev, node, ctx, refs):
+                return True
+        return False
+
+    return any_
+
+
+def negate_pure(inner: Predicate) -> Predicate:
+    """`not inner` when inner cannot add refs."""
+    return lambda ev, node, ctx, refs: not inner(ev, node, ctx, refs)
+
+
+def memoized(pred: Predicate, epoch: list[int], pure: bool) -> Predicate:
+    """A macro's predicate that remembers its last answer for one event.
+
+    Several rules of a kind often share a macro (`file_written`, `web_server`): within one
+    `RuleSet.match` call (one value of `epoch[0]`), the same subject gets the same answer,
+    so it is computed once. The refs it added are replayed on a hit.
+    """
+    last: list = [-1, None, None, False, ()]  # epoch, ev, node, result, refs
+
+    def macro(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
+        now = epoch[0]
+        if last[0] == now and last[2] is node and last[1] is ev:
+            if last[4]:
+                refs.extend(last[4])
+            return last[3]
+        if pure:
+            result = pred(ev, node, ctx, refs)
+            last[0], last[1], last[2], last[3] = now, ev, node, result
+            return result
+        mark = len(refs)
+        result = pred(ev, node, ctx, refs)
+        last[0], last[1], last[2], last[3], last[4] = now, ev, node, result, tuple(refs[mark:])
+        return result
+
+    return macro
+
+
 def on_parent(inner: Predicate) -> Predicate:
     """`parent(inner)`: inner tested on the parent image, with no event; it joins refs."""
 

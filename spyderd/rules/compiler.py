@@ -21,15 +21,19 @@ from typing import Any, cast
 from lark import Token, Tree
 
 from spyderd.errors import RuleError
-from spyderd.model.events import Event
-from spyderd.model.nodes import Node
+from spyderd.rules import leaves
 from spyderd.rules.collector import ListDef, MacroDef
 from spyderd.rules.combinators import (
     AncestorCache,
     Predicate,
+    all_of,
+    any_of,
     both,
     either,
+    either_pure,
+    memoized,
     negate,
+    negate_pure,
     never,
     on_ancestor,
     on_descendant,
@@ -38,9 +42,9 @@ from spyderd.rules.combinators import (
     on_parent,
     on_sibling,
 )
-from spyderd.rules.context import MAX_DEPTH, GraphContext
+from spyderd.rules.context import MAX_DEPTH
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
-from spyderd.rules.fields import FIELDS, Field, Reader, field_reader, suggest
+from spyderd.rules.fields import FIELDS, Field, suggest
 from spyderd.rules.parser import parse_condition
 from spyderd.rules.source import SourceText
 from spyderd.rules.values import (
@@ -116,14 +120,31 @@ class Compiler:
     """Compiles conditions against one set of lists and macros, collecting diagnostics."""
 
     def __init__(
-        self, lists: Mapping[str, ListDef], macros: Mapping[str, MacroDef], diags: list[Diagnostic]
+        self,
+        lists: Mapping[str, ListDef],
+        macros: Mapping[str, MacroDef],
+        diags: list[Diagnostic],
+        optimize: bool = True,
     ) -> None:
+        """`optimize=False` compiles every node as written (no fused leaves, no flattened
+        chains, no macro memo): the reference the optimised closures are tested against."""
+        self.optimize = optimize
         self.lists = lists
         self.macros = macros
         self.diags = diags
         self._macro_cache: dict[str, tuple[Predicate, _Use]] = {}
         self._expanding: list[str] = []
         self.caches: list[AncestorCache] = []  # every ancestor() cache, for invalidation
+        # predicates that may add refs (causal operators and what contains them); the others
+        # join with cheaper combinators that need not undo refs
+        self._impure: set[int] = set()
+        self._leaves: dict[int, leaves.Leaf] = {}  # leaf predicate id -> what it tests
+        self._chains: dict[tuple[str, int], tuple[Predicate, ...]] = {}  # flattened and/or
+        # the registries above key on id(); every predicate they name is kept alive here for
+        # the compiler's lifetime, so no id is reused by a later object while compiling
+        self._keep: list[Predicate] = []
+        # bumped by RuleSet.match for every event: macro results are remembered per event
+        self.epoch = [0]
 
     # -- entry points -------------------------------------------------------------------
 
@@ -210,14 +231,46 @@ class Compiler:
 
     def _t_or_(self, children: list, scope: _Scope) -> Predicate:
         left, right = (self._node(c, scope) for c in children)
-        return either(left, right)
+        a, b = self._leaves.get(id(left)), self._leaves.get(id(right))
+        if self.optimize and a is not None and b is not None and a.field is b.field:
+            return self._leaf(a.fuse(b))
+        if self._pure(left, right) and self.optimize:
+            return self._flat("or", left, right)
+        return self._impure_pred(either(left, right))
 
     def _t_and_(self, children: list, scope: _Scope) -> Predicate:
         left, right = (self._node(c, scope) for c in children)
-        return both(left, right)
+        if self._pure(left, right) and self.optimize:
+            return self._flat("and", left, right)
+        return self._impure_pred(both(left, right))
 
     def _t_not_(self, children: list, scope: _Scope) -> Predicate:
-        return negate(self._node(children[0], scope))
+        inner = self._node(children[0], scope)
+        return negate_pure(inner) if self._pure(inner) else negate(inner)
+
+    def _flat(self, op: str, left: Predicate, right: Predicate) -> Predicate:
+        """A pure `and`/`or` with the operands of nested ones of the same kind pulled up, so
+        `a and b and c` is one call, not two."""
+        operands = (*self._chains.get((op, id(left)), (left,)),
+                    *self._chains.get((op, id(right)), (right,)))  # fmt: skip
+        pred = all_of(operands) if op == "and" else any_of(operands)
+        self._chains[(op, id(pred))] = operands
+        self._keep.append(pred)
+        return pred
+
+    def _leaf(self, leaf: leaves.Leaf) -> Predicate:
+        pred = leaf.predicate()
+        self._leaves[id(pred)] = leaf
+        self._keep.append(pred)
+        return pred
+
+    def _pure(self, *preds: Predicate) -> bool:
+        return not any(id(p) in self._impure for p in preds)
+
+    def _impure_pred(self, pred: Predicate) -> Predicate:
+        self._impure.add(id(pred))
+        self._keep.append(pred)
+        return pred
 
     def _t_ref(self, children: list, scope: _Scope) -> Predicate:
         """A bare name: a macro, or a bool field standing alone."""
@@ -227,8 +280,8 @@ class Compiler:
             return self._macro(name, tok, scope)
         fld = FIELDS.get(name)
         if fld is not None and fld.type == "bool":
-            read = self._reader(fld, scope)
-            return lambda ev, node, ctx, refs: read(ev, node, ctx) is True
+            self._note(fld, scope)
+            return leaves.true(fld)
         if fld is not None:
             return self._error(
                 "E305",
@@ -267,8 +320,8 @@ class Compiler:
         fld = self._field(children[0], scope)
         if fld is None:
             return never
-        read = self._reader(fld, scope)
-        return lambda ev, node, ctx, refs: read(ev, node, ctx) is not None
+        self._note(fld, scope)
+        return leaves.present(fld)
 
     def _t_compare(self, children: list, scope: _Scope) -> Predicate:
         tok, op_tree, value = children
@@ -288,13 +341,14 @@ class Compiler:
         test = self._test(op, fld, value, scope)
         if test is None:
             return never
-        read = self._reader(fld, scope)
-
-        def compare(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
-            got = read(ev, node, ctx)
-            return got is not None and test(got)
-
-        return compare
+        self._note(fld, scope)
+        if not self.optimize:
+            return leaves.tested(fld, test)
+        if fld.type in _SCALAR and op == "=":
+            return self._leaf(leaves.Leaf(fld, "in", frozenset({self._literal(fld, value)})))
+        if fld.type == "str" and op in ("startswith", "endswith", "contains"):
+            return self._leaf(leaves.Leaf(fld, op, (self._literal(fld, value),)))
+        return self._leaf(leaves.Leaf(fld, "test", test))
 
     def _t_in_values(self, children: list, scope: _Scope) -> Predicate:
         tok, values = children
@@ -351,7 +405,7 @@ class Compiler:
         scope.absorb(_Use(frozenset(), frozenset(inner_scope.mutable), inner_scope.growing))
         scope.mutable.update(LINKED_BY.get(name, ()))
         scope.growing = scope.growing or name in GROWING
-        return self._operator(name, inner, opts, inner_scope)
+        return self._impure_pred(self._operator(name, inner, opts, inner_scope))
 
     def _operator(
         self, name: str, inner: Predicate, opts: dict[str, int], inner_scope: _Scope
@@ -382,12 +436,17 @@ class Compiler:
             self._unknown_field(tok, scope)
         return fld
 
-    def _reader(self, fld: Field, scope: _Scope) -> Reader:
-        """How to read `fld`, noting event-only fields and what may change the value."""
+    def _note(self, fld: Field, scope: _Scope) -> None:
+        """Record that `fld` is read: event-only fields and what may change the value."""
         if fld.from_event:
             scope.event_fields.add(fld.name)
         scope.mutable.update(fld.mutable_on)
-        return field_reader(fld)
+
+    def _literal(self, fld: Field, value: Token) -> Any:
+        """A literal already checked by `_test`, converted again for a specialised leaf."""
+        quoted = value.type == "STRING"
+        raw = unquote(str(value)) if quoted else str(value)
+        return convert(raw, quoted, fld.type, False)
 
     def _options(self, name: str, options: list[Tree], scope: _Scope) -> dict[str, int]:
         """The `, key=value` options of a causal operator, checked and converted."""
@@ -448,9 +507,20 @@ class Compiler:
             total.absorb(used)
         combined = preds[0]
         for pred in preds[1:]:
-            combined = either(combined, pred)
+            combined = (
+                either(combined, pred)
+                if not self._pure(combined, pred)
+                else either_pure(combined, pred)
+            )
+            if not self._pure(preds[0], pred):
+                self._impure_pred(combined)
         use = _Use(frozenset(total.event_fields), frozenset(total.mutable), total.growing)
-        return combined, use
+        if not self.optimize:
+            return combined, use
+        memo = memoized(combined, self.epoch, pure=self._pure(combined))
+        if not self._pure(combined):
+            self._impure_pred(memo)
+        return memo, use
 
     def _list_items(
         self, name: str, stack: list[str], place: _Place, scope: _Scope
@@ -498,14 +568,12 @@ class Compiler:
         ]
         if any(v is _BAD for v in values):
             return never
-        read = self._reader(fld, scope)
-        test = member_test(fld.type, values)
-
-        def member(ev: Event | None, node: Node, ctx: GraphContext, refs: list[Node]) -> bool:
-            got = read(ev, node, ctx)
-            return got is not None and test(got)
-
-        return member
+        self._note(fld, scope)
+        if not self.optimize:
+            return leaves.tested(fld, member_test(fld.type, values))
+        if fld.type in _SCALAR:
+            return self._leaf(leaves.Leaf(fld, "in", frozenset(values)))
+        return self._leaf(leaves.Leaf(fld, "test", member_test(fld.type, values)))
 
     def _test(
         self, op: str, fld: Field, value: Token, scope: _Scope
@@ -549,6 +617,8 @@ class Compiler:
 
 # a bare word shaped like a list name (snake_case), not like a file name or a path
 _LIST_LIKE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+
+_SCALAR = ("str", "int", "bool", "duration")  # types whose leaves test with == and in
 
 _OPTION_HELP = {
     "int": f"depth must be an integer from 1 to {MAX_DEPTH}",

@@ -114,7 +114,7 @@ def _cmdline(ev: Event | None, node: Node) -> str | None:
 _BASENAMES: dict[str, str] = {}
 
 
-def _name(ev: Event | None, node: Node) -> str | None:
+def process_name(ev: Event | None, node: Node) -> str | None:
     """Basename of the executable (memoised: it is read by most rules on every event)."""
     exe = node.attrs.get("exe")
     if not exe and isinstance(ev, ExecEvent):
@@ -314,7 +314,12 @@ def _process_fields() -> list[Field]:
         return Field(name, type_, ALL_KINDS, doc, get, **kw)
 
     return [
-        f("process.name", "str", "Program name: basename of the executable, else comm.", _name),
+        f(
+            "process.name",
+            "str",
+            "Program name: basename of the executable, else comm.",
+            process_name,
+        ),
         f("process.exe", "str", "Path of the executable the image runs.", _exe),
         f("process.args", "list[str]", "Argument vector; `contains` tests for one element.", _args),
         f("process.cmdline", "str", "The arguments joined by spaces.", _cmdline),

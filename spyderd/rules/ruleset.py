@@ -13,6 +13,7 @@ the in-memory graph through the GraphContext only.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,13 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spyderd.errors import RuleError
-from spyderd.model.events import Event
+from spyderd.model.events import EVENT_TYPES, Event
 from spyderd.model.nodes import Node
-from spyderd.rules.collector import SEVERITIES, Definitions, ListDef, MacroDef, RuleDef, collect
+from spyderd.rules.collector import (
+    SEVERITIES,
+    Definitions,
+    ListDef,
+    MacroDef,
+    RuleDef,
+    StepDef,
+    collect,
+)
 from spyderd.rules.combinators import AncestorCache
 from spyderd.rules.compiler import Compiler, Predicate
 from spyderd.rules.context import GraphContext
 from spyderd.rules.diagnostics import Diagnostic, Location
+from spyderd.rules.fields import FIELDS, process_name
+from spyderd.rules.guards import Guard, GuardFinder
 from spyderd.rules.output import Template, compile_template
 from spyderd.rules.reader import read_paths
 from spyderd.rules.sequences import DEFAULT_LIMIT, SequenceMatcher, Step
@@ -63,6 +74,7 @@ class Rule:
     steps: tuple[Step, ...] = ()  # a sequence rule's steps (predicate is then step 1's)
     within_ns: int = 0
     max_partials: int | None = None
+    guard: Guard | None = None  # the values one field must have for it to match (see guards)
 
     @property
     def is_sequence(self) -> bool:
@@ -93,6 +105,7 @@ class RuleSet:
         warnings: Iterable[Diagnostic] = (),
         caches: Iterable[AncestorCache] = (),
         max_partials: int = DEFAULT_LIMIT,
+        epoch: list[int] | None = None,
     ) -> None:
         self.rules: list[Rule] = list(rules)
         self.definitions = definitions or Definitions()
@@ -105,6 +118,8 @@ class RuleSet:
             if r.is_sequence
         }
         self._seen = 0
+        self._scratch: list[Node] = []
+        self._epoch = epoch if epoch is not None else [0]  # shared with the macros' memos
         self._invalidate: dict[str, tuple[AncestorCache, ...]] = {}
         for cache in self.caches:
             for kind in cache.kinds:
@@ -112,7 +127,8 @@ class RuleSet:
         self._index()
 
     def _index(self) -> None:
-        """Buckets by event kind of the enabled rules that have not been disabled."""
+        """Buckets by event kind of the enabled rules that have not been disabled; inside a
+        kind, the rules with a process-name guard are filed under each of their names."""
         plain: dict[str, list[Rule]] = {}
         seqs: dict[str, list[tuple[Rule, SequenceMatcher]]] = {}
         for rule in self.rules:
@@ -125,6 +141,10 @@ class RuleSet:
                     plain.setdefault(kind, []).append(rule)
         self._by_kind = {k: tuple(v) for k, v in plain.items()}
         self._seq_by_kind = {k: tuple(v) for k, v in seqs.items()}
+        self._dispatch = {k: _Dispatch(v) for k, v in plain.items()}
+        self._order = {r.name: i for i, r in enumerate(self.rules)}
+        # kinds no rule, sequence step or cache invalidation cares about
+        self._idle = frozenset(EVENT_TYPES) - set(plain) - set(seqs) - set(self._invalidate)
 
     def get(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
@@ -136,25 +156,46 @@ class RuleSet:
     def match(self, ev: Event, node: Node, ctx: GraphContext) -> list[Match]:
         """Every rule of the event's kind that matches; a rule that raises is disabled."""
         kind = ev.kind
+        if kind in self._idle:
+            return []
         stale = self._invalidate.get(kind)
         if stale:
             for cache in stale:
                 cache.clear()
         self._seen += 1
+        self._epoch[0] = self._seen
         if not self._seen & 0xFFF:
             self.expire(ev.time)
         matches: list[Match] = []
-        for rule in self._by_kind.get(kind, ()):
-            refs: list[Node] = []
-            try:
-                if rule.predicate(ev, node, ctx, refs):
-                    matches.append(Match(rule, rule.template.render(ev, node, ctx, refs), refs))
-            except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the others
-                self.disable(rule.name, f"{type(exc).__name__}: {exc}")
+        name = _safe_name(ev, node)
+        dispatch = self._dispatch.get(kind)
+        if dispatch is not None:
+            rules = dispatch.by_name.get(name, dispatch.always) if dispatch.by_name else None  # type: ignore[arg-type]
+            self._run(dispatch.always if rules is None else rules, ev, node, ctx, matches)
+            for get, group in dispatch.groups:
+                value = get(ev, node)
+                if value is not None and group.allows(value):
+                    rules = [r for r in dispatch.grouped[group.field] if r.guard.allows(value)]  # type: ignore[union-attr]
+                    self._run(rules, ev, node, ctx, matches)
+            if len(matches) > 1:
+                matches.sort(key=lambda m: self._order[m.rule.name])
         seqs = self._seq_by_kind.get(kind)
         if seqs:
-            self._match_sequences(seqs, ev, node, ctx, matches)
+            self._match_sequences(seqs, ev, node, ctx, matches, name)
         return matches
+
+    def _run(self, rules: Iterable[Rule], ev: Event, node: Node, ctx: GraphContext,
+             matches: list[Match]) -> None:  # fmt: skip
+        refs = self._scratch  # predicates that fail leave it empty: no list per event
+        for rule in rules:
+            try:
+                if rule.predicate(ev, node, ctx, refs):
+                    found, refs = refs, []
+                    self._scratch = refs
+                    matches.append(Match(rule, rule.template.render(ev, node, ctx, found), found))
+            except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the others
+                self._scratch = refs = []
+                self.disable(rule.name, f"{type(exc).__name__}: {exc}")
 
     def _match_sequences(
         self,
@@ -163,10 +204,13 @@ class RuleSet:
         node: Node,
         ctx: GraphContext,
         matches: list[Match],
+        name: str | None,
     ) -> None:
         for rule, matcher in seqs:
+            if not matcher.wants(ev.kind, name):
+                continue
             try:
-                for done in matcher.feed(ev, node, ctx):
+                for done in matcher.feed(ev, node, ctx, name):
                     refs = [*done.subjects[:-1], *done.refs]
                     matches.append(Match(rule, rule.template.render(ev, node, ctx, refs), refs))
             except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the others
@@ -198,7 +242,7 @@ class RuleSet:
     def stats(self) -> dict:
         """Sequence state and ancestry cache counters, for `spyderctl status`."""
         return {
-            "sequences": {n: m.stats.as_dict() for n, m in self.sequences.items()},
+            "sequences": {n: m.counters() for n, m in self.sequences.items()},
             "ancestor_cache": {
                 "entries": sum(len(c.entries) for c in self.caches),
                 "hits": sum(c.hits for c in self.caches),
@@ -209,6 +253,67 @@ class RuleSet:
     def compile_condition(self, text: str, name: str = "<query>") -> Predicate:
         """A condition compiled with this set's lists and macros (for `spyderctl query`)."""
         return _compile_one(text, self.definitions.lists, self.definitions.macros, name)
+
+
+class _Dispatch:
+    """Which rules of one event kind an event is tried against.
+
+    Rules without a guard are always tried. Rules guarded by exact process names are filed
+    under each name (one dict lookup finds the rules to try, in file order, with the
+    unguarded ones). Rules guarded on another field (or by name prefixes) form one group per
+    field: the union of the group's guards is checked once, and only when it passes are the
+    group's rules checked one by one.
+    """
+
+    def __init__(self, rules: list[Rule]) -> None:
+        by_name = [r for r in rules if r.guard is not None and _name_exact(r.guard)]
+        others = [r for r in rules if r.guard is not None and r not in by_name]
+        self.always = tuple(r for r in rules if r.guard is None)
+        names = {n for r in by_name for n in r.guard.exact}  # type: ignore[union-attr]
+        self.by_name = {
+            n: tuple(r for r in rules if r.guard is None or (r in by_name and n in r.guard.exact))  # type: ignore[union-attr]
+            for n in names
+        }
+        self.grouped: dict[str, tuple[Rule, ...]] = {}
+        for rule in others:
+            assert rule.guard is not None
+            self.grouped[rule.guard.field] = (*self.grouped.get(rule.guard.field, ()), rule)
+        self.groups = tuple(
+            (FIELDS[f].get, _union([r.guard for r in group if r.guard is not None]))
+            for f, group in self.grouped.items()
+        )
+
+    def rules(self, ev: Event, node: Node) -> tuple[Rule, ...]:
+        if not self.by_name:
+            return self.always
+        return self.by_name.get(process_name(ev, node), self.always)  # type: ignore[arg-type]
+
+
+def _safe_name(ev: Event, node: Node) -> str | None:
+    """The subject's process name for the indexes; a corrupt node gives None (then only the
+    unguarded rules are tried, and they report the corruption themselves)."""
+    try:
+        name = process_name(ev, node)
+    except Exception:  # noqa: BLE001 - a corrupt graph value must not stop matching
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _names(guards: GuardFinder, step: StepDef) -> frozenset[str] | None:
+    """A step's guard, when it is a set of exact process names (all a step index uses)."""
+    guard = guards.guard(step.condition)
+    return guard.exact if guard is not None and _name_exact(guard) else None
+
+
+def _name_exact(guard: Guard) -> bool:
+    return guard.field == "process.name" and not guard.prefixes
+
+
+def _union(guards: list[Guard]) -> Guard:
+    out = guards[0]
+    for g in guards[1:]:
+        out = out.union(g)
+    return out
 
 
 def load_rules(paths: Iterable[str | Path], max_partials: int = DEFAULT_LIMIT) -> RuleSet:
@@ -227,7 +332,7 @@ def load_rules(paths: Iterable[str | Path], max_partials: int = DEFAULT_LIMIT) -
     diags = _in_file_order(diags, [e.file.name for e in entries])
     if any(d.is_error for d in diags):
         raise RuleError(diags)
-    return RuleSet(rules, defs, diags, compiler.caches, max_partials)
+    return RuleSet(rules, defs, diags, compiler.caches, max_partials, compiler.epoch)
 
 
 def build_rules(
@@ -236,15 +341,20 @@ def build_rules(
     """Compile every macro and rule; problems go to `diags`, broken rules are left out."""
     compiler = compiler or Compiler(defs.lists, defs.macros, diags)
     compiler.compile_macros()
+    guards = GuardFinder(defs.lists, defs.macros)
     rules = []
     for rule_def in defs.rules.values():
-        rule = _build_rule(rule_def, compiler, diags)
+        rule = _build_rule(rule_def, compiler, diags, guards)
         if rule is not None:
+            if not rule.is_sequence:
+                rule = dataclasses.replace(rule, guard=guards.guard(rule_def.condition))
             rules.append(rule)
     return rules
 
 
-def _build_rule(rd: RuleDef, compiler: Compiler, diags: list[Diagnostic]) -> Rule | None:
+def _build_rule(
+    rd: RuleDef, compiler: Compiler, diags: list[Diagnostic], guards: GuardFinder
+) -> Rule | None:
     chain = (f"in rule {rd.name!r} at {rd.loc}",)
     exceptions = [
         compiler.compile(text, (f"in exception {i} of rule {rd.name!r}",))
@@ -252,7 +362,7 @@ def _build_rule(rd: RuleDef, compiler: Compiler, diags: list[Diagnostic]) -> Rul
     ]
     template = compile_template(rd.output, diags, chain)
     if rd.steps:
-        steps = _build_steps(rd, compiler, exceptions, chain)
+        steps = _build_steps(rd, compiler, exceptions, chain, guards)
         main = steps[0].predicate if steps else None
     else:
         steps = ()
@@ -281,7 +391,11 @@ def _build_rule(rd: RuleDef, compiler: Compiler, diags: list[Diagnostic]) -> Rul
 
 
 def _build_steps(
-    rd: RuleDef, compiler: Compiler, exceptions: list[Predicate | None], chain: tuple[str, ...]
+    rd: RuleDef,
+    compiler: Compiler,
+    exceptions: list[Predicate | None],
+    chain: tuple[str, ...],
+    guards: GuardFinder,
 ) -> tuple[Step, ...]:
     """Each step's condition compiled for its own event kinds; the rule's exceptions apply to
     every step, so an excepted process can neither start nor advance a sequence."""
@@ -293,7 +407,7 @@ def _build_steps(
         return ()
     excepted = [e for e in exceptions if e is not None]
     return tuple(
-        Step(sd.events, _excluding(pred, excepted), sd.condition.value)
+        Step(sd.events, _excluding(pred, excepted), sd.condition.value, _names(guards, sd))
         for sd, pred in zip(rd.steps, preds, strict=True)
         if pred is not None
     )

@@ -29,11 +29,13 @@ DEFAULT_LIMIT = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """A compiled step: event kinds, predicate (exceptions already applied), condition text."""
+    """A compiled step: event kinds, predicate (exceptions already applied), condition text,
+    and the process names it can only match (see `guards`), None when any."""
 
     events: tuple[str, ...]
     predicate: Predicate = field(repr=False)
     condition: str
+    guard: frozenset[str] | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +88,16 @@ class SequenceMatcher:
         self.waiting: list[OrderedDict[str, Partial]] = [OrderedDict() for _ in steps[:-1]]
         self.stats = SequenceStats()
         self.kinds = frozenset(k for step in steps for k in step.events)
+        # per event kind, the process names some step of that kind can match (None: any)
+        self._names: dict[str, frozenset[str] | None] = {}
+        for kind in self.kinds:
+            guards = [s.guard for s in steps if kind in s.events]
+            self._names[kind] = None if None in guards else frozenset().union(*guards)  # type: ignore[arg-type]
+
+    def wants(self, kind: str, name: str | None) -> bool:
+        """Could an event of `kind` by a process called `name` meet any step? (cheap)"""
+        names = self._names.get(kind, frozenset())
+        return names is None or name in names
 
     def signature(self) -> tuple:
         """What must be equal for a reloaded rule to take over this state."""
@@ -99,19 +111,24 @@ class SequenceMatcher:
             while len(table) > self.limit:
                 table.popitem(last=False)
                 self.stats.dropped += 1
-        self._count()
 
-    def feed(self, ev: Event, node: Node, ctx: GraphContext) -> list[Completed]:
-        """Advance, complete or start partial matches with one event."""
-        self.expire(ev.time)
+    def feed(self, ev: Event, node: Node, ctx: GraphContext, name: str | None) -> list[Completed]:
+        """Advance, complete or start partial matches with one event (`name`: the subject's
+        process name, for the steps' guards)."""
         done: list[Completed] = []
         last = len(self.steps) - 1
+        expired = False
         # later steps first, so an event never completes a step it has just opened
         for k in range(last, 0, -1):
             step = self.steps[k]
             table = self.waiting[k - 1]
             if not table or ev.kind not in step.events:
                 continue
+            if step.guard is not None and name not in step.guard:
+                continue
+            if not expired:
+                self.expire(ev.time)
+                expired = True
             refs: list[Node] = []
             if not step.predicate(ev, node, ctx, refs):
                 continue
@@ -126,10 +143,13 @@ class SequenceMatcher:
             else:
                 self._put(self.waiting[k], Partial(partial.first, subjects))
         first = self.steps[0]
-        if ev.kind in first.events and first.predicate(ev, node, ctx, []):
+        if (
+            ev.kind in first.events
+            and (first.guard is None or name in first.guard)
+            and first.predicate(ev, node, ctx, [])
+        ):
             self._put(self.waiting[0], Partial(ev.time, (node,)))
             self.stats.started += 1
-        self._count()
         return done
 
     def _find(
@@ -166,7 +186,8 @@ class SequenceMatcher:
                     break
                 del table[key]
                 self.stats.expired += 1
-        self._count()
 
-    def _count(self) -> None:
+    def counters(self) -> dict[str, int]:
+        """The stats, with the current number of partial matches."""
         self.stats.partials = sum(len(t) for t in self.waiting)
+        return self.stats.as_dict()

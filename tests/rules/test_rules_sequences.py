@@ -193,16 +193,23 @@ def test_exceptions_apply_to_every_step(tmp_path: Path) -> None:
     assert w.connect(11) == []
 
 
-def test_step_that_raises_disables_the_rule(world: World) -> None:
-    world.accept(10)
-    world.start(11, 10, "/bin/sh")
-    node = world.graph.live[11]
-    node.attrs["exe"] = 42  # a corrupt graph value
-    t = world.at()
+def test_step_that_raises_disables_the_rule(tmp_path: Path) -> None:
+    text = SEQUENCE.replace(
+        "condition: process.name in (sh, bash)", "condition: process.cmdline contains id"
+    )
+    w = World(load_rules([write(tmp_path, "seq.yaml", text)]))
+    t = w.at()
+    w.feed(ExecEvent(time=t, ktime=t, pid=10, filename="/usr/sbin/nginx", args=["nginx"]))
+    w.accept(10)
+    w.start(11, 10, "/bin/sh")
+    node = w.graph.live[11]
+    node.attrs["args"] = [42]  # a corrupt graph value
+    t = w.at()
     ev = ExecEvent(time=t, ktime=t, pid=11, filename="/bin/sh")
-    world.rs.match(ev, node, world.graph)
-    assert list(world.rs.disabled) == [NAME]
-    assert world.rs.for_kind("connect") == []
+    w.rs.match(ev, node, w.graph)
+    assert list(w.rs.disabled) == [NAME]
+    assert NAME in w.rs.disabled and "TypeError" in w.rs.disabled[NAME]
+    assert w.rs.for_kind("connect") == []
 
 
 def test_listen_then_shell_two_steps(tmp_path: Path) -> None:
