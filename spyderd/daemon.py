@@ -357,9 +357,11 @@ class Daemon:
             self.errors.append(msg)
             self._write_reload_result(False, str(exc))
             return
+        kept = new.adopt_state(self.ruleset)  # unfinished sequence matches carry over
         self.ruleset = new
         self.findings.suppressions = suppressions
-        log.info("rules reloaded: %d rules", len(new.rules))
+        log.info("rules reloaded: %d rules (%d sequences kept their partial matches)",
+                 len(new.rules), len(kept))
         self._write_reload_result(True, "")
 
     def _write_reload_result(self, ok: bool, text: str) -> None:
