@@ -86,7 +86,8 @@ class Enricher:
         self.stats: dict[str, int] = {"processes": 0, "proc_gone": 0, "containers": 0,
                                       "sessions": 0, "vms": 0, "resolve_slow": 0,
                                       "resolve_failed": 0, "netns_errors": 0,
-                                      "resolve_us_max": 0}
+                                      "resolve_us_max": 0, "errors": 0}
+        self.last_error = ""
         self._cg_cache: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
         self._containers: dict[str, ContainerCtx] = {}
         self._pidns: dict[int, str] = {}
@@ -102,8 +103,21 @@ class Enricher:
     # -- the graph's interface --------------------------------------------------------------
 
     def process_attrs(self, node: Node, parent: Node | None) -> dict:
-        """Context attributes for a new process node (never raises for a vanished process)."""
+        """Context attributes for a new process node. Never raises: a bug or an odd /proc
+        must not stop the event loop, so it is counted (`errors` in status) and logged,
+        and the node gets unknown ("" / -1) context."""
         self.stats["processes"] += 1
+        try:
+            return self._process_attrs(node, parent)
+        except Exception as exc:  # see docstring: never stop the event loop
+            self.stats["errors"] += 1
+            self.last_error = f"{node.id}: {type(exc).__name__}: {exc}"
+            if self.stats["errors"] <= 10 or self.stats["errors"] % 1000 == 0:
+                log.exception("enriching %s failed (%d so far)", node.id, self.stats["errors"])
+            self._pending.pop(node.id, None)
+            return _unknown()
+
+    def _process_attrs(self, node: Node, parent: Node | None) -> dict:
         start_ticks = int(node.attrs.get("start_ns") or 0) // CLOCK_TICK_NS
         given = [node.attrs.get(k) for k in ("loginuid", "sessionid")]
         facts = procfs.read_facts(
@@ -634,7 +648,8 @@ class Enricher:
 
     def status(self) -> dict:
         """Counters for `spyderctl status` (nothing lost silently)."""
-        return {**self.stats, "state_errors": sum(self.state.errors.values()),
+        return {**self.stats, "last_error": self.last_error,
+                "state_errors": sum(self.state.errors.values()),
                 "state_last_error": self.state.last_error,
                 "cgroup_scans": self.cgroup_ids.scans, "state_scans": self.state_index.scans,
                 "virt": self.virt.virt}

@@ -351,3 +351,16 @@ def test_unregistered_nspawn_is_named_from_its_command_line(env):
     attrs, _ = _ctx(enr, proc.add(1701, ppid=1700, nspid=[1701, 1], ns={"pid": "pid-n"}),
                     nspawn)
     assert (attrs["container_runtime"], attrs["container_name"]) == ("nspawn", "deb12")
+
+
+def test_a_failure_is_counted_not_raised(env, monkeypatch):
+    proc, enr = env
+
+    def boom(*_a, **_k):
+        raise RuntimeError("odd /proc")
+
+    monkeypatch.setattr(enr, "_observed", boom)
+    attrs, ctx = _ctx(enr, proc.add(1800))
+    assert attrs["container_id"] == "" and attrs["pidns"] == -1 and ctx == []
+    st = enr.status()
+    assert st["errors"] == 1 and "odd /proc" in st["last_error"]
