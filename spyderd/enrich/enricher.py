@@ -495,11 +495,16 @@ class Enricher:
         returned nodes again (`graph.touch`).
         """
         now_ns = now_ns or time.time_ns()
-        for cont in self._containers.values():
-            self._check_container(cont, now_ns)
-        for vm in self._vms.values():
-            self._check_vm(vm, now_ns)
-        self._refresh_netns(only_new=True, budget=netns_budget)
+        try:
+            for cont in self._containers.values():
+                self._check_container(cont, now_ns)
+            for vm in self._vms.values():
+                self._check_vm(vm, now_ns)
+            self._refresh_netns(only_new=True, budget=netns_budget)
+        except Exception as exc:  # counted and logged; the daemon's tick goes on
+            self.stats["errors"] += 1
+            self.last_error = f"updates: {type(exc).__name__}: {exc}"
+            log.exception("enricher periodic update failed")
         changed = list(self._changed.values())
         self._changed = {}
         return changed
