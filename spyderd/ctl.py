@@ -168,6 +168,12 @@ def _print_more(st: dict) -> None:
               f"(used {_size(store.get('used_bytes', 0))}), {store.get('events', 0)} events, "
               f"{store.get('nodes', 0)} nodes, oldest event {_age(store.get('oldest', 0))} "
               f"ago")
+    en = st.get("enrich") or {}
+    if en:
+        print(f"  context: {en.get('containers', 0)} containers, {en.get('sessions', 0)} "
+              f"sessions, {en.get('vms', 0)} VMs on a {en.get('virt')} machine; gone before "
+              f"read {en.get('proc_gone', 0)}, errors {en.get('errors', 0)} "
+              f"(state files {en.get('state_errors', 0)}, netns {en.get('netns_errors', 0)})")
     fd = st.get("findings_detail") or {}
     if fd:
         print(f"  findings: sent {fd.get('sent', 0)}, folded {fd.get('folded', 0)}, "
