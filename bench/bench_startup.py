@@ -1,6 +1,6 @@
 """Startup time: from starting spyderd to READY=1, the moment `systemctl start` returns.
 
-    python bench/bench_startup.py [--runs N] [--config PATH] [--no-phases] [--json]
+    python bench/bench_startup.py [--runs N] [--config PATH] [--no-phases] [--per-probe] [--json]
 
 1. End to end, as systemd sees it: spyderd runs with NOTIFY_SOCKET pointing at a datagram
    socket of ours (what systemd does for Type=notify), on fresh state and runtime
@@ -10,6 +10,8 @@
 2. Where the time goes: `Daemon.setup()` once in this process with timers around each
    phase: imports, rules, store, BTF, clang compile (bcc's module creation), program load
    (the verifier), tracepoint attach, probe self-test, /proc snapshot, first flush.
+3. `--per-probe`: the same phases with one probe enabled at a time (the others in
+   capture.disable), to show which probe costs what.
 
 bcc 0.26's Python API always compiles from C source (no ELF or bytecode cache to reuse), so
 the clang step is paid at every start; see bench/README.md. Needs root and the kernel.
@@ -141,6 +143,7 @@ def phases(workdir: Path, config: Path) -> tuple[dict[str, float], dict[str, int
     from spyderd.capture import bpf as bpf_mod
     from spyderd.config import load_config
     from spyderd.daemon import Daemon, resolve_paths
+    from spyderd.errors import SpyderError
     from spyderd.graph import Graph, Store
     timers.total["imports (spyderd, bcc)"] = time.perf_counter() - t0
 
@@ -165,9 +168,37 @@ def phases(workdir: Path, config: Path) -> tuple[dict[str, float], dict[str, int
         ]:
             st.enter_context(patched(obj, attr, timers, label))
         d = Daemon(cfg, paths)
-        d.setup()
+        try:
+            d.setup()
+        except SpyderError as exc:  # e.g. the only enabled probe fails: report, go on
+            timers.calls["error: " + str(exc).splitlines()[0][:150]] = 1
+            return dict(timers.total), dict(timers.calls)
     d.shutdown()
     return dict(timers.total), dict(timers.calls)
+
+
+def per_probe(config: Path) -> dict[str, dict[str, float]]:
+    """Phases with only one probe enabled, for each registered probe."""
+    import yaml
+
+    from spyderd.capture.registry import probes
+
+    names = [p.name for p in probes()]
+    out = {}
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="spyderd-bench-") as tmp:
+            cfg = yaml.safe_load(config.read_text())
+            cfg.setdefault("capture", {})["disable"] = [n for n in names if n != name]
+            one = Path(tmp) / "spyderd.yaml"
+            one.write_text(yaml.safe_dump(cfg))
+            total, calls = phases(Path(tmp), one)
+        out[name] = {"compile_s": round(total.get("bcc: clang compile to BPF", 0.0), 3),
+                     "compiles": calls.get("bcc: clang compile to BPF", 0),
+                     "verify_s": round(total.get("bcc: program load (verifier)", 0.0), 3),
+                     "programs": calls.get("bcc: program load (verifier)", 0),
+                     "setup_s": round(total.get("Daemon.setup (total)", 0.0), 3),
+                     "error": next((k[7:] for k in calls if k.startswith("error: ")), "")}
+    return out
 
 
 # ---------------------------------------------------------------- report
@@ -179,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=REPO / "packaging/spyderd.yaml",
                     help="spyderd config (default: the shipped one); e.g. with capture.disable")
     ap.add_argument("--no-phases", action="store_true")
+    ap.add_argument("--per-probe", action="store_true", help="phases with one probe at a time")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -203,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             total, calls = phases(Path(tmp), args.config)
         out["phases_s"] = {k: round(v, 3) for k, v in total.items()}
         out["phase_calls"] = calls
+    if args.per_probe:
+        out["per_probe"] = per_probe(args.config)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -218,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in out["phases_s"].items():
             n = out["phase_calls"].get(k)
             print(f"  {k:40s} {v:7.3f} s" + (f"  ({n} calls)" if n and n > 1 else ""))
+    if "per_probe" in out:
+        print("one probe at a time (Daemon.setup() in this process):")
+        print(f"  {'probe':10s} {'clang':>9s} {'verifier':>9s} {'programs':>9s} {'setup':>9s}")
+        for name, r in out["per_probe"].items():
+            print(f"  {name:10s} {r['compile_s']:8.2f}s {r['verify_s']:8.2f}s "
+                  f"{r['programs']:9d} {r['setup_s']:8.2f}s"
+                  + (f"  ({r['compiles']} compiles)" if r["compiles"] > 1 else "")
+                  + (f"  FAILED: {r['error'][:70]}" if r["error"] else ""))
     return 0
 
 
