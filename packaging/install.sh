@@ -53,6 +53,8 @@ PACKAGES=(
     graphviz runc busybox-static auditd make procps iproute2 util-linux ca-certificates
     # tests/packaging: a Debian root booted with systemd-nspawn, the .deb built with dpkg-deb
     debootstrap systemd-container dpkg-dev
+    # tests/integration/test_sessions.py: sudo keeps the caller's login uid
+    sudo
 )
 apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"

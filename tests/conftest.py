@@ -84,7 +84,7 @@ class Spyderd:
                         SPYDERD_RUNTIME_DIR=str(self.run), PYTHONPATH=str(REPO))
         self.proc: subprocess.Popen | None = None
 
-    def start(self, wait: float = 60) -> None:
+    def start(self, wait: float = 240) -> None:
         args = [sys.executable, "-m", "spyderd", "--config", str(self.config)]
         for r in self.rules:
             args += ["--rules", r]
