@@ -430,8 +430,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+_TIME_OPTIONS = ("--since", "--until", "-S", "-U")
+
+
+def _glue_time_values(argv: list[str]) -> list[str]:
+    """`--since -1h` as journalctl takes it: argparse would read `-1h` as an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a in _TIME_OPTIONS:
+            value = next(it, None)
+            out.append(a if value is None else f"{a}={value}" if a.startswith("--")
+                       else a + value)
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_glue_time_values(argv))
     try:
         return args.fn(args)
     except AccessError as exc:

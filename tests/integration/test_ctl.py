@@ -79,8 +79,9 @@ def test_query_over_stored_history(daemon):
     assert [h["event"]["kind"] for h in hits if h["event"]["kind"] == "exec"] == ["exec"]
     assert hits[0]["process"]["args"] == ["sleep", "0", f"spyder-q-{tag}"]
     assert rows("--until", "-1h") == []
-    causal = daemon.json_lines("query", f'parent(process.pid = {runner}) and '
-                               f'process.cmdline contains "spyder-q-{tag}"', "--kind", "exec")
+    causal = daemon.json_lines("query", f'ancestor(process.pid = {runner}) and process.pid != '
+                               f'{runner} and process.cmdline contains "spyder-q-{tag}"',
+                               "--kind", "exec")
     assert sorted(h["process"]["name"] for h in causal) == ["sleep", "true"]
     bad = daemon.ctl("query", 'process.name = = "x"')
     assert bad.returncode == 1 and "<query>:1:" in bad.stderr

@@ -49,7 +49,8 @@ def daemon(tmp_path_factory, journald):
     (base / "suppress.d").mkdir()
     (base / "suppress.d" / "test.yaml").write_text(SUPPRESS)
     cfg = write_config(base, settle=1.0, trace_threshold=THRESHOLD, trace_settle=SETTLE,
-                       fold_window=60.0, suppressions=[str(base / "suppress.d")])
+                       fold_window=60.0, suppressions=[str(base / "suppress.d")],
+                       jsonl=str(base / "findings.jsonl"))
     d = TestSpyderd(base, cfg)
     d.start()
     yield d
@@ -166,6 +167,12 @@ def test_web_shell_attack_is_one_scored_trace(daemon, attack):
     sent = {e["SPYDER_FINDING_ID"] for e in daemon.entries(SPYDER_TRACE_ID=tid,
                                                            SPYDER_KIND="finding")}
     assert sent == {f["id"] for f in findings}  # each finding also went out on its own
+
+    shipped = [json.loads(line) for line in
+               (daemon.config.parent / "findings.jsonl").read_text().splitlines()]
+    assert [r["score"] for r in shipped if r["type"] == "trace" and r["id"] == tid] == \
+        [int(entry["SPYDER_TRACE_SCORE"])]  # the JSON-lines sink got the same, once
+    assert {f["id"] for f in findings} <= {r["id"] for r in shipped if r["type"] == "finding"}
 
     trace = json.loads(daemon.ctl("trace", tid, "-o", "json", check=True).stdout)
     _check_every_step(trace, attack)

@@ -49,3 +49,11 @@ def test_rejected_forms_say_what_is_expected(text):
 
 def test_month_and_minute_units_differ():
     assert parse_span("1M") == 2_629_800 and parse_span("1m") == 60 and parse_span("1MIN") == 60
+
+
+def test_spyderctl_takes_negative_times_as_values():
+    from spyderd.ctl import _glue_time_values, build_parser
+
+    argv = ["findings", "--since", "-1h", "-U", "-5min", "--rule", "x"]
+    args = build_parser().parse_args(_glue_time_values(argv))
+    assert (args.since, args.until, args.rule) == ("-1h", "-5min", ["x"])
