@@ -370,7 +370,7 @@ class Daemon:
         _atomic_write(self.paths.runtime_dir / "reload.json", self.last_reload)
 
     def shutdown(self) -> None:
-        _notify("STOPPING=1")
+        _notify(service.STOPPING)  # and no watchdog kill while the probes are detached
         self.findings.flush_all()  # send pending findings rather than hold them across a stop
         self._stop_live()
         self.graph.flush()

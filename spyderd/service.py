@@ -28,6 +28,12 @@ META_CLEAN_STOP = "clean_stop"  # true once a daemon finished shutdown(); false 
 META_LAST_GAP = "last_gap"  # the gap reported at the latest start
 
 
+# Sent when shutdown starts. The loop stops pinging then, and detaching a hundred
+# tracepoints and flushing the store can outlast a short WatchdogSec: systemd would kill a
+# clean stop (Result=watchdog). Stretch the watchdog; TimeoutStopSec still bounds the stop.
+STOPPING = "STOPPING=1\nWATCHDOG_USEC=600000000"
+
+
 class MetaStore(Protocol):
     def get_meta(self, key: str) -> Any: ...
 

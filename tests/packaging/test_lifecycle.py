@@ -110,7 +110,7 @@ def test_notify_stop_and_gap_reports(tmp_path, journald):
         assert any(m.startswith("STATUS=capturing: ") and "events/s" in m and " lost" in m
                    for m in n.messages), n.messages
         assert d.kill(signal.SIGTERM) == 0
-        assert "STOPPING=1" in n.drain()
+        assert "STOPPING=1" in n.drain() and "WATCHDOG_USEC=600000000" in n.messages
         store = Store(d.state, readonly=True)
         assert store.get_meta(service.META_CLEAN_STOP) is True
         store.close()
