@@ -50,13 +50,22 @@ class Probe:
     # Runs in a forked child after attach; must cause one event of this probe's kinds from
     # that child or its children (status: "attached, self-test ok").
     selftest: Callable[[], None] | None = None
+    # Runs once after load and map fill as setup(bpf, capture options, decode context):
+    # attaches programs bcc cannot attach by name (a second program on a hook another probe
+    # uses), and keeps state its decoders need in `decode_context.state[probe name]`.
+    # ConfigError propagates (bad setting); any other exception marks the probe failed.
+    setup: Callable[[Any, dict[str, Any], DecodeContext], None] | None = None
 
 
 @dataclass(slots=True)
 class DecodeContext:
-    """What decoders need besides the bytes: the boot-to-wall clock offset."""
+    """What decoders need besides the bytes: the boot-to-wall clock offset, probe state.
+
+    A decoder may return None for a record that a finer user-space filter drops (counted
+    as `<kind> filtered` in `Capture.counters()`, never silently)."""
 
     boot_to_wall: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, Probe] = {}

@@ -160,6 +160,7 @@ class FileEvent(Event):
     result: int = 0
     inode: int = 0
     dev: int = 0
+    xattr: str = ""  # setxattr/removexattr: the attribute name (security.capability, ...)
 
 
 @dataclass(slots=True, kw_only=True)

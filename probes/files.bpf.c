@@ -1,0 +1,1025 @@
+/* Files: changes under watched path prefixes, failed opens, and download-then-run.
+ *
+ * Filtering happens here, in the kernel:
+ *  - a path-changing syscall (open for write, create, unlink, rename, chmod, chown, xattr,
+ *    truncate, link, symlink) is saved at sys_enter only if its absolute path lies under a
+ *    watched prefix (LPM trie `watch`, filled from capture.watch_paths) whose operation
+ *    mask includes the call, and sent at sys_exit with the result;
+ *  - read-only opens are never sent; an open failing with EACCES/EPERM is sent from
+ *    anywhere when capture.failed_opens is on (fsettings[0]);
+ *  - every successful write-open of a regular file records (dev, inode) -> writer in the
+ *    LRU map `written` without sending anything; an exec of such a file sends one
+ *    WROTE_EXEC record (ELF binaries at sched_process_exec; #! scripts when the
+ *    interpreter opens the script, because the kernel has swapped bprm->file for the
+ *    interpreter by the time any exec tracepoint fires).
+ *
+ * Paths: absolute user strings as given; relative ones joined to the directory of dirfd
+ * or to the cwd by walking dentries up to the process root (mount points crossed);
+ * fd-based calls and successful opens take the path of the open file itself. A user
+ * string with "." / ".." / "//" components is sent flagged RF_NORM whatever its prefix;
+ * user space normalises it and applies the same watch list (count: "file filtered").
+ * Kernel struct offsets all come from BTF (-DOFF_*), never from headers. */
+
+#define K_FILE       7
+#define K_WROTE_EXEC 8
+
+#define OP_OPEN        1
+#define OP_OPEN_FAILED 2
+#define OP_CREATE      3
+#define OP_UNLINK      4
+#define OP_RENAME      5
+#define OP_CHMOD       6
+#define OP_CHOWN       7
+#define OP_SETXATTR    8
+#define OP_REMOVEXATTR 9
+#define OP_TRUNCATE    10
+#define OP_LINK        11
+#define OP_SYMLINK     12
+#define BIT(op) (1ULL << (op))
+
+#define RF_TRUNC1   0x001  /* path cut at PATHB-1 bytes or deeper than MAX_DEPTH */
+#define RF_TRUNC2   0x002
+#define RF_NORM1    0x004  /* user string has "." / ".." / "//" components */
+#define RF_NORM2    0x008
+#define RF_FD       0x010  /* path taken from an open file (fd-based call or opened file) */
+#define RF_ANY      0x020  /* failed open sent regardless of the watch list */
+#define RF_NAME     0x040  /* open matched by the (symlink) name given; path2 = file's path */
+#define RF_NOPATH   0x080  /* the path could not be read */
+#define RF_NOBASE   0x100  /* relative path whose dirfd could not be resolved */
+#define RF_CREATED  0x200  /* open created the file (FMODE_CREATED) */
+
+/* Read through memory every time (clang must not keep it in a register; see fscratch). */
+#define VOL(x) (*(volatile typeof(x) *)&(x))
+
+#define SLOT_USER 1        /* (dirfd, user string): resolved to an absolute path */
+#define SLOT_RAW  2        /* user string as given (symlink target, name passed to open) */
+#define SLOT_FILE 3        /* struct file *: its path, inode and device */
+#define FIN_STASH 1        /* keep in fpending until sys_exit adds the result */
+#define FIN_EMIT  2        /* send now (opens, at sys_exit) */
+#define FIN_OPEN  3        /* send now; slot 1 is the name given, checked if slot 0 is not */
+#define FIN_WEXEC 4        /* slot 0 is an exec'd script written earlier: send wrec */
+#define STAGE_RESOLVE 0
+#define STAGE_FINISH  1
+
+#define PATHB 256          /* bytes of a path kept, NUL included (LPM key data limit) */
+#define HALF 256
+#define MAX_DEPTH 32       /* directory levels walked up from a dentry */
+#define AT_FDCWD_ (-100)
+#define O_ACCMODE_ 3
+#define O_CREAT_ 0100
+#define O_TRUNC_ 01000
+#define O_WRITEISH (1 | 2 | O_CREAT_ | O_TRUNC_)
+#define S_IFMT_ 0170000
+#define S_IFREG_ 0100000
+#ifndef FMODE_CREATED_BIT
+#define FMODE_CREATED_BIT 0x100000
+#endif
+#ifndef WRITTEN_MAX
+#define WRITTEN_MAX 65536
+#endif
+
+struct lpm_key {
+    u32 bits;              /* prefix length in bits: the path's length * 8 */
+    char s[PATHB];
+};
+
+struct file_rec {
+    struct hdr h;
+    u32 op;
+    u32 flags;
+    u32 mode;
+    s32 owner;
+    s32 group;
+    s32 result;
+    u64 inode;
+    u32 dev;               /* kernel encoding: major << 20 | minor */
+    u32 rflags;
+    s32 fd;
+    u32 pad;
+    struct lpm_key p1;
+    struct lpm_key p2;
+    char xattr[64];
+};
+
+struct wexec_rec {
+    struct hdr h;
+    u64 inode;
+    u32 dev;
+    u32 writer_pid;
+    u64 writer_start;
+    u64 write_ktime;
+    char writer_comm[16];
+    u32 rflags;
+    u32 script;
+    struct lpm_key path;
+};
+
+struct slot {
+    u64 ptr;               /* user string (SLOT_USER, SLOT_RAW) or struct file * (SLOT_FILE) */
+    s32 dfd;
+    u32 type;
+};
+
+struct fscratch {
+    /* Work order for the stages (see "stages" below). */
+    u32 cur;               /* slot being resolved */
+    u32 nslots;
+    u32 fin;               /* FIN_*: what files_finish does with the record */
+    u32 pad0;
+    u64 want;              /* operation bits the record is watched for */
+    u64 ops0;              /* operation bits the watch list allows on slot 0's path */
+    u64 ops1;
+    struct slot slots[2];
+    /* Loop state kept in map memory, not registers: a value reloaded from a map is
+     * unknown to the verifier, so a loop's exits do not leave one state per iteration
+     * (with a precise bound or index that would multiply the verification of all the
+     * code that follows, ~10^6 steps for one path resolution). */
+    u32 pos;               /* walk_path's write position */
+    u32 done;
+    u32 n;                 /* length bound of the current scan */
+    u32 t0;                /* watch_ops: where the tail after the wildcard starts */
+    char buf[2 * HALF];
+    struct file_rec rec;
+    struct lpm_key tk;
+    char name[64];
+    struct wexec_rec wrec;
+};
+
+struct oargs {
+    u64 ptr;
+    s32 dfd;
+    u32 flags;
+    u32 mode;
+    u32 pad;
+};
+
+struct wkey {
+    u64 ino;
+    u32 dev;
+    u32 pad;
+};
+
+struct wval {
+    u32 pid;
+    u32 pad;
+    u64 start;
+    u64 ktime;
+    char comm[16];
+};
+
+struct swait {
+    u32 n;                 /* length of path */
+    u32 left;              /* opens still to look at */
+    char path[PATHB];      /* bprm->filename of the script */
+};
+
+/* Watch list: value = ops mask (bits 0-15) | wildcard id << 16 | wildcard prefix length << 32. */
+BPF_LPM_TRIE(watch, struct lpm_key, u64, 4096);
+/* Tails after a "*" component, keyed by (wildcard id, tail bytes); value = ops mask. */
+BPF_LPM_TRIE(watch_tail, struct lpm_key, u64, 1024);
+BPF_ARRAY(fsettings, u32, 4);   /* [0]: capture.failed_opens, [1]: ready (maps filled) */
+BPF_PROG_ARRAY(fstages, 4);     /* STAGE_* -> program, filled by probe_files.setup */
+BPF_PERCPU_ARRAY(fscratch, struct fscratch, 1);
+BPF_HASH(fpending, u32, struct file_rec, 2048);
+BPF_HASH(open_args, u32, struct oargs, 16384);
+BPF_TABLE("lru_hash", struct wkey, struct wval, written, WRITTEN_MAX);
+BPF_TABLE("lru_hash", u32, struct swait, script_wait, 4096);
+
+static __always_inline u32 setting(u32 idx) {
+    u32 *v = fsettings.lookup(&idx);
+    return v ? *v : 0;
+}
+
+static __always_inline u64 fd_file(u64 task, s32 fd) {
+    if (fd < 0)
+        return 0;
+    u64 fdt = read_ptr(read_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt || (u32)fd >= read_u32(fdt, OFF_FDT_MAX_FDS))
+        return 0;
+    return read_ptr(read_ptr(fdt, OFF_FDT_FD), (u64)fd * 8);
+}
+
+/* Writes "/c1/.../cn" for (dentry, vfsmount) so that it ends just before buf[HALF];
+ * returns where it starts (HALF for the root itself). Stops at the process root.
+ * The write position lives in map memory (sc->pos), not in a register: a value reloaded
+ * from a map is unknown to the verifier, so the states of the unrolled iterations do not
+ * differ by its range and prune (in a register this loop costs ~10^6 verifier steps). */
+static __always_inline u32 walk_path(struct fscratch *sc, u64 dentry, u64 vfsmnt, u64 task,
+                                     u32 *trunc) {
+    char *buf = sc->buf;
+    u64 fs = read_ptr(task, OFF_TASK_FS);
+    u64 root_d = read_ptr(fs, OFF_FS_ROOT_DENTRY);
+    u64 root_m = read_ptr(fs, OFF_FS_ROOT_MNT);
+    u64 mnt = vfsmnt - OFF_MOUNT_MNT;
+    u64 mnt_root = read_ptr(vfsmnt, OFF_VFSMOUNT_MNT_ROOT);
+    sc->pos = HALF;
+    sc->done = 0;
+#pragma unroll
+    for (int i = 0; i < MAX_DEPTH; i++) {
+        if (!dentry || (dentry == root_d && vfsmnt == root_m)) {
+            sc->done = 1;
+            break;
+        }
+        if (dentry == mnt_root) {
+            u64 up = read_ptr(mnt, OFF_MOUNT_MNT_PARENT);
+            if (!up || up == mnt) {
+                sc->done = 1;
+                break;
+            }
+            dentry = read_ptr(mnt, OFF_MOUNT_MNT_MOUNTPOINT);
+            mnt = up;
+            vfsmnt = up + OFF_MOUNT_MNT;
+            mnt_root = read_ptr(vfsmnt, OFF_VFSMOUNT_MNT_ROOT);
+            continue;
+        }
+        u64 parent = read_ptr(dentry, OFF_DENTRY_D_PARENT);
+        if (!parent || parent == dentry) {
+            sc->done = 1;
+            break;
+        }
+        u32 len = read_u32(dentry, OFF_DENTRY_D_NAME_LEN) & (HALF - 1);
+        u64 name = read_ptr(dentry, OFF_DENTRY_D_NAME_NAME);
+        u32 pos = VOL(sc->pos);
+        if (len + 1 > pos) {
+            *trunc = 1;
+            sc->done = 1;
+            break;
+        }
+        pos -= len + 1;
+        bpf_probe_read_kernel(&buf[(pos + 1) & (HALF - 1)], len, (void *)name);
+        buf[pos & (HALF - 1)] = '/';
+        sc->pos = pos;
+        dentry = parent;
+    }
+    if (!VOL(sc->done))
+        *trunc = 1;
+    return VOL(sc->pos);
+}
+
+/* Copies buf[start, end) into k as a NUL-terminated string with its LPM bit length. */
+static __always_inline u32 finish(struct lpm_key *k, char *buf, u32 start, u32 end) {
+    u32 len = end > start ? end - start : 0;
+    u32 trunc = 0;
+    if (len > PATHB - 1) {
+        len = PATHB - 1;
+        trunc = 1;
+    }
+    bpf_probe_read_kernel(k->s, len & (PATHB - 1), &buf[start & (2 * HALF - 1)]);
+    k->s[len & (PATHB - 1)] = 0;
+    k->bits = len * 8;
+    return trunc;
+}
+
+/* 1 if buf[from, from + n), which starts with '/', has a ".", ".." or empty component.
+ * Pattern tests at each '/' only: no counters carried between positions. */
+static __always_inline u32 dot_segments(struct fscratch *sc, u32 from, u32 n) {
+    char *buf = sc->buf;
+    sc->n = n;
+    sc->done = 0;
+    for (int i = 0; i < PATHB; i++) {
+        if ((u32)i >= VOL(sc->n))
+            break;
+        u32 at = from + i;
+        if (buf[at & (2 * HALF - 1)] != '/')
+            continue;
+        char c1 = buf[(at + 1) & (2 * HALF - 1)];
+        char c2 = buf[(at + 2) & (2 * HALF - 1)];
+        char c3 = buf[(at + 3) & (2 * HALF - 1)];
+        if (c1 == '/' || (c1 == '.' && (c2 == '/' || c2 == 0)) ||
+            (c1 == '.' && c2 == '.' && (c3 == '/' || c3 == 0))) {
+            sc->done = 1;
+            break;
+        }
+    }
+    return VOL(sc->done);
+}
+
+/* The absolute path a syscall's (dirfd, user string) names. Returns RF_* bits for slot 1
+ * (shift left by 1 for slot 2). */
+static __always_inline u32 resolve_user(struct fscratch *sc, s32 dfd, const char *uptr,
+                                        struct lpm_key *k, u64 task) {
+    char *buf = sc->buf;
+    k->bits = 0;
+    k->s[0] = 0;
+    int n = bpf_probe_read_user_str(&buf[HALF + 1], HALF - 1, uptr);
+    if (n <= 0)
+        return RF_NOPATH;
+    u32 ulen = n - 1;
+    u32 rf = 0;
+    if (ulen >= HALF - 2)
+        rf |= RF_TRUNC1;
+    if (buf[HALF + 1] == '/') {
+        if (dot_segments(sc, HALF + 1, ulen))
+            rf |= RF_NORM1;
+        return rf | finish(k, buf, HALF + 1, HALF + 1 + ulen);
+    }
+    buf[HALF] = '/';
+    if (ulen && dot_segments(sc, HALF, ulen + 1))  /* "./x", "../x" count too */
+        rf |= RF_NORM1;
+    u64 d = 0, m = 0;
+    if (dfd == AT_FDCWD_) {
+        u64 fs = read_ptr(task, OFF_TASK_FS);
+        d = read_ptr(fs, OFF_FS_PWD_DENTRY);
+        m = read_ptr(fs, OFF_FS_PWD_MNT);
+    } else {
+        u64 f = fd_file(task, dfd);
+        d = read_ptr(f, OFF_FILE_F_PATH_DENTRY);
+        m = read_ptr(f, OFF_FILE_F_PATH_MNT);
+    }
+    if (!d || !m)
+        return rf | RF_NOBASE | finish(k, buf, HALF + 1, HALF + 1 + ulen);
+    u32 trunc = 0;
+    u32 start = walk_path(sc, d, m, task, &trunc);
+    buf[HALF] = '/';
+    u32 end = HALF + 1 + ulen;
+    if (!ulen)
+        end = start == HALF ? HALF + 1 : HALF;  /* AT_EMPTY_PATH: the directory itself */
+    rf |= finish(k, buf, start, end);
+    if (trunc)
+        rf |= RF_TRUNC1;
+    return rf;
+}
+
+/* Path of an open file; fills inode and device. */
+static __always_inline u32 file_path(struct fscratch *sc, u64 file, struct lpm_key *k,
+                                     u64 task, u64 *ino, u32 *dev) {
+    char *buf = sc->buf;
+    k->bits = 0;
+    k->s[0] = 0;
+    if (!file)
+        return RF_NOPATH;
+    u64 inode = read_ptr(file, OFF_FILE_F_INODE);
+    *ino = read_ptr(inode, OFF_INODE_I_INO);
+    *dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    u32 trunc = 0;
+    u32 start = walk_path(sc, read_ptr(file, OFF_FILE_F_PATH_DENTRY),
+                          read_ptr(file, OFF_FILE_F_PATH_MNT), task, &trunc);
+    buf[HALF] = '/';
+    u32 rf = RF_FD | finish(k, buf, start, start == HALF ? HALF + 1 : HALF);
+    if (trunc)
+        rf |= RF_TRUNC1;
+    return rf;
+}
+
+/* The operations the watch list allows on path k (0: not watched). */
+static __always_inline u64 watch_ops(struct fscratch *sc, struct lpm_key *k) {
+    if (!k->bits)
+        return 0;
+    u64 *v = watch.lookup(k);
+    if (!v)
+        return 0;
+    u64 val = *v;
+    u64 ops = val & 0xffff;
+    u32 wid = (val >> 16) & 0xff;
+    u32 wplen = (val >> 32) & 0xffff;
+    if (!wid)
+        return ops;
+    u32 len = k->bits / 8;
+    sc->n = len;
+    sc->t0 = 0;
+    for (int j = 0; j < 128; j++) {
+        u32 idx = wplen + j;
+        if (idx >= VOL(sc->n))
+            break;
+        if (k->s[idx & (PATHB - 1)] == '/') {
+            sc->t0 = idx + 1;
+            break;
+        }
+    }
+    u32 t0 = VOL(sc->t0);
+    if (!t0 || t0 > len)
+        return ops;
+    u32 tlen = len - t0;
+    if (tlen > PATHB - 2)
+        tlen = PATHB - 2;
+    struct lpm_key *tk = &sc->tk;
+    tk->s[0] = wid;
+    bpf_probe_read_kernel(&tk->s[1], PATHB - 2, &k->s[t0 & (PATHB - 1)]);
+    tk->bits = (1 + tlen) * 8;
+    u64 *tv = watch_tail.lookup(tk);
+    if (tv)
+        ops |= *tv;
+    return ops;
+}
+
+static __always_inline struct fscratch *scratch(void) {
+    u32 zero = 0;
+    return fscratch.lookup(&zero);
+}
+
+/* A fresh file record in the scratch, header filled; the work order cleared. */
+static __always_inline struct fscratch *begin(u32 op) {
+    struct fscratch *sc = scratch();
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    fill_hdr(&r->h, K_FILE);
+    r->op = op;
+    r->flags = 0;
+    r->mode = 0;
+    r->owner = -1;
+    r->group = -1;
+    r->result = 0;
+    r->inode = 0;
+    r->dev = 0;
+    r->rflags = 0;
+    r->fd = -1;
+    r->pad = 0;
+    r->p1.bits = 0;
+    r->p1.s[0] = 0;
+    r->p2.bits = 0;
+    r->p2.s[0] = 0;
+    r->xattr[0] = 0;
+    sc->cur = 0;
+    sc->nslots = 1;
+    sc->fin = FIN_STASH;
+    sc->want = BIT(op);
+    sc->ops0 = 0;
+    sc->ops1 = 0;
+    return sc;
+}
+
+static __always_inline void set_slot(struct fscratch *sc, u32 i, u32 type, s32 dfd, u64 ptr) {
+    struct slot *s = &sc->slots[i & 1];
+    s->type = type;
+    s->dfd = dfd;
+    s->ptr = ptr;
+}
+
+/* Hand the work order to the stages; returns only if the tail call failed. */
+static __always_inline int run(void *ctx, u32 kind) {
+    fstages.call(ctx, STAGE_RESOLVE);
+    count_loss(kind);
+    return 0;
+}
+
+/* ---- stages: separate programs reached by tail call, so the verifier checks the path
+ * code once instead of once per syscall hook that needs it ---------------------------- */
+
+/* Resolve slot `cur` into rec.p1 / rec.p2 and look it up in the watch list. */
+int files_resolve(void *ctx) {
+    struct fscratch *sc = scratch();
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    u32 cur = VOL(sc->cur) & 1;
+    struct slot *sl = &sc->slots[cur];
+    struct lpm_key *k = cur ? &r->p2 : &r->p1;
+    u64 task = bpf_get_current_task();
+    u32 type = sl->type;
+    u32 rf = 0;
+    u64 ops = 0;
+    if (type == SLOT_USER) {
+        rf = resolve_user(sc, sl->dfd, (const char *)sl->ptr, k, task);
+        ops = watch_ops(sc, k);
+    } else if (type == SLOT_FILE) {
+        u64 ino = 0;
+        u32 dev = 0;
+        rf = file_path(sc, sl->ptr, k, task, &ino, &dev);
+        r->inode = ino;
+        r->dev = dev;
+        ops = watch_ops(sc, k);
+    } else {
+        int n = bpf_probe_read_user_str(k->s, PATHB, (const char *)sl->ptr);
+        k->bits = n > 0 ? (n - 1) * 8 : 0;
+        if (n > 1 && k->s[0] == '/')
+            ops = watch_ops(sc, k);
+    }
+    if (cur) {
+        sc->ops1 = ops;
+        r->rflags |= (rf & (RF_TRUNC1 | RF_NORM1)) << 1;
+    } else {
+        sc->ops0 = ops;
+        r->rflags |= rf;
+    }
+    sc->cur = cur + 1;
+    if (cur + 1 < VOL(sc->nslots))
+        fstages.call(ctx, STAGE_RESOLVE);
+    else
+        fstages.call(ctx, STAGE_FINISH);
+    count_loss(K_FILE);
+    return 0;
+}
+
+/* Keep, send or drop the resolved record. */
+int files_finish(void *ctx) {
+    struct fscratch *sc = scratch();
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    u32 fin = sc->fin;
+    if (fin == FIN_WEXEC) {
+        struct wexec_rec *e = &sc->wrec;
+        e->inode = r->inode;
+        e->dev = r->dev;
+        e->rflags = r->rflags;
+        __builtin_memcpy(&e->path, &r->p1, sizeof(e->path));
+        if (events.ringbuf_output(e, sizeof(*e), 0))
+            count_loss(K_WROTE_EXEC);
+        return 0;
+    }
+    u64 want = sc->want;
+    int keep = (r->rflags & RF_ANY) || (sc->ops0 & want);
+    if (!keep && (sc->ops1 & want)) {
+        keep = 1;
+        if (fin == FIN_OPEN)
+            r->rflags |= RF_NAME;
+    }
+    if (!keep && fin != FIN_OPEN && (r->rflags & (RF_NORM1 | RF_NORM2)))
+        keep = 1;
+    if (!keep)
+        return 0;
+    if (fin == FIN_STASH) {
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        if (fpending.update(&tid, r))
+            count_loss(K_FILE);
+        return 0;
+    }
+    if (events.ringbuf_output(r, sizeof(*r), 0))
+        count_loss(K_FILE);
+    return 0;
+}
+
+/* ---- hooks ---------------------------------------------------------------------------- */
+
+static __always_inline int ready(void) {
+    return setting(1);
+}
+
+static __always_inline int path_op(void *ctx, u32 op, s32 dfd, const char *p, u32 flags,
+                                   u32 mode, s32 owner, s32 group, const char *xname) {
+    if (!ready() || is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct fscratch *sc = begin(op);
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    r->flags = flags;
+    r->mode = mode;
+    r->owner = owner;
+    r->group = group;
+    if (xname)
+        bpf_probe_read_user_str(r->xattr, sizeof(r->xattr), xname);
+    set_slot(sc, 0, SLOT_USER, dfd, (u64)p);
+    return run(ctx, K_FILE);
+}
+
+static __always_inline int fd_op(void *ctx, u32 op, s32 fd, u32 flags, u32 mode, s32 owner,
+                                 s32 group, const char *xname) {
+    if (!ready() || is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct fscratch *sc = begin(op);
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    r->fd = fd;
+    r->flags = flags;
+    r->mode = mode;
+    r->owner = owner;
+    r->group = group;
+    if (xname)
+        bpf_probe_read_user_str(r->xattr, sizeof(r->xattr), xname);
+    set_slot(sc, 0, SLOT_FILE, 0, fd_file(bpf_get_current_task(), fd));
+    return run(ctx, K_FILE);
+}
+
+/* rename/link: both names resolved; watched if either is. symlink: the target is kept as
+ * given (it is relative to the link, not to the cwd). */
+static __always_inline int two_path_op(void *ctx, u32 op, u32 t1, s32 d1, const char *p1,
+                                       s32 d2, const char *p2, u32 flags) {
+    if (!ready() || is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct fscratch *sc = begin(op);
+    if (!sc)
+        return 0;
+    sc->rec.flags = flags;
+    sc->nslots = 2;
+    set_slot(sc, 0, t1, d1, (u64)p1);
+    set_slot(sc, 1, SLOT_USER, d2, (u64)p2);
+    return run(ctx, K_FILE);
+}
+
+static __always_inline int file_exit(long ret) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct file_rec *r = fpending.lookup(&tid);
+    if (!r)
+        return 0;
+    r->result = ret;
+    r->h.ktime = bpf_ktime_get_boot_ns();
+    if (events.ringbuf_output(r, sizeof(*r), 0))
+        count_loss(K_FILE);
+    fpending.delete(&tid);
+    return 0;
+}
+
+/* ---- opens ---------------------------------------------------------------------------- */
+
+static __always_inline int open_enter(s32 dfd, const char *p, u32 flags, u32 mode) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (!(flags & O_WRITEISH) && !setting(0))
+        return 0;
+    if (is_self(pt >> 32))
+        return 0;
+    struct oargs a = {.ptr = (u64)p, .dfd = dfd, .flags = flags, .mode = mode, .pad = 0};
+    u32 tid = (u32)pt;
+    if (open_args.update(&tid, &a))
+        count_loss(K_FILE);
+    return 0;
+}
+
+static __always_inline struct wval *writer_of(u64 file) {
+    u64 inode = read_ptr(file, OFF_FILE_F_INODE);
+    struct wkey k = {};
+    k.ino = read_ptr(inode, OFF_INODE_I_INO);
+    k.dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    return written.lookup(&k);
+}
+
+static __always_inline void fill_wexec(struct wexec_rec *e, struct wval *w, u32 script) {
+    fill_hdr(&e->h, K_WROTE_EXEC);
+    e->writer_pid = w->pid;
+    e->writer_start = w->start;
+    e->write_ktime = w->ktime;
+    __builtin_memcpy(e->writer_comm, w->comm, sizeof(e->writer_comm));
+    e->script = script;
+    e->rflags = 0;
+}
+
+/* A #! script was just exec'd by this process: is this open the interpreter reading it
+ * (same last path component as the name exec'd)? Then check the writer of that file. */
+static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
+    struct swait *w = script_wait.lookup(&tgid);
+    if (!w)
+        return 0;
+    struct fscratch *sc = scratch();
+    if (!sc)
+        return 0;
+    if (w->left)
+        w->left--;
+    u64 file = fd_file(bpf_get_current_task(), fd);
+    u64 dentry = read_ptr(file, OFF_FILE_F_PATH_DENTRY);
+    u32 len = read_u32(dentry, OFF_DENTRY_D_NAME_LEN);
+    u32 n = w->n;
+    int same = len && len <= 64 && len <= n;
+    if (same && n > len && w->path[(n - len - 1) & (PATHB - 1)] != '/')
+        same = 0;
+    if (same) {
+        bpf_probe_read_kernel(sc->name, ((len - 1) & 63) + 1,
+                              (void *)read_ptr(dentry, OFF_DENTRY_D_NAME_NAME));
+        sc->n = len;
+        sc->t0 = n - len;
+        sc->done = 1;
+        for (int i = 0; i < 64; i++) {
+            if ((u32)i >= VOL(sc->n))
+                break;
+            if (sc->name[i & 63] != w->path[(VOL(sc->t0) + i) & (PATHB - 1)]) {
+                sc->done = 0;
+                break;
+            }
+        }
+        same = VOL(sc->done);
+    }
+    if (!same && w->left)
+        return 0;
+    script_wait.delete(&tgid);
+    struct wval *wr = same ? writer_of(file) : 0;
+    if (!wr)
+        return 0;
+    fill_wexec(&sc->wrec, wr, 1);
+    struct fscratch *s2 = begin(OP_OPEN);
+    if (!s2)
+        return 0;
+    s2->fin = FIN_WEXEC;
+    set_slot(s2, 0, SLOT_FILE, 0, file);
+    return run(ctx, K_WROTE_EXEC);
+}
+
+static __always_inline void record_writer(u64 file, u64 pt) {
+    u64 inode = read_ptr(file, OFF_FILE_F_INODE);
+    u16 imode = 0;
+    bpf_probe_read_kernel(&imode, sizeof(imode), (void *)(inode + OFF_INODE_I_MODE));
+    if ((imode & S_IFMT_) != S_IFREG_)
+        return;
+    struct wkey k = {};
+    k.ino = read_ptr(inode, OFF_INODE_I_INO);
+    k.dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    struct wval w = {};
+    w.pid = pt >> 32;
+    w.start = read_ptr(bpf_get_current_task(), OFF_TASK_START_BOOTTIME);
+    w.ktime = bpf_ktime_get_boot_ns();
+    bpf_get_current_comm(&w.comm, sizeof(w.comm));
+    written.update(&k, &w);
+}
+
+static __always_inline int open_exit(void *ctx, long ret) {
+    u64 pt = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pt;
+    struct oargs *p = open_args.lookup(&tid);
+    if (!p)
+        return ret >= 0 ? script_open(ctx, pt >> 32, ret) : 0;
+    struct oargs a = *p;
+    open_args.delete(&tid);
+    if (!ready())
+        return 0;
+    if (ret >= 0 && !(a.flags & O_WRITEISH))
+        return script_open(ctx, pt >> 32, ret);
+    if (ret >= 0) {
+        u64 file = fd_file(bpf_get_current_task(), ret);
+        if (!file)
+            return 0;
+        record_writer(file, pt);
+        u32 op = (read_u32(file, OFF_FILE_F_MODE) & FMODE_CREATED_BIT) ? OP_CREATE : OP_OPEN;
+        struct fscratch *sc = begin(op);
+        if (!sc)
+            return 0;
+        struct file_rec *r = &sc->rec;
+        if (op == OP_CREATE)
+            r->rflags = RF_CREATED;
+        else if (a.flags & O_TRUNC_)
+            sc->want |= BIT(OP_TRUNCATE);
+        r->fd = ret;
+        r->flags = a.flags;
+        r->mode = a.mode;
+        r->result = ret;
+        sc->fin = FIN_OPEN;
+        sc->nslots = 2;
+        set_slot(sc, 0, SLOT_FILE, 0, file);
+        set_slot(sc, 1, SLOT_RAW, 0, a.ptr);
+        return run(ctx, K_FILE);
+    }
+    u32 anywhere = (ret == -13 || ret == -1) && setting(0);
+    if (!anywhere && !(a.flags & O_WRITEISH))
+        return 0;
+    struct fscratch *sc = begin(OP_OPEN_FAILED);
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    if (anywhere)
+        r->rflags = RF_ANY;
+    r->flags = a.flags;
+    r->mode = a.mode;
+    r->result = ret;
+    sc->fin = FIN_EMIT;
+    set_slot(sc, 0, SLOT_USER, a.dfd, a.ptr);
+    return run(ctx, K_FILE);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat) {
+    return open_enter(args->dfd, args->filename, args->flags, args->mode);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return open_exit(args, args->ret); }
+
+#ifdef HAVE_SYSCALLS_SYS_ENTER_OPENAT2
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
+    u64 how[2] = {};
+    bpf_probe_read_user(how, sizeof(how), args->how);
+    return open_enter(args->dfd, args->filename, (u32)how[0], (u32)how[1]);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_OPENAT2
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return open_exit(args, args->ret); }
+#endif
+
+#ifdef HAVE_SYSCALLS_SYS_ENTER_OPEN
+TRACEPOINT_PROBE(syscalls, sys_enter_open) {
+    return open_enter(AT_FDCWD_, args->filename, args->flags, args->mode);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_OPEN
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return open_exit(args, args->ret); }
+#endif
+
+#ifdef HAVE_SYSCALLS_SYS_ENTER_CREAT
+TRACEPOINT_PROBE(syscalls, sys_enter_creat) {
+    return open_enter(AT_FDCWD_, args->pathname, 1 | O_CREAT_ | O_TRUNC_, args->mode);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_CREAT
+TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return open_exit(args, args->ret); }
+#endif
+
+/* ---- exec of a written file. Attached by probe_files.setup: the process probe owns the
+ * bcc-named program on this raw tracepoint. A raw tracepoint program cannot tail-call the
+ * (tracepoint-type) stages, so it walks the path itself. --------------------------------- */
+
+int files_on_exec(struct bpf_raw_tracepoint_args *ctx) {
+    u64 bprm = ctx->args[2];
+    u64 pt = bpf_get_current_pid_tgid();
+    if (!ready() || is_self(pt >> 32))
+        return 0;
+    struct fscratch *sc = scratch();
+    if (!sc)
+        return 0;
+    u64 task = bpf_get_current_task();
+    u64 file = read_ptr(bprm, OFF_BPRM_FILE);
+    struct wval *w = writer_of(file);
+    if (w) {
+        struct wexec_rec *e = &sc->wrec;
+        fill_wexec(e, w, 0);
+        u64 ino = 0;
+        u32 dev = 0;
+        e->rflags = file_path(sc, file, &e->path, task, &ino, &dev);
+        e->inode = ino;
+        e->dev = dev;
+        if (events.ringbuf_output(e, sizeof(*e), 0))
+            count_loss(K_WROTE_EXEC);
+    }
+    u64 filename = read_ptr(bprm, OFF_BPRM_FILENAME);
+    if (filename == read_ptr(bprm, OFF_BPRM_INTERP))
+        return 0;
+    /* A script: bprm->file is already its interpreter. Wait for the interpreter to open
+     * the script by the name it was given, and check that file (script_open). */
+    struct swait *sw = (struct swait *)sc->buf;
+    int n = bpf_probe_read_kernel_str(sw->path, PATHB, (void *)filename);
+    if (n <= 1)
+        return 0;
+    sw->n = n - 1;
+    sw->left = 64;
+    u32 tgid = pt >> 32;
+    script_wait.update(&tgid, sw);
+    return 0;
+}
+
+/* ---- path changes --------------------------------------------------------------------- */
+
+#define EXIT_PROBE(sc) \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { return file_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat) {
+    return path_op(args, OP_UNLINK, args->dfd, args->pathname, args->flag, 0, -1, -1, 0);
+}
+EXIT_PROBE(unlinkat)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_UNLINK
+TRACEPOINT_PROBE(syscalls, sys_enter_unlink) {
+    return path_op(args, OP_UNLINK, AT_FDCWD_, args->pathname, 0, 0, -1, -1, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_UNLINK
+EXIT_PROBE(unlink)
+#endif
+#ifdef HAVE_SYSCALLS_SYS_ENTER_RMDIR
+TRACEPOINT_PROBE(syscalls, sys_enter_rmdir) {
+    return path_op(args, OP_UNLINK, AT_FDCWD_, args->pathname, 0x200 /* AT_REMOVEDIR */, 0, -1, -1, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_RMDIR
+EXIT_PROBE(rmdir)
+#endif
+
+#ifdef HAVE_SYSCALLS_SYS_ENTER_RENAMEAT2
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat2) {
+    return two_path_op(args, OP_RENAME, SLOT_USER, args->olddfd, args->oldname, args->newdfd, args->newname,
+                       args->flags);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_RENAMEAT2
+EXIT_PROBE(renameat2)
+#endif
+#ifdef HAVE_SYSCALLS_SYS_ENTER_RENAMEAT
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat) {
+    return two_path_op(args, OP_RENAME, SLOT_USER, args->olddfd, args->oldname, args->newdfd, args->newname, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_RENAMEAT
+EXIT_PROBE(renameat)
+#endif
+#ifdef HAVE_SYSCALLS_SYS_ENTER_RENAME
+TRACEPOINT_PROBE(syscalls, sys_enter_rename) {
+    return two_path_op(args, OP_RENAME, SLOT_USER, AT_FDCWD_, args->oldname, AT_FDCWD_, args->newname, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_RENAME
+EXIT_PROBE(rename)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat) {
+    return path_op(args, OP_CHMOD, args->dfd, args->filename, 0, args->mode, -1, -1, 0);
+}
+EXIT_PROBE(fchmodat)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_FCHMODAT2
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2) {
+    return path_op(args, OP_CHMOD, args->dfd, args->filename, args->flags, args->mode, -1, -1, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_FCHMODAT2
+EXIT_PROBE(fchmodat2)
+#endif
+#ifdef HAVE_SYSCALLS_SYS_ENTER_CHMOD
+TRACEPOINT_PROBE(syscalls, sys_enter_chmod) {
+    return path_op(args, OP_CHMOD, AT_FDCWD_, args->filename, 0, args->mode, -1, -1, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_CHMOD
+EXIT_PROBE(chmod)
+#endif
+TRACEPOINT_PROBE(syscalls, sys_enter_fchmod) {
+    return fd_op(args, OP_CHMOD, args->fd, 0, args->mode, -1, -1, 0);
+}
+EXIT_PROBE(fchmod)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchownat) {
+    return path_op(args, OP_CHOWN, args->dfd, args->filename, args->flag, 0, args->user,
+                   args->group, 0);
+}
+EXIT_PROBE(fchownat)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_CHOWN
+TRACEPOINT_PROBE(syscalls, sys_enter_chown) {
+    return path_op(args, OP_CHOWN, AT_FDCWD_, args->filename, 0, 0, args->user, args->group, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_CHOWN
+EXIT_PROBE(chown)
+#endif
+#ifdef HAVE_SYSCALLS_SYS_ENTER_LCHOWN
+TRACEPOINT_PROBE(syscalls, sys_enter_lchown) {
+    return path_op(args, OP_CHOWN, AT_FDCWD_, args->filename, 0x100 /* AT_SYMLINK_NOFOLLOW */, 0,
+                   args->user, args->group, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_LCHOWN
+EXIT_PROBE(lchown)
+#endif
+TRACEPOINT_PROBE(syscalls, sys_enter_fchown) {
+    return fd_op(args, OP_CHOWN, args->fd, 0, 0, args->user, args->group, 0);
+}
+EXIT_PROBE(fchown)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setxattr) {
+    return path_op(args, OP_SETXATTR, AT_FDCWD_, args->pathname, args->flags, 0, -1, -1, args->name);
+}
+EXIT_PROBE(setxattr)
+TRACEPOINT_PROBE(syscalls, sys_enter_lsetxattr) {
+    return path_op(args, OP_SETXATTR, AT_FDCWD_, args->pathname, args->flags, 0, -1, -1, args->name);
+}
+EXIT_PROBE(lsetxattr)
+TRACEPOINT_PROBE(syscalls, sys_enter_fsetxattr) {
+    return fd_op(args, OP_SETXATTR, args->fd, args->flags, 0, -1, -1, args->name);
+}
+EXIT_PROBE(fsetxattr)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_SETXATTRAT
+TRACEPOINT_PROBE(syscalls, sys_enter_setxattrat) {
+    return path_op(args, OP_SETXATTR, args->dfd, args->pathname, args->at_flags, 0, -1, -1,
+                   args->name);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_SETXATTRAT
+EXIT_PROBE(setxattrat)
+#endif
+TRACEPOINT_PROBE(syscalls, sys_enter_removexattr) {
+    return path_op(args, OP_REMOVEXATTR, AT_FDCWD_, args->pathname, 0, 0, -1, -1, args->name);
+}
+EXIT_PROBE(removexattr)
+TRACEPOINT_PROBE(syscalls, sys_enter_lremovexattr) {
+    return path_op(args, OP_REMOVEXATTR, AT_FDCWD_, args->pathname, 0, 0, -1, -1, args->name);
+}
+EXIT_PROBE(lremovexattr)
+TRACEPOINT_PROBE(syscalls, sys_enter_fremovexattr) {
+    return fd_op(args, OP_REMOVEXATTR, args->fd, 0, 0, -1, -1, args->name);
+}
+EXIT_PROBE(fremovexattr)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_REMOVEXATTRAT
+TRACEPOINT_PROBE(syscalls, sys_enter_removexattrat) {
+    return path_op(args, OP_REMOVEXATTR, args->dfd, args->pathname, args->at_flags, 0, -1, -1,
+                   args->name);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_REMOVEXATTRAT
+EXIT_PROBE(removexattrat)
+#endif
+
+TRACEPOINT_PROBE(syscalls, sys_enter_truncate) {
+    return path_op(args, OP_TRUNCATE, AT_FDCWD_, args->path, 0, 0, -1, -1, 0);
+}
+EXIT_PROBE(truncate)
+TRACEPOINT_PROBE(syscalls, sys_enter_ftruncate) {
+    return fd_op(args, OP_TRUNCATE, args->fd, 0, 0, -1, -1, 0);
+}
+EXIT_PROBE(ftruncate)
+
+TRACEPOINT_PROBE(syscalls, sys_enter_linkat) {
+    return two_path_op(args, OP_LINK, SLOT_USER, args->olddfd, args->oldname, args->newdfd, args->newname,
+                       args->flags);
+}
+EXIT_PROBE(linkat)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_LINK
+TRACEPOINT_PROBE(syscalls, sys_enter_link) {
+    return two_path_op(args, OP_LINK, SLOT_USER, AT_FDCWD_, args->oldname, AT_FDCWD_, args->newname, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_LINK
+EXIT_PROBE(link)
+#endif
+TRACEPOINT_PROBE(syscalls, sys_enter_symlinkat) {
+    return two_path_op(args, OP_SYMLINK, SLOT_RAW, 0, args->oldname, args->newdfd,
+                       args->newname, 0);
+}
+EXIT_PROBE(symlinkat)
+#ifdef HAVE_SYSCALLS_SYS_ENTER_SYMLINK
+TRACEPOINT_PROBE(syscalls, sys_enter_symlink) {
+    return two_path_op(args, OP_SYMLINK, SLOT_RAW, 0, args->oldname, AT_FDCWD_,
+                       args->newname, 0);
+}
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_SYMLINK
+EXIT_PROBE(symlink)
+#endif
