@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from spyderd.capture.watch import DEFAULT_WATCH_PATHS, watch_path_problem
 from spyderd.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/spyderd/spyderd.yaml"
@@ -30,7 +31,9 @@ SCHEMA: dict[str, Any] = {
                 "udp_repeat_seconds": (float, 1.0), "kill_signals": (list, [], int),
                 "ptrace_requests": (list, [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206], int),
                 "bpf_cmds": (list, [5], int), "disable": (list, [], str),
-                "batch_ms": (float, 20.0)},
+                "batch_ms": (float, 20.0),
+                "watch_paths": (list, DEFAULT_WATCH_PATHS, watch_path_problem),
+                "failed_opens": (bool, True)},
     "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, ""),
                  "trace_threshold": (int, 40), "trace_settle": (float, 3.0),
                  "trace_idle": (float, 3600.0), "fold_window": (float, 60.0),
@@ -98,12 +101,13 @@ def _check(path: str, node: yaml.Node, schema: dict[str, Any], out: dict[str, An
                           f"{typ.__name__}, got {type(value).__name__} {value!r}")
             continue
         if typ is list and len(spec) > 2 and isinstance(vnode, yaml.SequenceNode):
-            item = spec[2]  # (list, default, item type): every element checked, located
-            bad = [(n, v) for n, v in zip(vnode.value, value, strict=False)
-                   if not isinstance(v, item) or isinstance(v, bool)]
-            for n, v in bad:
-                errors.append(f"{_where(path, n)}: '{prefix}{key}' items must be "
-                              f"{item.__name__}, got {type(v).__name__} {v!r}")
+            item = spec[2]  # (list, default, item type or checker): every element, located
+            why = (item if not isinstance(item, type) else
+                   lambda v, t=item: None if isinstance(v, t) and not isinstance(v, bool)
+                   else f"items must be {t.__name__}, got {type(v).__name__} {v!r}")
+            bad = [(n, why(v)) for n, v in zip(vnode.value, value, strict=False) if why(v)]
+            for n, msg in bad:
+                errors.append(f"{_where(path, n)}: '{prefix}{key}' {msg}")
             if bad:
                 continue
         out[key] = value

@@ -142,6 +142,15 @@ def check_watch_paths(items: Any) -> list[tuple[int | None, str]]:
     return out
 
 
+def watch_path_problem(item: Any) -> str | None:
+    """What is wrong with one watch_paths item, or None (the config loader's item check)."""
+    try:
+        _entry(item)
+    except _BadEntry as exc:
+        return str(exc)
+    return None
+
+
 class _BadEntry(ValueError):
     """One watch_paths item is malformed (message says how)."""
 
