@@ -126,13 +126,14 @@ def _size(n: int) -> str:
 
 
 def _age(ns: int) -> str:
+    """How far back the store goes, for `status`."""
     if not ns:
-        return "empty"
+        return "no events yet"
     s = max(time.time() - ns / 1e9, 0)
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if s >= size:
-            return f"{s / size:.1f} {unit}"
-    return f"{s:.0f} s"
+            return f"oldest event {s / size:.1f} {unit} ago"
+    return f"oldest event {s:.0f} s ago"
 
 
 def _print_status(st: dict, color: bool) -> None:
@@ -166,8 +167,7 @@ def _print_more(st: dict) -> None:
     if store:
         print(f"  store: {store.get('path')}  {_size(store.get('bytes', 0))} "
               f"(used {_size(store.get('used_bytes', 0))}), {store.get('events', 0)} events, "
-              f"{store.get('nodes', 0)} nodes, oldest event {_age(store.get('oldest', 0))} "
-              f"ago")
+              f"{store.get('nodes', 0)} nodes, {_age(store.get('oldest', 0))}")
     en = st.get("enrich") or {}
     if en:
         print(f"  context: {en.get('containers', 0)} containers, {en.get('sessions', 0)} "

@@ -439,10 +439,14 @@ def check(cfg_path: str | None, rules: list[str] | None) -> int:
         from spyderd.rules import load_rules
 
         rs = load_rules(paths.rules)
+        from spyderd.traces.suppress import load_suppressions
+
+        sup = load_suppressions(cfg.get("findings.suppressions"))
     except SpyderError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    print(f"config {cfg.source}: ok; {len(rs.rules)} rules ok")
+    print(f"config {cfg.source}: ok; {len(rs.rules)} rules ok; "
+          f"{len(sup.policies)} suppression policies ok")
     return 0
 
 
