@@ -8,7 +8,7 @@ from pathlib import Path
 from traces_support import FakeMatch, FakeRule, World
 
 from spyderd.findings import RETRY_S, Findings
-from spyderd.model import ExecEvent
+from spyderd.model import ExecEvent, FileEvent, WroteExecEvent
 from spyderd.traces.build import chain_text
 from spyderd.traces.fold import Folder
 from spyderd.traces.suppress import load_suppressions
@@ -159,15 +159,22 @@ def test_trace_view_shows_alerts_and_connections_of_the_attack(tmp_path):
     srv, sh, _rid, curl = attack(w)
     w.alert(sh, "app: something odd happened")
     w.connect(202, 443)
+    w.graph.apply(FileEvent(time=w.tick(), pid=202, op="create", path="/tmp/x", inode=7, dev=1))
+    payload = w.run(203, 200, "/tmp/x")
+    w.graph.apply(WroteExecEvent(time=w.tick(), pid=203, path="/tmp/x", inode=7, dev=1,
+                                 writer_pid=202, writer_start=curl.attrs["start_ns"],
+                                 write_time=w.t - 3 * 10**9))
     benign = w.run(400, 100, "/usr/bin/true")  # another request of the same server
     f = p.new(ev_of(curl), curl, FakeMatch(FakeRule("Download")), now=0)
+    p.new(ev_of(payload), payload, FakeMatch(FakeRule("Run from /tmp")), now=0)
     p.send_due(10)
     view = build_trace(w.store, f.trace_id)
     kinds = {n.kind for n in view.nodes.values()}
-    assert {"process", "alert", "connection", "listener"} <= kinds
+    assert {"process", "alert", "connection", "listener", "file"} <= kinds
     assert benign.id not in view.nodes  # only the request that led to the finding
     assert any(e.kind == "alerted" and e.src == sh.id for e in view.edges)
     tree = render_tree(view)
     assert "alert <4> app: app: something odd happened" in tree
     assert "!! Download (high)" in tree and "connect 127.0.0.1:40000 -> 10.0.0.9:443" in tree
-    assert view.to_dict()["score"] == 20 and view.roles[srv.id] == "root"
+    assert "· wrote /tmp/x" in tree and "· executed /tmp/x  (written by curl[202])" in tree
+    assert view.to_dict()["score"] == 40 and view.roles[srv.id] == "root"
