@@ -4,7 +4,7 @@ VENV_PY := /opt/spyderd/venv/bin/python
 PY ?= $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 LINT_PATHS := $(wildcard spyderd tests bench)
 
-.PHONY: test lint install bench
+.PHONY: test lint install bench catalog
 
 # pytest exits non-zero on failures; exit code 5 ("no tests collected") also fails here.
 test:
@@ -32,3 +32,7 @@ bench:
 		PYTHONPATH=. $(PY) "$$f"; \
 	done; \
 	if [ $$found -eq 0 ]; then echo "make bench: no bench/bench_*.py files" >&2; exit 1; fi
+
+# Regenerate the per-rule entries of packaging/spyderd.catalog after changing rules/.
+catalog:
+	$(PY) packaging/gen-catalog.py
