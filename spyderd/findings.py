@@ -132,6 +132,7 @@ class Findings:
         for tr in traces if ok else ():
             if not self._deliver_trace(tr, now):
                 break
+        self._count_traces({p.finding.trace_id for p in due} - {t["id"] for t in traces})
         self.graph.flush()
         self.folder.expire(time.time_ns())
         self.tracker.forget_idle(time.time_ns())
@@ -163,11 +164,23 @@ class Findings:
         self.graph.add_finding(f)
         return ok
 
-    def _deliver_trace(self, tr: dict[str, Any], now: float) -> bool:
+    def _count(self, tr: dict[str, Any]) -> None:
+        """Counts, users, containers and machines of the trace, from its view in the store."""
         try:
             tr.update(view_counts(build_trace(self.store, tr["id"])))
-        except KeyError as exc:  # root pruned or not yet stored: send what we know
+        except KeyError as exc:  # root pruned or not yet stored: keep what we know
             log.debug("trace %s: no view (%s)", tr["id"], exc)
+
+    def _count_traces(self, ids: set[str]) -> None:
+        """Keep the counts of traces below the threshold current too (`spyderctl traces`)."""
+        records = {tid: self.tracker.traces[tid] for tid in ids if tid in self.tracker.traces}
+        for tr in records.values():
+            self._count(tr)
+        if records:
+            self.store.write_batch([], [], [], [], records)
+
+    def _deliver_trace(self, tr: dict[str, Any], now: float) -> bool:
+        self._count(tr)
         ok = True
         for sink in self.sinks:
             if tr["emitted"].get(sink.name, 0) >= tr["score"]:

@@ -99,6 +99,8 @@ def test_repeats_fold_into_one_finding_with_a_count(tmp_path):
     p.send_due(5)
     assert [f["count"] for f in sink.findings] == [3, 1]
     assert p.counters["folded"] == 2
+    below = w.store.trace(out[0].trace_id)  # below the threshold, but counted all the same
+    assert below["score"] == 8 and below["counts"]["processes"] >= 3 and below["users"] == ["0"]
     assert srv.id == out[0].root_id
 
 
