@@ -80,8 +80,8 @@ class Findings:
             earlier = self.folder.fold(rule.name, node, ev.time)
             if earlier is not None:
                 self.counters["folded"] += 1
-                tr = self.tracker.touch(earlier.trace_id, ev.time)
-                self.graph.add_finding(earlier, tr)
+                self.tracker.touch(earlier.trace_id, ev.time)
+                self._store(earlier)
                 return earlier
         f = Finding(
             id="fnd-" + uuid.uuid4().hex[:20], rule=rule.name, severity=rule.severity,
@@ -161,8 +161,16 @@ class Findings:
         else:
             p.due = now + RETRY_S
             self.retry_at = now + RETRY_S
-        self.graph.add_finding(f)
+        self._store(f)
         return ok
+
+    def _store(self, f: Finding) -> None:
+        """Queue a changed finding (and its trace record, when active) for the store."""
+        tr = self.tracker.traces.get(f.trace_id)
+        if tr is not None:
+            self.graph.add_finding(f, tr)
+        else:  # a trace no longer in memory: leave its stored record alone
+            self.store.write_batch([], [], [], [f], {})
 
     def _count(self, tr: dict[str, Any]) -> None:
         """Counts, users, containers and machines of the trace, from its view in the store."""
