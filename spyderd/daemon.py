@@ -201,26 +201,38 @@ class Daemon:
         return {**res, "ok": bool(res.get("ok"))}
 
     def _alert_image(self, pid: int, t: int, unit: str) -> Node | None:
-        """The process image that wrote a journal entry: pid alive at `t`, else the unit's."""
-        slack = 50_000_000  # journald and kernel clocks differ by a little
-        if pid:
-            live = self.graph.live.get(pid)
-            if live is not None and live.start <= t + slack:
-                return live
-            for i, n in enumerate(reversed(self.graph.nodes.values())):
-                if i >= 50_000:
-                    break
-                if (n.kind == "process" and n.pid == pid and n.start <= t + slack
-                        and (not n.end or n.end + slack >= t)):
-                    return n
-            from spyderd.graph.query import History
+        """The process image that wrote a journal entry: pid alive at `t`, else the unit's.
 
-            return History(self.store).by_pid(pid, at_ns=t)
+        journald stamps entries when it receives them, a little after the write: an image
+        running at `t` wins; failing that, one that ended or started within `slack` of it.
+        """
+        if pid:
+            return self._image_of(pid, t)
         if unit:
             cands = [n for n in self.graph.live.values()
                      if unit in (n.attrs.get("unit"), n.attrs.get("systemd_unit"))
                      or str(n.attrs.get("cgroup", "")).endswith("/" + unit)]
             return max(cands, key=lambda n: n.start) if cands else None
+        return None
+
+    def _image_of(self, pid: int, t: int, slack: int = 50_000_000) -> Node | None:
+        cands = []
+        live = self.graph.live.get(pid)
+        if live is not None:
+            cands.append(live)
+        for i, n in enumerate(reversed(self.graph.nodes.values())):
+            if i >= 50_000:
+                break
+            if n.kind == "process" and n.pid == pid and n is not live:
+                cands.append(n)
+        if not cands:
+            from spyderd.graph.query import History
+
+            return History(self.store).by_pid(pid, at_ns=t)
+        for s in (0, slack):
+            alive = [n for n in cands if n.start <= t + s and (not n.end or n.end + s >= t)]
+            if alive:
+                return max(alive, key=lambda n: n.start)
         return None
 
     def _trace_status(self) -> dict:
