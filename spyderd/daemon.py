@@ -225,15 +225,13 @@ class Daemon:
                 break
             if n.kind == "process" and n.pid == pid and n is not live:
                 cands.append(n)
-        if not cands:
-            from spyderd.graph.query import History
-
-            return History(self.store).by_pid(pid, at_ns=t)
         for s in (0, slack):
             alive = [n for n in cands if n.start <= t + s and (not n.end or n.end + s >= t)]
             if alive:
                 return max(alive, key=lambda n: n.start)
-        return None
+        from spyderd.graph.query import History
+
+        return History(self.store).by_pid(pid, at_ns=t)  # evicted from memory: the store
 
     def _trace_status(self) -> dict:
         """Findings, traces, sinks, alerts, control socket and store, for `spyderctl status`."""
