@@ -367,8 +367,27 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(ETC_DIR, ignore_errors=True)
 
 
+def other_tracers() -> list[str]:
+    """Other spyderd daemons (their probes slow every storm, the baseline too)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"spyderd" in argv and b"-m" in argv:
+            found.append(f"spyderd[{proc.name}]")
+    return found
+
+
 def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
     print(f"storm sizes: {sizes}, {args.repeat} runs each (fastest counts)", flush=True)
+    others = other_tracers()
+    if others:
+        print(f"WARNING: other tracers run during this benchmark ({', '.join(others)}): "
+              "every mode, the baseline included, pays for their probes", flush=True)
     print("  no tracing:", flush=True)
     base1 = measure(sizes, args.repeat, unwatched)
     spy, spy_extra = {}, {}
