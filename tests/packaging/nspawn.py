@@ -53,8 +53,8 @@ def cached_root(control: Path, log: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others wait and reuse
         if (root / ".complete").exists():
             return root
-        for old in CACHE.glob(f"{SUITE}-*"):  # stale roots for other package lists
-            shutil.rmtree(old, ignore_errors=True)
+        for old in [*CACHE.glob(f"{SUITE}-*"), *CACHE.glob(".build-*")]:
+            shutil.rmtree(old, ignore_errors=True)  # other package lists, failed builds
         tmp = CACHE / f".build-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         with open(log, "a") as out:
