@@ -228,8 +228,8 @@ def build_trace(store, ident: str) -> TraceView:
     else:
         _process_neighbourhood(store, view, root)
     for n in [n for n in view.nodes.values()
-              if n.kind == "process" and view.roles.get(n.id) != "context"]:
-        _add_surroundings(store, view, n)  # not for context ancestors: not part of the story
+              if n.kind == "process" and view.roles.get(n.id) not in ("context", "ref")]:
+        _add_surroundings(store, view, n)  # context and peers: only how they touch the story
     _collect_edges(store, view)
     return view
 
