@@ -64,8 +64,10 @@ def webshell():
     listener.close()
 
 
-def _finding_for(server_pid: int) -> dict | None:
-    for e in journal_entries(SYSLOG_IDENTIFIER="spyderd", SPYDER_RULE=RULE):
+def _finding_for(server_pid: int, daemon_pid: int) -> dict | None:
+    """This daemon's finding (other spyderd instances may share the journal)."""
+    for e in journal_entries(SYSLOG_IDENTIFIER="spyderd", SPYDER_RULE=RULE,
+                             _PID=str(daemon_pid)):
         if f"[{server_pid}] >" in e.get("SPYDER_CHAIN", ""):
             return e
     return None
@@ -85,7 +87,7 @@ def test_webshell_finding_trace_and_restart(spyderd_factory, webshell):
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
     assert body == b"rc=0\n" and listener.peers
     sent = time.monotonic()
-    entry = wait_for(lambda: _finding_for(server.pid), 5)
+    entry = wait_for(lambda: _finding_for(server.pid, d.proc.pid), 5)
     assert entry, "no finding in journald within 5 s:\n" + d.log.read_text()[-3000:]
     assert time.monotonic() - sent <= 5.5
 
