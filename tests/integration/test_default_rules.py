@@ -44,6 +44,23 @@ subprocess.run([sys.executable, "-c", f"print('{tag}')"], stdout=subprocess.DEVN
 conn.sendall(b"done")
 conn.close()
 """
+FILELESS_PY = (
+    "import ctypes, os, sys\n"
+    "fd = os.memfd_create('payload', 0)\n"
+    "os.write(fd, open('/bin/true', 'rb').read())\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execve(fd, ['payload', sys.argv[1]], {})\n"
+    "os.waitpid(pid, 0)\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall(313, -1, b'', 0)  # finit_module: ENOSYS or EBADF, the attempt is what counts\n"
+)
+DROPPER_PY = (
+    "import os, shutil, subprocess, sys\n"
+    "shutil.copyfile('/bin/true', sys.argv[1])\n"
+    "os.chmod(sys.argv[1], 0o755)\n"
+    "subprocess.run([sys.argv[1], sys.argv[2]])\n"
+)
 REVERSE_PY = (
     "import socket, subprocess, sys, time\n"
     "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
@@ -166,6 +183,30 @@ def test_default_rules_fire_on_the_real_kernel(daemon, sink, tmp_path) -> None:
     assert run(["rm", "-f", str(history)]).returncode == 0
     # 7. useradd (its help only: the rule is about running it)
     run(["useradd", "--help", tag])
+    # 8. fileless execution from a memfd, then a kernel module load attempt
+    assert run([sys.executable, "-c", FILELESS_PY, tag]).returncode == 0
+    # 9. download then run: a script writes an executable and runs it
+    dropper = tmp_path / f"{tag}-dropped"
+    assert run([sys.executable, "-c", DROPPER_PY, str(dropper), tag]).returncode == 0
+    # 10. an unprivileged read of /etc/shadow (refused: a failed open)
+    run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", "/etc/shadow", tag])
+    # 11. a log file deleted
+    log = Path(f"/var/log/{tag}.log")
+    log.write_text("x\n")
+    assert run(["rm", "-f", str(log)]).returncode == 0
+    # 12. ptrace: strace seizes a running process
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        strace = subprocess.Popen(
+            ["strace", "-p", str(victim.pid), "-o", "/dev/null", "-e", "trace=none"],
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+        strace.terminate()
+        strace.wait(10)
+    finally:
+        victim.kill()
+        victim.wait(10)
 
     entry = expect(daemon, "Program run from a temporary directory", tag, "T1204.002",
                    exe=str(drop))  # fmt: skip
@@ -184,6 +225,23 @@ def test_default_rules_fire_on_the_real_kernel(daemon, sink, tmp_path) -> None:
            chain=f"[{app.pid}] > python")  # fmt: skip
     expect(daemon, "Command erasing shell history or logs", tag, "T1070.003")
     expect(daemon, "Local user account created", tag, "T1136.001")
+    entry = expect(daemon, "Fileless execution from memory", tag, "T1620")
+    assert entry["SPYDER_EXE"].startswith("/dev/fd/"), entry["SPYDER_EXE"]
+    fileless_parent = entry["SPYDER_CHAIN"].split(" > ")[-2]
+    assert fileless_parent.startswith("python"), entry["SPYDER_CHAIN"]
+    entry = expect(daemon, "Kernel module loaded", "finit_module", "T1547.006",
+                   chain=fileless_parent)  # fmt: skip
+    assert entry["PRIORITY"] == "3"
+    entry = expect(daemon, "Downloaded file executed", tag, "T1105", exe=str(dropper))
+    assert "written by python" in entry["MESSAGE"], entry["MESSAGE"]
+    entry = expect(daemon, "Shadow file read by a non-system program", tag, "T1003.008")
+    assert "op open_failed, result -13" in entry["MESSAGE"] and entry["SPYDER_UID"] == "65534"
+    entry = expect(daemon, "Log file deleted or truncated", tag, "T1070.002", exe="rm")
+    assert f"{log} unlink" in entry["MESSAGE"], entry["MESSAGE"]
+    # strace seizes a probe child of its own first; the finding folds both attaches
+    entry = expect(daemon, "Process attached to another with ptrace", f"-p {victim.pid}",
+                   "T1055.008", exe="strace")  # fmt: skip
+    assert "(request 16902)" in entry["MESSAGE"], entry["MESSAGE"]
     st = json.loads(daemon.ctl("status", "-o", "json", check=True).stdout)
     assert st.get("rules_disabled", {}) == {}, st.get("rules_disabled")
 
@@ -288,3 +346,35 @@ def test_no_event_is_dropped_while_rules_reload(daemon) -> None:
     st = json.loads(daemon.ctl("status", "-o", "json", check=True).stdout)
     assert sum((st.get("lost") or {}).values()) == lost_before
     assert os.path.exists(daemon.run / "reload.json")
+
+
+def test_record_then_replay_with_rules_test(daemon, tmp_path) -> None:
+    """`spyderctl record` writes what the daemon saw, with the context a replay needs: a web
+    app started before the recording is still known to be a listening web server."""
+    tag = "spy" + uuid.uuid4().hex[:10]
+    app = subprocess.Popen([sys.executable, "-c", WEB_APP, tag], stdout=subprocess.PIPE,
+                           text=True)  # fmt: skip
+    port = int(app.stdout.readline())
+    time.sleep(1.0)  # its listen event is stored before the recording starts
+    out = tmp_path / "recording.jsonl"
+    rec = subprocess.Popen([sys.executable, "-m", "spyderd.ctl", "record", "--seconds", "4",
+                            "-o", str(out)], env=daemon.env, cwd=REPO,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(1.0)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /")
+        assert c.recv(10) == b"done"
+    app.wait(10)
+    _, err = rec.communicate(timeout=60)
+    assert rec.returncode == 0, err
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines[0]["kind"] == "recording"
+    snap = [x for x in lines if x["kind"] == "snapshot"]
+    server = [x for x in snap if x["pid"] == app.pid]
+    assert server and server[0]["listen_ports"] == [port], snap
+    assert any(x["kind"] == "exec" and tag in " ".join(x["args"]) for x in lines)
+    r = daemon.ctl("rules", "test", str(REPO / "rules"), "--events", str(out), "--rule",
+                   "Shell spawned below a web server", "-o", "json")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = [json.loads(x) for x in r.stdout.splitlines()]
+    assert any(f"web server python (pid {app.pid})" in m["output"] for m in found), found

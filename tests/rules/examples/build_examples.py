@@ -418,7 +418,7 @@ def _module() -> tuple[Rec, Rec]:
     rule = "Kernel module loaded"
     pos = Rec(rule, True, "insmod of a module from /tmp; the call seen by number (no hook)")
     ins = pos.spawn(login_shell(pos), "/usr/sbin/insmod", ["insmod", "/tmp/rk.ko"])
-    pos.kernel(ins, "syscall", nr=313, result=-38)
+    pos.kernel(ins, "syscall", nr=313, name="finit_module", result=-38)
     neg = Rec(rule, False, "udev loads a driver (excepted)")
     udev = neg.running("/lib/systemd/systemd-udevd", ["/lib/systemd/systemd-udevd"])
     mod = neg.spawn(udev, "/usr/sbin/modprobe", ["modprobe", "snd_hda_intel"])
