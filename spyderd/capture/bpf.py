@@ -204,6 +204,7 @@ class Capture:
         self._out: list[Event] = []
         self._bpf = None
         self._ring: ringbuf.RingReader | None = None
+        self._drain: ringbuf.Drain | None = None
         self._chosen: list[Probe] = []
 
     # -- start -----------------------------------------------------------------------------
@@ -224,6 +225,9 @@ class Capture:
         self._open_ring()
         if self.options.get("self_test", True):
             self.self_test()
+        if self._ring is not None:  # after the self-test: it forks, better without threads
+            backlog = int(self.options.get("backlog_mb", 64)) << 20
+            self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
         return self.status
 
     def _base_cflags(self) -> list[str]:
@@ -395,7 +399,10 @@ class Capture:
 
     def _pump(self, timeout_ms: int) -> None:
         """Wait up to `timeout_ms` unless records are waiting; decode what is there."""
-        if self._ring is not None:
+        if self._drain is not None:
+            for rec in self._drain.get(0 if self._out else timeout_ms / 1000.0):
+                self._decode(rec)
+        elif self._ring is not None:
             if not self._out:
                 self._ring.wait(timeout_ms)
                 # Woken for a few records: let more arrive before reading, so one wakeup
@@ -481,11 +488,18 @@ class Capture:
         """Ring-buffer losses per event kind, as counted in the kernel."""
         if self._bpf is None:
             return {}
-        out = {}
+        out: dict[str, int] = {}
         for k, v in self._bpf["lost"].items():
             if v.value:
                 out[KIND_NAMES.get(k.value, f"kind{k.value}")] = v.value
+        for kind, n in (self._drain.dropped.items() if self._drain else ()):
+            name = KIND_NAMES.get(kind, f"kind{kind}")  # backlog full: lost all the same
+            out[name] = out.get(name, 0) + n
         return out
+
+    def backlog_bytes(self) -> int:
+        """Records read from the kernel and not yet decoded (bytes)."""
+        return self._drain.backlog_bytes() if self._drain else 0
 
     def counters(self) -> dict[str, int]:
         """What the kernel saw but did not send (threads, folded repeats, ignored comms)."""
@@ -499,6 +513,9 @@ class Capture:
         return out
 
     def close(self) -> None:
+        if self._drain is not None:
+            self._drain.close()
+            self._drain = None
         if self._ring is not None:
             self._ring.close()
             self._ring = None

@@ -21,6 +21,9 @@ import mmap
 import platform
 import select
 import struct
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 BUSY_BIT = 1 << 31
@@ -98,3 +101,72 @@ class RingReader:
         self._data.release()
         self._prod.close()
         self._cons.close()
+
+
+class Drain:
+    """Copies records out of the kernel's ring in a thread of its own.
+
+    The daemon's loop sometimes holds on to the CPU for a while (a store commit, a burst of
+    rule work); with a reader in that loop, the kernel ring had to absorb everything that
+    arrived meanwhile, and a loopback connect storm overflowed 1 MiB of ring. This thread
+    only copies bytes (well under a microsecond per record) and needs the GIL for a moment
+    every `batch_s`, so the kernel ring covers milliseconds; the backlog waits in this
+    process, bounded by `max_bytes`. A record that does not fit is counted in `dropped`
+    (per record kind) and shown with the kernel's losses, never dropped silently.
+    """
+
+    def __init__(self, reader: RingReader, *, batch_s: float, max_bytes: int) -> None:
+        self.reader = reader
+        self.batch_s = batch_s
+        self.max_bytes = max_bytes
+        self.dropped: dict[int, int] = {}
+        self._q: deque[bytes] = deque()
+        self._in_bytes = 0  # written by the drain thread only
+        self._out_bytes = 0  # written by the consumer only
+        self._ready = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="spyderd-ring", daemon=True)
+        self._thread.start()
+
+    def backlog_bytes(self) -> int:
+        return self._in_bytes - self._out_bytes
+
+    def _run(self) -> None:
+        reader = self.reader
+        while not self._stop:
+            reader.wait(100)
+            if self._stop:
+                break
+            if self.batch_s and 0 < reader.available() < reader.size // 8:
+                time.sleep(self.batch_s)  # let records gather: one wakeup serves many
+            if reader.consume(self._take):
+                self._ready.set()
+
+    def _take(self, rec: bytes) -> None:
+        if self._in_bytes - self._out_bytes + len(rec) > self.max_bytes:
+            kind = _U32.unpack_from(rec, 0)[0] if len(rec) >= 4 else 0
+            self.dropped[kind] = self.dropped.get(kind, 0) + 1
+            return
+        self._in_bytes += len(rec)
+        self._q.append(rec)
+
+    def get(self, timeout_s: float, limit: int = 20000) -> list[bytes]:
+        """Up to `limit` records in ring order, waiting up to `timeout_s` if there are none."""
+        q = self._q
+        if not q and timeout_s > 0:
+            self._ready.wait(timeout_s)
+        self._ready.clear()
+        out: list[bytes] = []
+        size = 0
+        while q and len(out) < limit:
+            rec = q.popleft()
+            size += len(rec)
+            out.append(rec)
+        self._out_bytes += size
+        if q:
+            self._ready.set()
+        return out
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
