@@ -74,6 +74,9 @@
 #ifndef FMODE_CREATED_BIT
 #define FMODE_CREATED_BIT 0x100000
 #endif
+#ifndef C_FILE_REPEATS
+#define C_FILE_REPEATS 3   /* kcount index (probes/common.h) */
+#endif
 #ifndef WRITTEN_MAX
 #define WRITTEN_MAX 65536
 #endif
@@ -96,9 +99,9 @@ struct file_rec {
     u32 rflags;
     s32 fd;
     u32 pad;
-    struct lpm_key p1;
-    struct lpm_key p2;
     char xattr[64];
+    struct lpm_key p1;
+    struct lpm_key p2;     /* last: a record without a second path is sent without it */
 };
 
 struct wexec_rec {
@@ -167,6 +170,19 @@ struct wval {
     char comm[16];
 };
 
+/* Repeat folding: the same process doing the same thing to the same file again within
+ * capture.file_repeat_seconds is counted (C_FILE_REPEATS), not sent. */
+struct fold_key {
+    u32 tgid;
+    u32 op;
+    u32 flags;             /* access mode, O_CREAT, O_TRUNC */
+    s32 result;            /* sign and errno; fds differ between repeats */
+    u64 inode;
+    u32 dev;
+    u32 len;
+    u64 w[3];              /* path bytes (first, middle, last 8) for records without inode */
+};
+
 struct swait {
     u32 n;                 /* length of path */
     u32 left;              /* opens still to look at */
@@ -177,12 +193,13 @@ struct swait {
 BPF_LPM_TRIE(watch, struct lpm_key, u64, 4096);
 /* Tails after a "*" component, keyed by (wildcard id, tail bytes); value = ops mask. */
 BPF_LPM_TRIE(watch_tail, struct lpm_key, u64, 1024);
-BPF_ARRAY(fsettings, u32, 4);   /* [0]: capture.failed_opens, [1]: ready (maps filled) */
+/* [0]: capture.failed_opens, [1]: ready (maps filled), [2]: repeat window in ms */
+BPF_ARRAY(fsettings, u32, 4);
 BPF_PROG_ARRAY(fstages, 4);     /* STAGE_* -> program, filled by probe_files.setup */
 BPF_PERCPU_ARRAY(fscratch, struct fscratch, 1);
 BPF_HASH(fpending, u32, struct file_rec, 2048);
-BPF_HASH(open_args, u32, struct oargs, 16384);
-BPF_TABLE("lru_hash", struct wkey, struct wval, written, WRITTEN_MAX);
+BPF_F_TABLE("lru_hash", struct wkey, struct wval, written, WRITTEN_MAX, BPF_F_NO_COMMON_LRU);
+BPF_F_TABLE("lru_hash", struct fold_key, u64, fseen, 16384, BPF_F_NO_COMMON_LRU);
 BPF_TABLE("lru_hash", u32, struct swait, script_wait, 4096);
 
 static __always_inline u32 setting(u32 idx) {
@@ -453,6 +470,52 @@ static __always_inline int run(void *ctx, u32 kind) {
     return 0;
 }
 
+/* Bytes of a record worth sending: the second path only when there is one. */
+static __always_inline u32 rec_size(struct file_rec *r) {
+    if (r->p2.bits)
+        return sizeof(*r);
+    return offsetof(struct file_rec, p2);
+}
+
+static __always_inline void send_rec(struct file_rec *r) {
+    u32 size = rec_size(r);
+    if (size > sizeof(*r))
+        size = sizeof(*r);
+    if (events.ringbuf_output(r, size, 0))
+        count_loss(K_FILE);
+}
+
+/* 1 if the same process sent the same record (op, flags, result class, file) within the
+ * repeat window; the window restarts from the last record actually sent. */
+static __always_inline int repeated(struct fscratch *sc, struct file_rec *r) {
+    u32 ms = setting(2);
+    if (!ms)
+        return 0;
+    struct fold_key *k = (struct fold_key *)sc->buf;
+    __builtin_memset(k, 0, sizeof(*k));
+    k->tgid = r->h.pid;
+    k->op = r->op;
+    k->flags = r->flags & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_);
+    k->result = r->result < 0 ? r->result : 0;
+    k->inode = r->inode;
+    k->dev = r->dev;
+    u32 len = r->p1.bits / 8;
+    k->len = len;
+    if (!r->inode) {
+        bpf_probe_read_kernel(&k->w[0], 8, r->p1.s);
+        bpf_probe_read_kernel(&k->w[1], 8, &r->p1.s[(len / 2) & (PATHB - 1)]);
+        bpf_probe_read_kernel(&k->w[2], 8, &r->p1.s[(len > 8 ? len - 8 : 0) & (PATHB - 1)]);
+    }
+    u64 now = r->h.ktime;
+    u64 *last = fseen.lookup(k);
+    if (last && now - *last < (u64)ms * 1000000) {
+        count_event(C_FILE_REPEATS);
+        return 1;
+    }
+    fseen.update(k, &now);
+    return 0;
+}
+
 /* ---- stages: separate programs reached by tail call, so the verifier checks the path
  * code once instead of once per syscall hook that needs it ---------------------------- */
 
@@ -535,8 +598,11 @@ int files_finish(void *ctx) {
             count_loss(K_FILE);
         return 0;
     }
-    if (events.ringbuf_output(r, sizeof(*r), 0))
-        count_loss(K_FILE);
+    if (fin == FIN_OPEN && !(r->rflags & RF_NAME))
+        r->p2.bits = 0;  /* the name given is only sent when it is what matched */
+    if (repeated(sc, r))
+        return 0;
+    send_rec(r);
     return 0;
 }
 
@@ -606,26 +672,12 @@ static __always_inline int file_exit(long ret) {
         return 0;
     r->result = ret;
     r->h.ktime = bpf_ktime_get_boot_ns();
-    if (events.ringbuf_output(r, sizeof(*r), 0))
-        count_loss(K_FILE);
+    send_rec(r);
     fpending.delete(&tid);
     return 0;
 }
 
 /* ---- opens ---------------------------------------------------------------------------- */
-
-static __always_inline int open_enter(s32 dfd, const char *p, u32 flags, u32 mode) {
-    u64 pt = bpf_get_current_pid_tgid();
-    if (!(flags & O_WRITEISH) && !setting(0))
-        return 0;
-    if (is_self(pt >> 32))
-        return 0;
-    struct oargs a = {.ptr = (u64)p, .dfd = dfd, .flags = flags, .mode = mode, .pad = 0};
-    u32 tid = (u32)pt;
-    if (open_args.update(&tid, &a))
-        count_loss(K_FILE);
-    return 0;
-}
 
 static __always_inline struct wval *writer_of(u64 file) {
     u64 inode = read_ptr(file, OFF_FILE_F_INODE);
@@ -703,26 +755,23 @@ static __always_inline void record_writer(u64 file, u64 pt) {
     struct wkey k = {};
     k.ino = read_ptr(inode, OFF_INODE_I_INO);
     k.dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    u64 start = read_ptr(bpf_get_current_task(), OFF_TASK_START_BOOTTIME);
+    u64 now = bpf_ktime_get_boot_ns();
+    struct wval *old = written.lookup(&k);
+    if (old && old->pid == (u32)(pt >> 32) && old->start == start) {
+        old->ktime = now;  /* the same writer again: no update, no LRU churn */
+        return;
+    }
     struct wval w = {};
     w.pid = pt >> 32;
-    w.start = read_ptr(bpf_get_current_task(), OFF_TASK_START_BOOTTIME);
-    w.ktime = bpf_ktime_get_boot_ns();
+    w.start = start;
+    w.ktime = now;
     bpf_get_current_comm(&w.comm, sizeof(w.comm));
     written.update(&k, &w);
 }
 
-static __always_inline int open_exit(void *ctx, long ret) {
-    u64 pt = bpf_get_current_pid_tgid();
-    u32 tid = (u32)pt;
-    struct oargs *p = open_args.lookup(&tid);
-    if (!p)
-        return ret >= 0 ? script_open(ctx, pt >> 32, ret) : 0;
-    struct oargs a = *p;
-    open_args.delete(&tid);
-    if (!ready())
-        return 0;
-    if (ret >= 0 && !(a.flags & O_WRITEISH))
-        return script_open(ctx, pt >> 32, ret);
+/* After a successful write-open or any failed open: record the writer, resolve and send. */
+static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 pt) {
     if (ret >= 0) {
         u64 file = fd_file(bpf_get_current_task(), ret);
         if (!file)
@@ -735,20 +784,20 @@ static __always_inline int open_exit(void *ctx, long ret) {
         struct file_rec *r = &sc->rec;
         if (op == OP_CREATE)
             r->rflags = RF_CREATED;
-        else if (a.flags & O_TRUNC_)
+        else if (a->flags & O_TRUNC_)
             sc->want |= BIT(OP_TRUNCATE);
         r->fd = ret;
-        r->flags = a.flags;
-        r->mode = a.mode;
+        r->flags = a->flags;
+        r->mode = a->mode;
         r->result = ret;
         sc->fin = FIN_OPEN;
         sc->nslots = 2;
         set_slot(sc, 0, SLOT_FILE, 0, file);
-        set_slot(sc, 1, SLOT_RAW, 0, a.ptr);
+        set_slot(sc, 1, SLOT_RAW, 0, a->ptr);
         return run(ctx, K_FILE);
     }
     u32 anywhere = (ret == -13 || ret == -1) && setting(0);
-    if (!anywhere && !(a.flags & O_WRITEISH))
+    if (!anywhere && !(a->flags & O_WRITEISH))
         return 0;
     struct fscratch *sc = begin(OP_OPEN_FAILED);
     if (!sc)
@@ -756,19 +805,113 @@ static __always_inline int open_exit(void *ctx, long ret) {
     struct file_rec *r = &sc->rec;
     if (anywhere)
         r->rflags = RF_ANY;
-    r->flags = a.flags;
-    r->mode = a.mode;
+    r->flags = a->flags;
+    r->mode = a->mode;
     r->result = ret;
     sc->fin = FIN_EMIT;
-    set_slot(sc, 0, SLOT_USER, a.dfd, a.ptr);
+    set_slot(sc, 0, SLOT_USER, a->dfd, a->ptr);
     return run(ctx, K_FILE);
+}
+
+#define A_OPENAT  1
+#define A_OPENAT2 2
+#define A_OPEN    3
+#define A_CREAT   4
+
+#if defined(FILES_TASK_PT_REGS) && defined(OFF_PT_REGS_R10)
+/* The open family's arguments are read at sys_exit from the task's saved user registers
+ * (x86_64 syscall ABI: di, si, dx, r10), so sys_enter needs no hook and no per-thread map:
+ * a read-only open that succeeds costs one register read and one hash miss. */
+
+static __always_inline u64 sys_arg(u64 regs, u32 i) {
+    u64 off = i == 0 ? OFF_PT_REGS_DI : i == 1 ? OFF_PT_REGS_SI :
+              i == 2 ? OFF_PT_REGS_DX : OFF_PT_REGS_R10;
+    return read_ptr(regs, off);
+}
+
+static __always_inline u32 how_flags(u64 how) {
+    u64 f = 0;
+    bpf_probe_read_user(&f, sizeof(f), (void *)how);
+    return (u32)f;
+}
+
+static __always_inline int open_exit(void *ctx, long ret, u32 call) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (!ready() || is_self(pt >> 32))
+        return 0;
+    u64 regs = (u64)bpf_task_pt_regs(bpf_get_current_task_btf());
+    struct oargs a = {};
+    if (call == A_OPENAT) {
+        a.flags = sys_arg(regs, 2);
+    } else if (call == A_OPENAT2) {
+        a.flags = how_flags(sys_arg(regs, 2));
+    } else if (call == A_OPEN) {
+        a.flags = sys_arg(regs, 1);
+    } else {
+        a.flags = 1 | O_CREAT_ | O_TRUNC_;
+    }
+    if (ret >= 0 && !(a.flags & O_WRITEISH))
+        return script_open(ctx, pt >> 32, ret);
+    if (ret < 0 && !(a.flags & O_WRITEISH) && !((ret == -13 || ret == -1) && setting(0)))
+        return 0;
+    if (call == A_OPENAT || call == A_OPENAT2) {
+        a.dfd = sys_arg(regs, 0);
+        a.ptr = sys_arg(regs, 1);
+        if (call == A_OPENAT) {
+            a.mode = sys_arg(regs, 3);
+        } else {
+            u64 how[2] = {};
+            bpf_probe_read_user(how, sizeof(how), (void *)sys_arg(regs, 2));
+            a.mode = how[1];
+        }
+    } else {
+        a.dfd = AT_FDCWD_;
+        a.ptr = sys_arg(regs, 0);
+        a.mode = sys_arg(regs, call == A_OPEN ? 2 : 1);
+    }
+    return open_done(ctx, ret, &a, pt);
+}
+
+#define OPEN_HOOKS(call, sc) \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { return open_exit(args, args->ret, call); }
+
+#else
+/* No bpf_task_pt_regs (kernel < 5.15) or not x86_64: arguments saved at sys_enter in a
+ * per-thread map (read-only opens only when failed opens are recorded). */
+
+BPF_HASH(open_args, u32, struct oargs, 16384);
+
+static __always_inline int open_enter(s32 dfd, const char *p, u32 flags, u32 mode) {
+    u64 pt = bpf_get_current_pid_tgid();
+    if (!(flags & O_WRITEISH) && !setting(0))
+        return 0;
+    if (is_self(pt >> 32))
+        return 0;
+    struct oargs a = {.ptr = (u64)p, .dfd = dfd, .flags = flags, .mode = mode, .pad = 0};
+    u32 tid = (u32)pt;
+    if (open_args.update(&tid, &a))
+        count_loss(K_FILE);
+    return 0;
+}
+
+static __always_inline int open_exit(void *ctx, long ret, u32 call) {
+    u64 pt = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pt;
+    struct oargs *p = open_args.lookup(&tid);
+    if (!p)
+        return ret >= 0 ? script_open(ctx, pt >> 32, ret) : 0;
+    struct oargs a = *p;
+    open_args.delete(&tid);
+    if (!ready())
+        return 0;
+    if (ret >= 0 && !(a.flags & O_WRITEISH))
+        return script_open(ctx, pt >> 32, ret);
+    return open_done(ctx, ret, &a, pt);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat) {
     return open_enter(args->dfd, args->filename, args->flags, args->mode);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return open_exit(args, args->ret); }
-
 #ifdef HAVE_SYSCALLS_SYS_ENTER_OPENAT2
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
     u64 how[2] = {};
@@ -776,26 +919,30 @@ TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
     return open_enter(args->dfd, args->filename, (u32)how[0], (u32)how[1]);
 }
 #endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_OPENAT2
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return open_exit(args, args->ret); }
-#endif
-
 #ifdef HAVE_SYSCALLS_SYS_ENTER_OPEN
 TRACEPOINT_PROBE(syscalls, sys_enter_open) {
     return open_enter(AT_FDCWD_, args->filename, args->flags, args->mode);
 }
 #endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_OPEN
-TRACEPOINT_PROBE(syscalls, sys_exit_open) { return open_exit(args, args->ret); }
-#endif
-
 #ifdef HAVE_SYSCALLS_SYS_ENTER_CREAT
 TRACEPOINT_PROBE(syscalls, sys_enter_creat) {
     return open_enter(AT_FDCWD_, args->pathname, 1 | O_CREAT_ | O_TRUNC_, args->mode);
 }
 #endif
+
+#define OPEN_HOOKS(call, sc) \
+    TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { return open_exit(args, args->ret, call); }
+#endif
+
+OPEN_HOOKS(A_OPENAT, openat)
+#ifdef HAVE_SYSCALLS_SYS_EXIT_OPENAT2
+OPEN_HOOKS(A_OPENAT2, openat2)
+#endif
+#ifdef HAVE_SYSCALLS_SYS_EXIT_OPEN
+OPEN_HOOKS(A_OPEN, open)
+#endif
 #ifdef HAVE_SYSCALLS_SYS_EXIT_CREAT
-TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return open_exit(args, args->ret); }
+OPEN_HOOKS(A_CREAT, creat)
 #endif
 
 /* ---- exec of a written file. Attached by probe_files.setup: the process probe owns the

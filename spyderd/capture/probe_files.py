@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
+import re
 import struct
 from typing import Any
 
@@ -31,7 +33,7 @@ RF_NORM1, RF_NORM2, RF_ANY, RF_NAME = 0x004, 0x008, 0x020, 0x040
 O_CREAT, O_TRUNC, O_TMPFILE = 0o100, 0o1000, 0o20000000
 
 _PATH = "I256s"
-_FILE = struct.Struct("<IIIiiiQIIiI" + _PATH + _PATH + "64s")
+_FILE = struct.Struct("<IIIiiiQIIiI64s" + _PATH + _PATH)
 _WEXEC = struct.Struct("<QIIQQ16sII" + _PATH)
 
 # Syscalls whose sys_enter/sys_exit pairs the probe uses. The first group exists on every
@@ -68,8 +70,10 @@ def wanted_ops(op: int, flags: int) -> int:
 
 def decode_file(buf: bytes, ctx: DecodeContext) -> FileEvent | None:
     h = header(buf, ctx.boot_to_wall)
-    (op, flags, mode, owner, group, result, inode, dev, rflags, _fd, _pad,
-     b1, s1, b2, s2, xattr) = _FILE.unpack_from(buf, HDR.size)
+    if len(buf) < HDR.size + _FILE.size:  # sent without the second path
+        buf = bytes(buf).ljust(HDR.size + _FILE.size, b"\0")
+    (op, flags, mode, owner, group, result, inode, dev, rflags, _fd, _pad, xattr,
+     b1, s1, b2, s2) = _FILE.unpack_from(buf, HDR.size)
     name = OP_NAMES.get(op)
     if name is None:
         raise ValueError(f"unknown file operation {op}")
@@ -133,6 +137,8 @@ def setup(bpf: Any, options: dict[str, Any], ctx: DecodeContext) -> None:
     _fill(bpf["watch_tail"], tails)
     settings = bpf["fsettings"]
     settings[settings.Key(0)] = settings.Leaf(1 if options.get("failed_opens", True) else 0)
+    repeat_ms = int(max(0.0, options.get("file_repeat_seconds", 1.0)) * 1000)
+    settings[settings.Key(2)] = settings.Leaf(min(repeat_ms, 2**32 - 1))
     stages = bpf.get_table("fstages")
     for idx, fn in enumerate(STAGES):
         prog = bpf.load_func(fn, bpf.TRACEPOINT)
@@ -150,6 +156,17 @@ def selftest() -> None:
     except OSError:
         return
     os.close(fd)
+
+
+def configure(_options: dict[str, Any], _missing: frozenset[str]) -> tuple[list[str], str]:
+    """Read the open family's arguments from the saved user registers at sys_exit where
+    the kernel has bpf_task_pt_regs (5.15+) and the ABI is known (x86_64); elsewhere the
+    probe saves them at sys_enter in a per-thread map (one more hook and map update per
+    open)."""
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    if platform.machine() == "x86_64" and release >= (5, 15):
+        return ["-DFILES_TASK_PT_REGS=1"], ""
+    return [], "open arguments saved at sys_enter"
 
 
 def _attach() -> tuple[AttachPoint, ...]:
@@ -195,6 +212,13 @@ register(Probe(
         "OFF_BPRM_FILENAME": ("linux_binprm", "filename"),
         "OFF_BPRM_INTERP": ("linux_binprm", "interp"),
     },
+    optional_offsets={
+        "OFF_PT_REGS_DI": ("pt_regs", "di"),
+        "OFF_PT_REGS_SI": ("pt_regs", "si"),
+        "OFF_PT_REGS_DX": ("pt_regs", "dx"),
+        "OFF_PT_REGS_R10": ("pt_regs", "r10"),
+    },
+    configure=configure,
     selftest=selftest,
     setup=setup,
 ))

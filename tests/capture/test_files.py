@@ -133,7 +133,7 @@ def _record(op: int, p1: bytes, p2: bytes = b"", *, rflags: int = 0, flags: int 
             mode: int = 0, dev: int = (8 << 20) | 1) -> bytes:
     hdr = HDR.pack(probe_files.K_FILE, 10, 10, 0, 0, 0, 1000, 1, b"x")
     body = probe_files._FILE.pack(op, flags, mode, -1, -1, 0, 77, dev, rflags, -1, 0,
-                                  len(p1) * 8, p1, len(p2) * 8, p2, b"user.x")
+                                  b"user.x", len(p1) * 8, p1, len(p2) * 8, p2)
     return hdr + body
 
 

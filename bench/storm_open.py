@@ -1,0 +1,143 @@
+"""Open storms against the files probe: write-opens under a watched and an unwatched
+directory, and read-only opens, without tracing and with spyderd attached.
+
+    PYTHONPATH=. /opt/spyderd/venv/bin/python bench/storm_open.py [-n 100000] [--repeat 3]
+
+`open_storm(path, n)` is the storm itself (also used by bench_storms): n x
+open(O_WRONLY|O_CREAT|O_TRUNC) + close, rotating over 64 files when `path` is a directory.
+The CLI starts its own spyderd (temporary state and runtime directories, the shipped
+config with the watched directory added to capture.watch_paths, network/creds/kernel
+probes disabled so only the file path is measured), times each storm in a fresh worker
+process (fastest of --repeat), and prints the slowdown ratio, the file events spyderd
+received and the events lost. Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def open_storm(path: str, n: int, flags: int = WRITE) -> float:
+    """Seconds for n x open(flags)+close of `path` (a file) or of 64 files in it (a dir)."""
+    if os.path.isdir(path):
+        paths = [os.path.join(path, f"f{i}") for i in range(64)]
+    else:
+        paths = [path] * 64
+    for p in paths:
+        if not os.path.exists(p):
+            os.close(os.open(p, WRITE, 0o644))
+    t = time.perf_counter()
+    for i in range(n):
+        os.close(os.open(paths[i & 63], flags, 0o644))
+    return time.perf_counter() - t
+
+
+def _worker(path: str, n: int, flags: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--worker", path, str(n), str(flags)],
+                         capture_output=True, text=True, check=True, timeout=600).stdout
+    return float(out.split()[-1])
+
+
+class Daemon:
+    """A spyderd on temporary directories whose watch list includes `watched`."""
+
+    def __init__(self, base: Path, watched: Path) -> None:
+        import yaml
+
+        cfg = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())
+        cfg["capture"]["watch_paths"].append(f"{watched}/")
+        cfg["capture"]["disable"] = ["network", "creds", "kernel"]
+        (base / "spyderd.yaml").write_text(yaml.safe_dump(cfg))
+        self.env = dict(os.environ, PYTHONPATH=str(REPO),
+                        SPYDERD_STATE_DIR=str(base / "state"),
+                        SPYDERD_RUNTIME_DIR=str(base / "run"))
+        self.log = open(base / "spyderd.log", "w")  # noqa: SIM115 - lives with the daemon
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spyderd", "--config", str(base / "spyderd.yaml"),
+             "--rules", str(REPO / "rules")], env=self.env, stdout=self.log,
+            stderr=subprocess.STDOUT)
+        if self.ctl("status", "--wait", "300").returncode != 0:
+            self.stop()
+            raise SystemExit("spyderd did not start:\n" + (base / "spyderd.log").read_text())
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "spyderd.ctl", *args], env=self.env,
+                              capture_output=True, text=True, timeout=360, check=False)
+
+    def counts(self) -> tuple[int, int]:
+        """(file events received, file events lost or undecodable)."""
+        st = json.loads(self.ctl("status", "-o", "json").stdout)
+        received = st.get("received", {}).get("file", 0)
+        lost = st.get("lost", {}).get("file", 0) + st.get("decode_errors", {}).get("file", 0)
+        return received, lost
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        self.log.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(open_storm(args.worker[0], int(args.worker[1]), int(args.worker[2])))
+        return 0
+    base = Path(tempfile.mkdtemp(prefix="spy-storm-open-"))
+    watched, unwatched = base / "watched", base / "unwatched"
+    watched.mkdir()
+    unwatched.mkdir()
+    storms = {"write-open, watched": (watched, WRITE),
+              "write-open, unwatched": (unwatched, WRITE),
+              "read-only open, unwatched": (unwatched, os.O_RDONLY)}
+
+    def run() -> dict[str, float]:
+        return {k: min(_worker(str(p), args.n, f) for _ in range(args.repeat))
+                for k, (p, f) in storms.items()}
+
+    try:
+        base_t = run()
+        d = Daemon(base, watched)
+        try:
+            spy_t, extra = {}, {}
+            for k, (p, f) in storms.items():
+                before = d.counts()
+                spy_t[k] = min(_worker(str(p), args.n, f) for _ in range(args.repeat))
+                time.sleep(2)  # let the daemon drain
+                after = d.counts()
+                extra[k] = (after[0] - before[0], after[1] - before[1])
+        finally:
+            d.stop()
+        base2 = run()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"\n{args.n} opens per storm, fastest of {args.repeat}; baseline = faster of the "
+          "runs before and after spyderd\n")
+    print("| storm | no tracing | spyderd | ratio | opens/s with spyderd | file events | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for k in storms:
+        b = min(base_t[k], base2[k])
+        s = spy_t[k]
+        print(f"| {k} | {b:.3f} s | {s:.3f} s | {s / b:.2f}x | {args.n / s:,.0f} | "
+              f"{extra[k][0]} | {extra[k][1]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
