@@ -42,7 +42,7 @@ DEFAULT_WATCH_PATHS: list[Any] = [
     "/etc/cron*", "/var/spool/cron/",
     # services and boot persistence
     "/etc/systemd/", "/lib/systemd/system/", "/usr/lib/systemd/", "/etc/init.d/",
-    "/etc/rc.local",
+    "/etc/rc.local", "/etc/inittab", "/etc/init/",
     # shell start-up files
     "/etc/profile", "/etc/bash.bashrc", "/root/.bashrc", "/root/.profile",
     "/home/*/.bashrc", "/home/*/.profile",
@@ -52,6 +52,11 @@ DEFAULT_WATCH_PATHS: list[Any] = [
     "/etc/ssh/sshd_config", "/root/.ssh/", "/home/*/.ssh/",
     # host and network identity
     "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/network/",
+    # kernel parameters and modules, time zone, MAC policy, login shells, mail aliases
+    # (a pipe to a command), container engine
+    "/etc/sysctl.conf", "/etc/sysctl.d/", "/etc/modprobe.d/", "/etc/modules",
+    "/etc/localtime", "/etc/selinux/", "/etc/apparmor", "/etc/shells", "/etc/aliases",
+    "/etc/docker/",
     # audit and spyderd's own configuration
     "/etc/audit/", "/etc/spyderd/",
     # log tampering: removal, renaming, truncation only
