@@ -7,7 +7,8 @@ process name in a dict, and per field in a group whose union (one set lookup and
 `str.startswith` with a tuple) is checked once for all the group's rules. A guard is read off
 the condition's tree at load time:
 
-- `F in (...)`, `F in list`, `F = x`: those values; `F startswith p`: that prefix;
+- `F in (...)`, `F in list`, `F = x`: those values; `F startswith p` / `F endswith s`: that
+  prefix or suffix;
 - `a and b`: the guards of both (either conjunct constrains the whole);
 - `a or b`: per field guarded on both sides, the union;
 - a macro: the same over its (or-ed) parts;
@@ -31,22 +32,31 @@ from spyderd.rules.parser import parse_condition
 from spyderd.rules.source import SourceText
 from spyderd.rules.values import unquote
 
-GUARD_FIELDS = ("process.name", "file.target", "file.path", "file.name")
+GUARD_FIELDS = ("process.name", "file.target", "file.path", "file.name", "process.exe")
 
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """`field` must equal one of `exact` or start with one of `prefixes`."""
+    """`field` must equal one of `exact`, start with one of `prefixes` or end with one of
+    `suffixes`."""
 
     field: str
     exact: frozenset[str] = frozenset()
     prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
 
     def allows(self, value: object) -> bool:
-        return isinstance(value, str) and (value in self.exact or value.startswith(self.prefixes))
+        return isinstance(value, str) and (
+            value in self.exact or value.startswith(self.prefixes) or value.endswith(self.suffixes)
+        )
 
     def union(self, other: Guard) -> Guard:
-        return Guard(self.field, self.exact | other.exact, (*self.prefixes, *other.prefixes))
+        return Guard(
+            self.field,
+            self.exact | other.exact,
+            (*self.prefixes, *other.prefixes),
+            (*self.suffixes, *other.suffixes),
+        )
 
 
 Guards = dict[str, Guard]  # field -> guard
@@ -92,6 +102,8 @@ class GuardFinder:
                 return {name: Guard(name, frozenset(self._item(kids[2], expand=False)))}
             if op == "startswith":
                 return {name: Guard(name, prefixes=tuple(self._item(kids[2], expand=False)))}
+            if op == "endswith":
+                return {name: Guard(name, suffixes=tuple(self._item(kids[2], expand=False)))}
         return {}
 
     def _item(self, tok: Token, expand: bool = True) -> list[str]:

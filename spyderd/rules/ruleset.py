@@ -143,6 +143,8 @@ class RuleSet:
         self._seq_by_kind = {k: tuple(v) for k, v in seqs.items()}
         self._dispatch = {k: _Dispatch(v) for k, v in plain.items()}
         self._order = {r.name: i for i, r in enumerate(self.rules)}
+        # kinds whose index or sequences need the subject's process name
+        self._named = frozenset(k for k, d in self._dispatch.items() if d.by_name) | set(seqs)
         # kinds no rule, sequence step or cache invalidation cares about
         self._idle = frozenset(EVENT_TYPES) - set(plain) - set(seqs) - set(self._invalidate)
 
@@ -167,7 +169,7 @@ class RuleSet:
         if not self._seen & 0xFFF:
             self.expire(ev.time)
         matches: list[Match] = []
-        name = _safe_name(ev, node)
+        name = _safe_name(ev, node) if kind in self._named else None
         dispatch = self._dispatch.get(kind)
         if dispatch is not None:
             rules = dispatch.by_name.get(name, dispatch.always) if dispatch.by_name else None  # type: ignore[arg-type]
@@ -306,7 +308,7 @@ def _names(guards: GuardFinder, step: StepDef) -> frozenset[str] | None:
 
 
 def _name_exact(guard: Guard) -> bool:
-    return guard.field == "process.name" and not guard.prefixes
+    return guard.field == "process.name" and not guard.prefixes and not guard.suffixes
 
 
 def _union(guards: list[Guard]) -> Guard:
