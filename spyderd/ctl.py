@@ -158,6 +158,13 @@ def _print_status(st: dict, color: bool) -> None:
     _print_more(st)
     for name, err in (st.get("rules_disabled") or {}).items():
         print(f"  rule disabled: {name}: {err}")
+    seqs = (st.get("rules_stats") or {}).get("sequences") or {}
+    if seqs:
+        total = {k: sum(s.get(k, 0) for s in seqs.values()) for k in ("partials", "dropped",
+                                                                     "expired", "completed")}
+        print(f"  sequence rules: {len(seqs)}, partial matches {total['partials']} (dropped "
+              f"{total['dropped']} at the limit, expired {total['expired']}), "
+              f"completed {total['completed']}")
     for err in st.get("errors") or []:
         print(f"  error: {err}")
 

@@ -415,6 +415,7 @@ class Daemon:
             "findings": self.counters.get("findings", 0),
             "rules": len(self.ruleset.rules) if hasattr(self, "ruleset") else 0,
             "rules_disabled": dict(self.ruleset.disabled) if hasattr(self, "ruleset") else {},
+            "rules_stats": self.ruleset.stats() if hasattr(self, "ruleset") else {},
             "sink_errors": self.sink.errors if getattr(self, "sink", None) else 0,
             "errors": self.errors[-10:],
             "capture_gap": self.last_gap.as_dict() if getattr(self, "last_gap", None) else None,
