@@ -132,6 +132,7 @@ struct fscratch {
     u64 want;              /* operation bits the record is watched for */
     u64 ops0;              /* operation bits the watch list allows on slot 0's path */
     u64 ops1;
+    u64 mnt;               /* the opened file's vfsmount (part of the repeat key) */
     struct slot slots[2];
     /* Loop state kept in map memory, not registers: a value reloaded from a map is
      * unknown to the verifier, so a loop's exits do not leave one state per iteration
@@ -453,6 +454,7 @@ static __always_inline struct fscratch *begin(u32 op) {
     sc->want = BIT(op);
     sc->ops0 = 0;
     sc->ops1 = 0;
+    sc->mnt = 0;
     return sc;
 }
 
@@ -485,34 +487,67 @@ static __always_inline void send_rec(struct file_rec *r) {
         count_loss(K_FILE);
 }
 
-/* 1 if the same process sent the same record (op, flags, result class, file) within the
- * repeat window; the window restarts from the last record actually sent. */
-static __always_inline int repeated(struct fscratch *sc, struct file_rec *r) {
-    u32 ms = setting(2);
-    if (!ms)
-        return 0;
+/* Repeat folding key: process, operation, open flags, result class, and the file (inode,
+ * device and mount for records that have one; else the path's length and three words). */
+static __always_inline struct fold_key *fold_key(struct fscratch *sc, u32 tgid, u32 op,
+                                                 u32 flags, s32 result, u64 inode, u32 dev,
+                                                 u64 mnt) {
     struct fold_key *k = (struct fold_key *)sc->buf;
     __builtin_memset(k, 0, sizeof(*k));
-    k->tgid = r->h.pid;
-    k->op = r->op;
-    k->flags = r->flags & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_);
-    k->result = r->result < 0 ? r->result : 0;
-    k->inode = r->inode;
-    k->dev = r->dev;
+    k->tgid = tgid;
+    k->op = op;
+    k->flags = flags & (O_ACCMODE_ | O_CREAT_ | O_TRUNC_);
+    k->result = result < 0 ? result : 0;
+    k->inode = inode;
+    k->dev = dev;
+    k->w[0] = mnt;
+    return k;
+}
+
+static __always_inline struct fold_key *fold_key_of(struct fscratch *sc, struct file_rec *r,
+                                                    u64 mnt) {
+    struct fold_key *k = fold_key(sc, r->h.pid, r->op, r->flags, r->result, r->inode, r->dev,
+                                  mnt);
+    if (r->inode)
+        return k;
     u32 len = r->p1.bits / 8;
     k->len = len;
-    if (!r->inode) {
-        bpf_probe_read_kernel(&k->w[0], 8, r->p1.s);
-        bpf_probe_read_kernel(&k->w[1], 8, &r->p1.s[(len / 2) & (PATHB - 1)]);
-        bpf_probe_read_kernel(&k->w[2], 8, &r->p1.s[(len > 8 ? len - 8 : 0) & (PATHB - 1)]);
-    }
-    u64 now = r->h.ktime;
+    bpf_probe_read_kernel(&k->w[0], 8, r->p1.s);
+    bpf_probe_read_kernel(&k->w[1], 8, &r->p1.s[(len / 2) & (PATHB - 1)]);
+    bpf_probe_read_kernel(&k->w[2], 8, &r->p1.s[(len > 8 ? len - 8 : 0) & (PATHB - 1)]);
+    return k;
+}
+
+#define SEEN_SENT 1  /* low bit of an fseen value: the record was sent (else: not watched) */
+
+/* 0: not seen within the repeat window; else the earlier verdict: 1 sent, 2 not watched. */
+static __always_inline int seen_verdict(struct fold_key *k, u64 now, u32 ms) {
     u64 *last = fseen.lookup(k);
-    if (last && now - *last < (u64)ms * 1000000) {
+    if (!last || now - (*last & ~(u64)SEEN_SENT) >= (u64)ms * 1000000)
+        return 0;
+    return (*last & SEEN_SENT) ? 1 : 2;
+}
+
+static __always_inline int fold_seen(struct fscratch *sc, struct file_rec *r, u64 mnt) {
+    u32 ms = setting(2);
+    return ms ? seen_verdict(fold_key_of(sc, r, mnt), r->h.ktime, ms) : 0;
+}
+
+static __always_inline void fold_mark(struct fscratch *sc, struct file_rec *r, u64 mnt,
+                                      u32 sent) {
+    if (!setting(2))
+        return;
+    u64 v = (r->h.ktime & ~(u64)SEEN_SENT) | (sent ? SEEN_SENT : 0);
+    fseen.update(fold_key_of(sc, r, mnt), &v);
+}
+
+/* 1 if this record repeats one sent within the window (counted, not sent again). */
+static __always_inline int repeated(struct fscratch *sc, struct file_rec *r, u64 mnt) {
+    if (fold_seen(sc, r, mnt) == 1) {
         count_event(C_FILE_REPEATS);
         return 1;
     }
-    fseen.update(k, &now);
+    fold_mark(sc, r, mnt, 1);
     return 0;
 }
 
@@ -582,6 +617,7 @@ int files_finish(void *ctx) {
         return 0;
     }
     u64 want = sc->want;
+    u64 mnt = sc->mnt;
     int keep = (r->rflags & RF_ANY) || (sc->ops0 & want);
     if (!keep && (sc->ops1 & want)) {
         keep = 1;
@@ -590,6 +626,8 @@ int files_finish(void *ctx) {
     }
     if (!keep && fin != FIN_OPEN && (r->rflags & (RF_NORM1 | RF_NORM2)))
         keep = 1;
+    if (fin == FIN_OPEN && !keep)
+        fold_mark(sc, r, mnt, 0);  /* not watched: the same open again skips the walk */
     if (!keep)
         return 0;
     if (fin == FIN_STASH) {
@@ -600,7 +638,7 @@ int files_finish(void *ctx) {
     }
     if (fin == FIN_OPEN && !(r->rflags & RF_NAME))
         r->p2.bits = 0;  /* the name given is only sent when it is what matched */
-    if (repeated(sc, r))
+    if (repeated(sc, r, mnt))
         return 0;
     send_rec(r);
     return 0;
@@ -746,15 +784,16 @@ static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
     return run(ctx, K_WROTE_EXEC);
 }
 
-static __always_inline void record_writer(u64 file, u64 pt) {
+/* Remember who wrote a regular file (download-then-run); returns its inode and device. */
+static __always_inline void record_writer(u64 file, u64 pt, struct wkey *id) {
     u64 inode = read_ptr(file, OFF_FILE_F_INODE);
     u16 imode = 0;
     bpf_probe_read_kernel(&imode, sizeof(imode), (void *)(inode + OFF_INODE_I_MODE));
+    id->ino = read_ptr(inode, OFF_INODE_I_INO);
+    id->dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
     if ((imode & S_IFMT_) != S_IFREG_)
         return;
-    struct wkey k = {};
-    k.ino = read_ptr(inode, OFF_INODE_I_INO);
-    k.dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    struct wkey k = *id;
     u64 start = read_ptr(bpf_get_current_task(), OFF_TASK_START_BOOTTIME);
     u64 now = bpf_ktime_get_boot_ns();
     struct wval *old = written.lookup(&k);
@@ -776,9 +815,23 @@ static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 p
         u64 file = fd_file(bpf_get_current_task(), ret);
         if (!file)
             return 0;
-        record_writer(file, pt);
+        struct wkey id = {};
+        record_writer(file, pt, &id);
         u32 op = (read_u32(file, OFF_FILE_F_MODE) & FMODE_CREATED_BIT) ? OP_CREATE : OP_OPEN;
-        struct fscratch *sc = begin(op);
+        u64 mnt = read_ptr(file, OFF_FILE_F_PATH_MNT);
+        /* The same process opened this file the same way within the repeat window: the
+         * earlier verdict stands (sent: count a repeat; not watched: nothing to do). */
+        u32 ms = setting(2);
+        struct fscratch *sc = scratch();
+        if (ms && sc) {
+            int seen = seen_verdict(fold_key(sc, pt >> 32, op, a->flags, 0, id.ino, id.dev, mnt),
+                                    bpf_ktime_get_boot_ns(), ms);
+            if (seen == 1)
+                count_event(C_FILE_REPEATS);
+            if (seen)
+                return 0;
+        }
+        sc = begin(op);
         if (!sc)
             return 0;
         struct file_rec *r = &sc->rec;
@@ -790,6 +843,9 @@ static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 p
         r->flags = a->flags;
         r->mode = a->mode;
         r->result = ret;
+        r->inode = id.ino;
+        r->dev = id.dev;
+        sc->mnt = mnt;
         sc->fin = FIN_OPEN;
         sc->nslots = 2;
         set_slot(sc, 0, SLOT_FILE, 0, file);
@@ -803,6 +859,7 @@ static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 p
     if (!sc)
         return 0;
     struct file_rec *r = &sc->rec;
+    sc->mnt = 0;
     if (anywhere)
         r->rflags = RF_ANY;
     r->flags = a->flags;
