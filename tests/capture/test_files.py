@@ -481,3 +481,27 @@ def test_exec_of_a_file_not_written_since_start_is_not_linked(daemon, tree):
     """)
     wait_events(daemon, "file", pid, bool)
     assert events(daemon, "wrote_exec", r.pid) == []
+
+
+@pytest.mark.root
+def test_repeats_are_folded_in_the_kernel_and_counted(daemon, tree):
+    def repeats() -> int:
+        st = json.loads((daemon.run / "status.json").read_text())
+        return st["kernel_counters"].get("file_repeats", 0)
+
+    before = repeats()
+    pid = run_child(f"""
+        import os
+        for _ in range(5):
+            os.close(os.open({str(tree.w)!r} + "/again", os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            os.unlink({str(tree.w)!r} + "/marker3")
+        except FileNotFoundError:
+            pass
+        print(os.getpid())
+    """)
+    evs = wait_events(daemon, "file", pid, lambda e: any("marker3" in x["path"] for x in e))
+    # the first open creates the file, the second opens it; the next three are repeats
+    assert sorted(e["op"] for e in evs if e["path"] == str(tree.w / "again")) == [
+        "create", "open"]
+    assert wait_for(lambda: repeats() - before >= 3, 10)
