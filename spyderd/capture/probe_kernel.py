@@ -81,7 +81,9 @@ def configure(options: dict[str, Any], missing: frozenset[str]) -> tuple[list[st
     watched = [c for c in _missing_fallback(missing) if c in fallback_syscalls()]
     if watched:
         flags.append("-DSC_FALLBACK=1")
-        note = ", ".join(f"{c}()" for c in watched) + " seen through raw_syscalls"
+        note = "attempts seen through raw_syscalls"
+        if len(watched) < len(_missing_fallback(missing)):
+            note = ", ".join(f"{c}()" for c in watched) + " " + note
     if _int_list(options, "ptrace_requests", DEFAULT_PTRACE):
         flags.append("-DFILTER_PTRACE=1")
     if _int_list(options, "bpf_cmds", [5]):
