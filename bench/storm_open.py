@@ -3,8 +3,11 @@ directory, and read-only opens, without tracing and with spyderd attached.
 
     PYTHONPATH=. /opt/spyderd/venv/bin/python bench/storm_open.py [-n 100000] [--repeat 3]
 
-`open_storm(path, n)` is the storm itself (also used by bench_storms): n x
-open(O_WRONLY|O_CREAT|O_TRUNC) + close, rotating over 64 files when `path` is a directory.
+`open_storm(path, n)` is the storm itself (for bench_storms): n x
+open(O_WRONLY|O_CREAT|O_TRUNC) + close, rotating over 64 files when `path` is a directory
+(repeats: folded in the kernel after the first open of each file per second), or over n
+new files with `distinct=True` (every open is a first: path walk, watch lookup, an event
+per file when watched).
 The CLI starts its own spyderd (temporary state and runtime directories, the shipped
 config with the watched directory added to capture.watch_paths, network/creds/kernel
 probes disabled so only the file path is measured), times each storm in a fresh worker
@@ -29,23 +32,33 @@ REPO = Path(__file__).resolve().parents[1]
 WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
-def open_storm(path: str, n: int, flags: int = WRITE) -> float:
-    """Seconds for n x open(flags)+close of `path` (a file) or of 64 files in it (a dir)."""
-    if os.path.isdir(path):
+def open_storm(path: str, n: int, flags: int = WRITE, distinct: bool = False) -> float:
+    """Seconds for n x open(flags)+close of `path` (a file) or of 64 files in it (a dir);
+    with `distinct`, of n new files in the directory (each created once, removed after)."""
+    if distinct:
+        paths = [os.path.join(path, f"new{i}") for i in range(n)]
+    elif os.path.isdir(path):
         paths = [os.path.join(path, f"f{i}") for i in range(64)]
     else:
         paths = [path] * 64
-    for p in paths:
-        if not os.path.exists(p):
-            os.close(os.open(p, WRITE, 0o644))
+    if not distinct:
+        for p in paths:
+            if not os.path.exists(p):
+                os.close(os.open(p, WRITE, 0o644))
+    mask = len(paths) - 1 if not distinct else -1
     t = time.perf_counter()
     for i in range(n):
-        os.close(os.open(paths[i & 63], flags, 0o644))
-    return time.perf_counter() - t
+        os.close(os.open(paths[i & mask] if mask >= 0 else paths[i], flags, 0o644))
+    took = time.perf_counter() - t
+    if distinct:
+        for p in paths:
+            os.unlink(p)
+    return took
 
 
-def _worker(path: str, n: int, flags: int) -> float:
-    out = subprocess.run([sys.executable, __file__, "--worker", path, str(n), str(flags)],
+def _worker(path: str, n: int, flags: int, distinct: bool = False) -> float:
+    out = subprocess.run([sys.executable, __file__, "--worker", path, str(n), str(flags),
+                          str(int(distinct))],
                          capture_output=True, text=True, check=True, timeout=600).stdout
     return float(out.split()[-1])
 
@@ -94,31 +107,34 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(open_storm(args.worker[0], int(args.worker[1]), int(args.worker[2])))
+        print(open_storm(args.worker[0], int(args.worker[1]), int(args.worker[2]),
+                         bool(int(args.worker[3]))))
         return 0
     base = Path(tempfile.mkdtemp(prefix="spy-storm-open-"))
     watched, unwatched = base / "watched", base / "unwatched"
     watched.mkdir()
     unwatched.mkdir()
-    storms = {"write-open, watched": (watched, WRITE),
-              "write-open, unwatched": (unwatched, WRITE),
-              "read-only open, unwatched": (unwatched, os.O_RDONLY)}
+    storms = {"write-open, watched (64 files)": (watched, WRITE, False),
+              "write-open, unwatched (64 files)": (unwatched, WRITE, False),
+              "read-only open, unwatched": (unwatched, os.O_RDONLY, False),
+              "create new files, watched": (watched, WRITE, True),
+              "create new files, unwatched": (unwatched, WRITE, True)}
 
     def run() -> dict[str, float]:
-        return {k: min(_worker(str(p), args.n, f) for _ in range(args.repeat))
-                for k, (p, f) in storms.items()}
+        return {k: min(_worker(str(p), args.n, f, d) for _ in range(args.repeat))
+                for k, (p, f, d) in storms.items()}
 
     try:
         base_t = run()
         d = Daemon(base, watched)
         try:
             spy_t, extra = {}, {}
-            for k, (p, f) in storms.items():
+            for k, (p, f, dd) in storms.items():
                 before = d.counts()
-                spy_t[k] = min(_worker(str(p), args.n, f) for _ in range(args.repeat))
+                spy_t[k] = min(_worker(str(p), args.n, f, dd) for _ in range(args.repeat))
                 time.sleep(2)  # let the daemon drain
                 after = d.counts()
                 extra[k] = (after[0] - before[0], after[1] - before[1])
