@@ -3,8 +3,9 @@
 Four stages, one module each: `reader` (YAML to located entries), `collector` (lists,
 macros, rules with appends and overrides), `compiler` (conditions to closures, with the
 grammar in `condition.lark` and the field catalogue in `fields`), `ruleset` (rules indexed by
-event kind). Everything a caller needs is re-exported here; the modules behind it are
-implementation.
+event kind and guards, see `guards`; sequences in `sequences`). The graph is read through
+`context.GraphContext`. Everything a caller needs is re-exported here; the modules behind it
+are implementation. docs/rules.md is the language reference.
 """
 
 from spyderd.rules.compiler import Predicate

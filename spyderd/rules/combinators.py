@@ -74,11 +74,6 @@ def either_pure(left: Predicate, right: Predicate) -> Predicate:
     return lambda ev, node, ctx, refs: left(ev, node, ctx, refs) or right(ev, node, ctx, refs)
 
 
-def both_pure(left: Predicate, right: Predicate) -> Predicate:
-    """`left and right` when neither side can add refs."""
-    return lambda ev, node, ctx, refs: left(ev, node, ctx, refs) and right(ev, node, ctx, refs)
-
-
 def all_of(preds: tuple[Predicate, ...]) -> Predicate:
     """`p1 and p2 and ...` for predicates that cannot add refs, as one closure."""
     if len(preds) == 2:

@@ -6,8 +6,11 @@ lists are expanded, literals are converted to the field's type, regexes and glob
 CIDRs parsed. Mistakes become located diagnostics, and compiling goes on after one, so a file
 reports every error at once.
 
-Literal conversion lives in `values`, the closures that join predicates and walk ancestry in
-`combinators`; this module walks the tree and reports mistakes.
+Literal conversion lives in `values`, the closures that join predicates and follow the graph
+in `combinators`, field tests in `leaves`; this module walks the tree and reports mistakes.
+With `optimize` (the default) it also fuses `f op a or f op b` on one field into one leaf,
+flattens and/or chains into one closure and memoises macros per event; the unoptimised
+compiler is the reference the property tests hold those against.
 """
 
 from __future__ import annotations

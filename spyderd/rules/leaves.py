@@ -2,8 +2,8 @@
 
 Every event meets every rule of its kind, so the leaves are where the time goes. Each leaf is
 one closure that reads the field and tests it inline: a field that needs no graph lookup is
-read with its two-argument getter directly, a set membership is `in` on a frozenset, an
-equality is `==`. A missing value (None) is false for every test.
+read with its two-argument getter directly, a set membership (and an equality: a set of
+one) is `in` on a frozenset. A missing value (None) is false for every test.
 """
 
 from __future__ import annotations
@@ -52,15 +52,6 @@ def member(fld: Field, members: frozenset) -> Predicate:
         return lambda ev, node, ctx, refs: get(ev, node) in members
     read: Reader = field_reader(fld)
     return lambda ev, node, ctx, refs: read(ev, node, ctx) in members
-
-
-def equals(fld: Field, lit: Any) -> Predicate:
-    """`field = literal` for a scalar, non-ip field (None never equals a literal)."""
-    get = direct_getter(fld)
-    if get is not None:
-        return lambda ev, node, ctx, refs: get(ev, node) == lit
-    read: Reader = field_reader(fld)
-    return lambda ev, node, ctx, refs: read(ev, node, ctx) == lit
 
 
 def present(fld: Field) -> Predicate:
