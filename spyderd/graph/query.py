@@ -106,6 +106,11 @@ class History:
                 return None
         return self.store.node(node.attrs.get("writer", ""))
 
+    def machine(self, node: Node) -> Node | None:
+        """The machine node the image ran on (`machine.*` fields of rules)."""
+        mid = node.attrs.get("machine_id")
+        return self.store.node(f"machine:{mid}") if mid else None
+
     def by_pid(self, pid: int, at_ns: int | None = None) -> Node | None:
         """The image of `pid` running at `at_ns` (default: the latest one stored)."""
         images = self.store.processes_by_pid(pid)
