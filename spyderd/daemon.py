@@ -106,6 +106,7 @@ class Daemon:
             options=self.cfg.get("capture"))
         _notify("STATUS=compiling and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
+        _release_compiler_memory()
         attached = time.time()
         n = self.graph.load_snapshot(snapshot(), listening=listening_sockets())
         self.graph.flush()
@@ -278,6 +279,7 @@ class Daemon:
             now = time.monotonic()
             if now - self.graph.last_flush >= self.cfg.get("store.batch_delay"):
                 self.graph.flush()
+                self._prune(now)
             self.send_due(now)
             self._service_live()
             if self.reload_requested:
@@ -304,6 +306,20 @@ class Daemon:
             findings=self.counters.get("findings", 0), rules=len(self.ruleset.rules))
         _notify(f"WATCHDOG=1\nSTATUS={line}")
         service.mark_alive(self.store, time.time())
+
+    def _prune(self, now: float) -> None:
+        """Retention, one bounded chunk at a time (more chunks while behind)."""
+        from spyderd.graph.retention import Policy, prune
+
+        if now < getattr(self, "_next_prune", 0.0):
+            return
+        policy = Policy(max_age_s=self.cfg.get("store.retention_days") * 86400,
+                        max_bytes=self.cfg.get("store.max_size_mb") << 20)
+        res = prune(self.store, policy)
+        self._next_prune = now + (0.5 if not res.done else 30.0)
+        if res.nodes or res.event_blocks or res.findings:
+            log.info("retention pruned %d nodes, %d event blocks, %d findings",
+                     res.nodes, res.event_blocks, res.findings)
 
     def _report_losses(self) -> None:
         """Log new kernel losses and decode errors (at most once per status tick)."""
@@ -423,6 +439,16 @@ class Daemon:
             **self._trace_status(),
         }
         return status
+
+
+def _release_compiler_memory() -> None:
+    """bcc's clang/LLVM leaves ~60 MB of freed heap behind after compiling; give it back."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
 def _atomic_write(path: Path, data: dict) -> None:
