@@ -179,6 +179,53 @@ class Spyderd:
                 self.proc.wait()
 
 
+@dataclass
+class CaptureOnly:
+    """spyderd's probes and decoders alone (no graph, store or rules): what the kernel side
+    and the decoding cost, apart from the daemon's processing of each event."""
+
+    base: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        ready = self.base / "capture.ready"
+        self.proc = subprocess.Popen([sys.executable, __file__, "--capture-worker", str(ready)],
+                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
+        deadline = time.monotonic() + 300
+        while not ready.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit("capture-only worker did not start")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+
+def capture_worker(ready: str) -> int:
+    """Run the probes with the shipped capture settings; decode and drop every event."""
+    import yaml
+
+    from spyderd.capture.bpf import Capture
+
+    opts = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())["capture"]
+    cap = Capture(ring_pages=opts["ring_buffer_pages"], ignore_tgid=os.getpid(), options=opts)
+    cap.start()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    Path(ready).write_text("1")
+    n = 0
+    while not stop:
+        n += len(cap.poll(100))
+    cpu = time.process_time()
+    lost = sum(cap.lost().values()) + sum(cap.decode_errors.values())
+    print(f"    capture-only worker: {n} events decoded, {lost} lost, {cpu:.2f} s CPU "
+          f"(start-up included)", flush=True)
+    cap.close()
+    return 0
+
+
 AUDIT_RULES = [
     ["-a", "always,exit", "-F", "arch=b64", "-S", "execve,execveat", "-k", "exec"],
     ["-a", "always,exit", "-F", "arch=b64", "-S", "connect", "-k", "connect"],
@@ -347,8 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-auditd", action="store_true")
     ap.add_argument("--no-spyderd", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--capture-only", action="store_true",
+                    help="also run the storms with spyderd's probes and decoders alone")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--capture-worker", metavar="READY_FILE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.capture_worker:
+        return capture_worker(args.capture_worker)
     if args.worker:
         kind, n, arg = args.worker[0], int(args.worker[1]), (args.worker[2:] or [""])[0]
         print(WORKERS[kind](n, arg))
@@ -405,6 +457,15 @@ def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
         finally:
             d.stop()
         print(f"    probes: {probes}", flush=True)
+    cap = {}
+    if args.capture_only:
+        c = CaptureOnly(base_dir)
+        c.start()
+        print("  probes and decoders only (no graph, store, rules):", flush=True)
+        try:
+            cap = measure(sizes, args.repeat, unwatched)
+        finally:
+            c.stop()
     aud, aud_extra = {}, {}
     if not args.no_auditd:
         a = Auditd(base_dir)
@@ -422,6 +483,11 @@ def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
     base2 = measure(sizes, args.repeat, unwatched)
     base = {k: min(base1[k], base2[k]) for k in sizes}
     rows = report(sizes, base, spy, spy_extra, aud, aud_extra)
+    if cap:
+        print("\n| storm | probes and decoders only | ratio |\n|---|---|---|")
+        for name in sizes:
+            rows[name]["capture_only_ratio"] = round(cap[name] / base[name], 3)
+            print(f"| {LABELS[name]} | {cap[name]:.3f} s | {cap[name] / base[name]:.3f}x |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
