@@ -43,6 +43,7 @@ BPF_ARRAY(lost, u64, 32);
 #define C_UDP_REPEATS  1   /* UDP sends folded into an earlier identical destination */
 #define C_FILTERED     2   /* events dropped by capture.ignore_comms */
 #define C_FILE_REPEATS 3   /* file records folded into an identical earlier one */
+#define C_RETRIES      4   /* ring-buffer reservations that failed once, then succeeded */
 BPF_ARRAY(kcount, u64, 8);
 
 static __always_inline void count_event(u32 idx) {

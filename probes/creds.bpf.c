@@ -59,6 +59,10 @@ static __always_inline int cred_exit(long ret) {
     if (!p)
         return 0;
     struct cred_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(p->h.kind);
         cred_pending.delete(&tid);

@@ -80,6 +80,10 @@ static __always_inline int kexit(long ret, int fallback) {
     if (!p || (p->call == KC_SYSCALL) != fallback)
         return 0;
     struct kern_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(K_KERNEL);
         kern_pending.delete(&tid);

@@ -84,6 +84,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (!h)
             return 0;
         struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
+        if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+            count_event(C_RETRIES);
+            r = events.ringbuf_reserve(sizeof(*r));
+        }
         if (!r) {
             count_loss(K_CONNECT);
             connecting.delete(&sk);
@@ -113,6 +117,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (is_self(bpf_get_current_pid_tgid() >> 32))
             return 0;
         struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
+        if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+            count_event(C_RETRIES);
+            r = events.ringbuf_reserve(sizeof(*r));
+        }
         if (!r) {
             count_loss(K_LISTEN);
             return 0;
@@ -147,6 +155,10 @@ static __always_inline int on_accept_exit(long ret) {
     if (family != AF_INET_ && family != AF_INET6_)
         return 0;
     struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(K_ACCEPT);
         return 0;
@@ -290,6 +302,10 @@ static __always_inline int addr_exit(long ret) {
     if (!p)
         return 0;
     struct addr_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(p->h.kind);
         addr_pending.delete(&tid);
@@ -398,6 +414,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
     if (!p)
         return addr_exit(args->ret);
     struct unix_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(K_UNIX_CONNECT);
         unix_pending.delete(&tid);

@@ -73,6 +73,10 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     if (is_self(ptgid))
         return 0;
     struct fork_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(K_FORK);
         return 0;
@@ -263,8 +267,11 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     u32 size = offsetof(struct exec_rec, args) + (r->args_len & (ARGBUF * 2 - 1));
     if (size > sizeof(struct exec_rec))
         size = sizeof(struct exec_rec);
-    if (events.ringbuf_output(r, size, 0))
-        count_loss(K_EXEC);
+    if (events.ringbuf_output(r, size, 0)) { /* retried once, as reservations are */
+        count_event(C_RETRIES);
+        if (events.ringbuf_output(r, size, 0))
+            count_loss(K_EXEC);
+    }
     exec_pending.delete(&old);
     return 0;
 }
@@ -289,6 +296,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (is_self(pt >> 32))
         return 0;
     struct exit_rec *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = events.ringbuf_reserve(sizeof(*r));
+    }
     if (!r) {
         count_loss(K_EXIT);
         return 0;

@@ -28,6 +28,7 @@ from typing import Any, Self
 
 from spyderd.capture import ringbuf
 from spyderd.capture.btf import BTF, kernel_offsets
+from spyderd.capture.progstats import ProgStats, bpf_programs, program_label
 from spyderd.capture.records import COUNTER_NAMES, KIND_NAMES
 from spyderd.capture.registry import DecodeContext, Probe, probes
 from spyderd.errors import CaptureError, SpyderError
@@ -205,6 +206,7 @@ class Capture:
         self._bpf = None
         self._ring: ringbuf.RingReader | None = None
         self._drain: ringbuf.Drain | None = None
+        self._progstats: ProgStats | None = None
         self._chosen: list[Probe] = []
 
     # -- start -----------------------------------------------------------------------------
@@ -218,6 +220,7 @@ class Capture:
                 f"{s.name}: {s.reason}" for s in self.status.values()))
         chosen = self._compile(chosen, cflags, texts)
         self._chosen = chosen
+        self._progstats = ProgStats(btf, bpf_programs(self._bpf))
         for p in chosen:
             self._decoders.update(p.decoders)
         self._fill_maps(chosen)
@@ -485,7 +488,9 @@ class Capture:
         self._ctx.boot_to_wall = boot_to_wall_ns()
 
     def lost(self) -> dict[str, int]:
-        """Ring-buffer losses per event kind, as counted in the kernel."""
+        """Losses: per event kind, ring-buffer reservations that failed (counted in the
+        kernel) and records the backlog had no room for; per hook (`missed <hook>`),
+        program runs the kernel skipped because another probe was active on that CPU."""
         if self._bpf is None:
             return {}
         out: dict[str, int] = {}
@@ -495,6 +500,10 @@ class Capture:
         for kind, n in (self._drain.dropped.items() if self._drain else ()):
             name = KIND_NAMES.get(kind, f"kind{kind}")  # backlog full: lost all the same
             out[name] = out.get(name, 0) + n
+        if self._progstats is not None:  # runs the kernel skipped (a probe already active)
+            for prog, n in self._progstats.misses().items():
+                key = f"missed {program_label(prog)}"
+                out[key] = out.get(key, 0) + n
         return out
 
     def backlog_bytes(self) -> int:

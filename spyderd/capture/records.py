@@ -15,7 +15,8 @@ KIND_NAMES = {K_FORK: "fork", K_EXEC: "exec", K_EXIT: "exit", K_CONNECT: "connec
               K_SETSID: "setsid", K_PRCTL: "prctl", K_KERNEL: "kernel"}
 
 # probes/common.h C_* indexes of the `kcount` map.
-COUNTER_NAMES = {0: "threads", 1: "udp_repeats", 2: "ignored_comm", 3: "file_repeats"}
+COUNTER_NAMES = {0: "threads", 1: "udp_repeats", 2: "ignored_comm", 3: "file_repeats",
+                 4: "reserve_retries"}
 
 HDR = struct.Struct("<IIIIIIQQ16s")
 
