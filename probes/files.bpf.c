@@ -8,7 +8,7 @@
  *  - read-only opens are never sent; an open failing with EACCES/EPERM is sent from
  *    anywhere when capture.failed_opens is on (fsettings[0]);
  *  - every successful write-open of a regular file records (dev, inode) -> writer in the
- *    LRU map `written` without sending anything; an exec of such a file sends one
+ *    cache `written` without sending anything; an exec of such a file sends one
  *    WROTE_EXEC record (ELF binaries at sched_process_exec; #! scripts when the
  *    interpreter opens the script, because the kernel has swapped bprm->file for the
  *    interpreter by the time any exec tracepoint fires).
@@ -78,8 +78,9 @@
 #define C_FILE_REPEATS 3   /* kcount index (probes/common.h) */
 #endif
 #ifndef WRITTEN_MAX
-#define WRITTEN_MAX 65536
+#define WRITTEN_MAX 65536  /* power of two */
 #endif
+#define FOLD_SLOTS 4096    /* power of two */
 
 struct lpm_key {
     u32 bits;              /* prefix length in bits: the path's length * 8 */
@@ -163,9 +164,11 @@ struct wkey {
     u32 pad;
 };
 
+/* One slot of the writer cache: who last wrote file (ino, dev). */
 struct wval {
+    u64 ino;
+    u32 dev;
     u32 pid;
-    u32 pad;
     u64 start;
     u64 ktime;
     char comm[16];
@@ -184,6 +187,11 @@ struct fold_key {
     u64 w[3];              /* path bytes (first, middle, last 8) for records without inode */
 };
 
+struct fslot {
+    struct fold_key key;
+    u64 seen;              /* ktime of the verdict | SEEN_SENT */
+};
+
 struct swait {
     u32 n;                 /* length of path */
     u32 left;              /* opens still to look at */
@@ -199,8 +207,12 @@ BPF_ARRAY(fsettings, u32, 4);
 BPF_PROG_ARRAY(fstages, 4);     /* STAGE_* -> program, filled by probe_files.setup */
 BPF_PERCPU_ARRAY(fscratch, struct fscratch, 1);
 BPF_HASH(fpending, u32, struct file_rec, 2048);
-BPF_F_TABLE("lru_hash", struct wkey, struct wval, written, WRITTEN_MAX, BPF_F_NO_COMMON_LRU);
-BPF_F_TABLE("lru_hash", struct fold_key, u64, fseen, 16384, BPF_F_NO_COMMON_LRU);
+/* Direct-mapped caches (array slot chosen by a hash of the key, the key kept in the slot
+ * and compared): a lookup or an insert costs one array access. LRU hash maps cost ~1-2 us
+ * per insert once full (eviction), on every write-open of a new file. A colliding insert
+ * replaces the older entry, like an eviction. */
+BPF_ARRAY(written, struct wval, WRITTEN_MAX);           /* shared: exec may run elsewhere */
+BPF_PERCPU_ARRAY(fseen, struct fslot, FOLD_SLOTS);      /* per CPU: repeats of one process */
 BPF_TABLE("lru_hash", u32, struct swait, script_wait, 4096);
 
 static __always_inline u32 setting(u32 idx) {
@@ -472,11 +484,11 @@ static __always_inline int run(void *ctx, u32 kind) {
     return 0;
 }
 
-/* Bytes of a record worth sending: the second path only when there is one. */
+/* Bytes of a record worth sending: up to the end of the last path's string. */
 static __always_inline u32 rec_size(struct file_rec *r) {
     if (r->p2.bits)
-        return sizeof(*r);
-    return offsetof(struct file_rec, p2);
+        return offsetof(struct file_rec, p2.s) + ((r->p2.bits / 8) & (PATHB - 1)) + 1;
+    return offsetof(struct file_rec, p1.s) + ((r->p1.bits / 8) & (PATHB - 1)) + 1;
 }
 
 static __always_inline void send_rec(struct file_rec *r) {
@@ -520,12 +532,40 @@ static __always_inline struct fold_key *fold_key_of(struct fscratch *sc, struct 
 
 #define SEEN_SENT 1  /* low bit of an fseen value: the record was sent (else: not watched) */
 
+static __always_inline u64 mix64(u64 h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static __always_inline struct fslot *fold_slot(struct fold_key *k) {
+    const u64 *w = (const u64 *)k;
+    u64 h = 0;
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(*k) / 8); i++)
+        h = mix64(h ^ w[i]) + i;
+    u32 idx = h & (FOLD_SLOTS - 1);
+    return fseen.lookup(&idx);
+}
+
+static __always_inline int same_key(struct fold_key *a, struct fold_key *b) {
+    const u64 *x = (const u64 *)a, *y = (const u64 *)b;
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(*a) / 8); i++)
+        if (x[i] != y[i])
+            return 0;
+    return 1;
+}
+
 /* 0: not seen within the repeat window; else the earlier verdict: 1 sent, 2 not watched. */
 static __always_inline int seen_verdict(struct fold_key *k, u64 now, u32 ms) {
-    u64 *last = fseen.lookup(k);
-    if (!last || now - (*last & ~(u64)SEEN_SENT) >= (u64)ms * 1000000)
+    struct fslot *s = fold_slot(k);
+    if (!s || !same_key(&s->key, k))
         return 0;
-    return (*last & SEEN_SENT) ? 1 : 2;
+    if (now - (s->seen & ~(u64)SEEN_SENT) >= (u64)ms * 1000000)
+        return 0;
+    return (s->seen & SEEN_SENT) ? 1 : 2;
 }
 
 static __always_inline int fold_seen(struct fscratch *sc, struct file_rec *r, u64 mnt) {
@@ -537,8 +577,12 @@ static __always_inline void fold_mark(struct fscratch *sc, struct file_rec *r, u
                                       u32 sent) {
     if (!setting(2))
         return;
-    u64 v = (r->h.ktime & ~(u64)SEEN_SENT) | (sent ? SEEN_SENT : 0);
-    fseen.update(fold_key_of(sc, r, mnt), &v);
+    struct fold_key *k = fold_key_of(sc, r, mnt);
+    struct fslot *s = fold_slot(k);
+    if (!s)
+        return;
+    __builtin_memcpy(&s->key, k, sizeof(s->key));
+    s->seen = (r->h.ktime & ~(u64)SEEN_SENT) | (sent ? SEEN_SENT : 0);
 }
 
 /* 1 if this record repeats one sent within the window (counted, not sent again). */
@@ -717,12 +761,18 @@ static __always_inline int file_exit(long ret) {
 
 /* ---- opens ---------------------------------------------------------------------------- */
 
+static __always_inline struct wval *writer_slot(u64 ino, u32 dev) {
+    u32 idx = mix64(ino * 0x9E3779B97F4A7C15ULL ^ dev) & (WRITTEN_MAX - 1);
+    return written.lookup(&idx);
+}
+
+/* The writer of the file, if the cache still holds it. */
 static __always_inline struct wval *writer_of(u64 file) {
     u64 inode = read_ptr(file, OFF_FILE_F_INODE);
-    struct wkey k = {};
-    k.ino = read_ptr(inode, OFF_INODE_I_INO);
-    k.dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
-    return written.lookup(&k);
+    u64 ino = read_ptr(inode, OFF_INODE_I_INO);
+    u32 dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    struct wval *w = writer_slot(ino, dev);
+    return w && ino && w->ino == ino && w->dev == dev ? w : 0;
 }
 
 static __always_inline void fill_wexec(struct wexec_rec *e, struct wval *w, u32 script) {
@@ -793,20 +843,19 @@ static __always_inline void record_writer(u64 file, u64 pt, struct wkey *id) {
     id->dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
     if ((imode & S_IFMT_) != S_IFREG_)
         return;
-    struct wkey k = *id;
-    u64 start = read_ptr(bpf_get_current_task(), OFF_TASK_START_BOOTTIME);
-    u64 now = bpf_ktime_get_boot_ns();
-    struct wval *old = written.lookup(&k);
-    if (old && old->pid == (u32)(pt >> 32) && old->start == start) {
-        old->ktime = now;  /* the same writer again: no update, no LRU churn */
+    struct wval *w = writer_slot(id->ino, id->dev);
+    if (!w)
         return;
-    }
-    struct wval w = {};
-    w.pid = pt >> 32;
-    w.start = start;
-    w.ktime = now;
-    bpf_get_current_comm(&w.comm, sizeof(w.comm));
-    written.update(&k, &w);
+    u64 start = read_ptr(bpf_get_current_task(), OFF_TASK_START_BOOTTIME);
+    w->ktime = bpf_ktime_get_boot_ns();
+    if (w->ino == id->ino && w->dev == id->dev && w->pid == (u32)(pt >> 32) &&
+        w->start == start)
+        return;  /* the same writer again */
+    w->ino = id->ino;
+    w->dev = id->dev;
+    w->pid = pt >> 32;
+    w->start = start;
+    bpf_get_current_comm(&w->comm, sizeof(w->comm));
 }
 
 /* After a successful write-open or any failed open: record the writer, resolve and send. */
