@@ -96,6 +96,23 @@ class Daemon:
         lost = st.get("lost", {}).get("file", 0) + st.get("decode_errors", {}).get("file", 0)
         return received, lost
 
+    def drained(self, quiet_s: float = 2.0, timeout: float = 300) -> tuple[int, int]:
+        """Counts once the daemon has stopped receiving (it caught up with a storm)."""
+        last, since = self.counts(), time.monotonic()
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.counts()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                break
+        return last
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -105,7 +122,8 @@ class Daemon:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-n", type=int, default=100_000)
+    ap.add_argument("-n", type=int, default=100_000, help="opens per storm over 64 files")
+    ap.add_argument("--new", type=int, default=20_000, help="new files per create storm")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -120,11 +138,12 @@ def main() -> int:
     storms = {"write-open, watched (64 files)": (watched, WRITE, False),
               "write-open, unwatched (64 files)": (unwatched, WRITE, False),
               "read-only open, unwatched": (unwatched, os.O_RDONLY, False),
-              "create new files, watched": (watched, WRITE, True),
-              "create new files, unwatched": (unwatched, WRITE, True)}
+              "create new files, unwatched": (unwatched, WRITE, True),
+              "create new files, watched": (watched, WRITE, True)}
+    sizes = {k: args.new if d else args.n for k, (_p, _f, d) in storms.items()}
 
     def run() -> dict[str, float]:
-        return {k: min(_worker(str(p), args.n, f, d) for _ in range(args.repeat))
+        return {k: min(_worker(str(p), sizes[k], f, d) for _ in range(args.repeat))
                 for k, (p, f, d) in storms.items()}
 
     try:
@@ -133,25 +152,28 @@ def main() -> int:
         try:
             spy_t, extra = {}, {}
             for k, (p, f, dd) in storms.items():
-                before = d.counts()
-                spy_t[k] = min(_worker(str(p), args.n, f, dd) for _ in range(args.repeat))
-                time.sleep(2)  # let the daemon drain
-                after = d.counts()
-                extra[k] = (after[0] - before[0], after[1] - before[1])
+                before, cpu0 = d.drained(), d.cpu_s()
+                spy_t[k] = min(_worker(str(p), sizes[k], f, dd) for _ in range(args.repeat))
+                after = d.drained()
+                extra[k] = (after[0] - before[0], after[1] - before[1], d.cpu_s() - cpu0)
         finally:
             d.stop()
         base2 = run()
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print(f"\n{args.n} opens per storm, fastest of {args.repeat}; baseline = faster of the "
-          "runs before and after spyderd\n")
-    print("| storm | no tracing | spyderd | ratio | opens/s with spyderd | file events | lost |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\nfastest of {args.repeat} runs per storm; baseline = faster of the runs before "
+          "and after spyderd; file events and lost over all runs; spyderd CPU over all runs "
+          "until it caught up\n")
+    print("| storm | opens | no tracing | spyderd | ratio | opens/s with spyderd "
+          "| file events | lost | spyderd CPU per 10k events |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for k in storms:
         b = min(base_t[k], base2[k])
         s = spy_t[k]
-        print(f"| {k} | {b:.3f} s | {s:.3f} s | {s / b:.2f}x | {args.n / s:,.0f} | "
-              f"{extra[k][0]} | {extra[k][1]} |")
+        ev, lost, cpu = extra[k]
+        per10k = f"{cpu / ev * 1e4:.2f} s" if ev > 100 else "-"
+        print(f"| {k} | {sizes[k]:,} | {b:.3f} s | {s:.3f} s | {s / b:.2f}x | "
+              f"{sizes[k] / s:,.0f} | {ev} | {lost} | {per10k} |")
     return 0
 
 
