@@ -457,6 +457,10 @@ def _glue_time_values(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(_glue_time_values(argv))
+    # Ctrl-C and SIGTERM end a `-f` follow cleanly even when started from a shell that
+    # ignores SIGINT for background jobs (Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return args.fn(args)
     except AccessError as exc:
