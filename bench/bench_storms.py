@@ -146,15 +146,16 @@ class Spyderd:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def counts(self) -> tuple[int, int]:
-        """(events handled, events lost or undecodable) from the daemon's status."""
+    def counts(self) -> tuple[int, dict[str, int]]:
+        """(events handled, losses per kind: ring, backlog, skipped runs, decode errors)."""
         st = self.status()
-        lost = sum((st.get("lost") or {}).values()) + sum(
-            (st.get("decode_errors") or {}).values())
+        lost = dict(st.get("lost") or {})
+        for k, v in (st.get("decode_errors") or {}).items():
+            lost[f"decode {k}"] = v
         return int(st.get("events", 0)), lost
 
     def drained(self, quiet_s: float = 2.0, background: int = 300,
-                timeout: float = 120) -> tuple[int, int]:
+                timeout: float = 120) -> tuple[int, dict[str, int]]:
         """Wait until the daemon caught up: its event count grows by at most `background`
         events per half second (other activity on a shared machine) for `quiet_s`."""
         deadline = time.monotonic() + timeout
@@ -216,12 +217,14 @@ def capture_worker(ready: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     Path(ready).write_text("1")
     n = 0
+    cpu0 = time.process_time()
     while not stop:
         n += len(cap.poll(100))
-    cpu = time.process_time()
-    lost = sum(cap.lost().values()) + sum(cap.decode_errors.values())
-    print(f"    capture-only worker: {n} events decoded, {lost} lost, {cpu:.2f} s CPU "
-          f"(start-up included)", flush=True)
+    cpu = time.process_time() - cpu0
+    lost = {**cap.lost(), **{f"decode {k}": v for k, v in cap.decode_errors.items()}}
+    print(f"    probes and decoders only: {n} events decoded, lost {lost or 0}, "
+          f"{cpu:.2f} s CPU after start-up ({cpu / max(n, 1) * 1e4:.3f} s per 10k events)",
+          flush=True)
     cap.close()
     return 0
 
@@ -332,7 +335,10 @@ class SpyderdWindow:
         ev1, lost1 = self.d.drained()
         cpu = self.d.cpu_s() - self.cpu0
         events = ev1 - self.ev0
-        self.results[self.name] = {"events": events, "lost": lost1 - self.lost0,
+        lost = {k: v - self.lost0.get(k, 0) for k, v in lost1.items()
+                if v > self.lost0.get(k, 0)}
+        self.results[self.name] = {"events": events, "lost": sum(lost.values()),
+                                   "lost_kinds": lost,
                                    "cpu_s": round(cpu, 3),
                                    "cpu_per_10k": round(cpu / events * 1e4, 3) if events else None}
 
@@ -369,7 +375,8 @@ def report(sizes, base, spy, spy_extra, aud, aud_extra) -> dict:
         row = {"size": sizes[name], "baseline_s": round(b, 4),
                "spyderd_s": round(s, 4) if s else None,
                "spyderd_ratio": round(s / b, 3) if s else None,
-               "spyderd_lost": se.get("lost"), "spyderd_events": se.get("events"),
+               "spyderd_lost": se.get("lost"), "spyderd_lost_kinds": se.get("lost_kinds"),
+               "spyderd_events": se.get("events"),
                "spyderd_cpu_per_10k": se.get("cpu_per_10k"),
                "auditd_s": round(a, 4) if a else None,
                "auditd_ratio": round(a / b, 3) if a else None,
@@ -384,6 +391,10 @@ def report(sizes, base, spy, spy_extra, aud, aud_extra) -> dict:
               f"{fmt(row['spyderd_cpu_per_10k'], ' s')} ({fmt(se.get('events'))} events) | "
               f"{fmt(row['auditd_s'], ' s')} | {fmt(row['auditd_ratio'], 'x')} | "
               f"{fmt(row['auditd_lost'])} |")
+    for name in sizes:
+        kinds = spy_extra.get(name, {}).get("lost_kinds")
+        if kinds:
+            print(f"spyderd losses during {LABELS[name]}: {kinds}")
     return rows
 
 
