@@ -70,7 +70,7 @@ def wanted_ops(op: int, flags: int) -> int:
 
 def decode_file(buf: bytes, ctx: DecodeContext) -> FileEvent | None:
     h = header(buf, ctx.boot_to_wall)
-    if len(buf) < HDR.size + _FILE.size:  # sent without the second path
+    if len(buf) < HDR.size + _FILE.size:  # sent only up to the end of its last path
         buf = bytes(buf).ljust(HDR.size + _FILE.size, b"\0")
     (op, flags, mode, owner, group, result, inode, dev, rflags, _fd, _pad, xattr,
      b1, s1, b2, s2) = _FILE.unpack_from(buf, HDR.size)
