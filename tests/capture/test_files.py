@@ -270,6 +270,7 @@ OPS_CHILD = """
     os.close(os.open(W + "/tolink", os.O_WRONLY))
     os.symlink(W + "/a", U + "/toa")                          # unwatched name, watched file
     os.close(os.open(U + "/toa", os.O_WRONLY))
+    os.rename(U + "/x", W + "/moved")                          # into the watched tree
     try:
         os.open(W + "/nodir/x", os.O_WRONLY | os.O_CREAT, 0o600)
     except FileNotFoundError:
@@ -356,6 +357,12 @@ def test_opens_through_symlinks(ops, tree):
     by_file = [e for e in evs if e["op"] == "open" and e["path"] == str(tree.w / "a")
                and not e["flags"] & O_TRUNC]
     assert len(by_file) == 1  # unwatched name, watched file: the file's real path
+
+
+@pytest.mark.root
+def test_rename_into_a_watched_tree(ops, tree):
+    _pid, evs = ops
+    assert one(evs, "rename", tree.u / "x")["path2"] == str(tree.w / "moved")
 
 
 @pytest.mark.root
