@@ -69,6 +69,9 @@ def program_label(fn_name: str) -> str:
 
 def bpf_programs(bpf) -> dict[str, int]:
     """name -> fd of the programs a bcc BPF object loaded."""
-    return {name: fn.fd for name, fn in getattr(bpf, "funcs", {}).items()
-            if isinstance(getattr(fn, "fd", None), int) and fn.fd >= 0 and os.path.exists(
-                f"/proc/self/fd/{fn.fd}")}
+    out = {}
+    for name, fn in getattr(bpf, "funcs", {}).items():
+        fd = getattr(fn, "fd", None)
+        if isinstance(fd, int) and fd >= 0 and os.path.exists(f"/proc/self/fd/{fd}"):
+            out[name.decode() if isinstance(name, bytes) else str(name)] = fd  # bcc: bytes
+    return out

@@ -95,3 +95,18 @@ def test_status_lines():
     assert ProbeStatus("x", "unavailable", "missing hooks: a:b").text() == (
         "unavailable: missing hooks: a:b")
     assert ProbeStatus("x", "attached").to_dict()["text"] == "attached"
+
+
+def test_program_names_from_bcc_are_text():
+    from spyderd.capture.progstats import bpf_programs, program_label
+
+    class Fn:
+        def __init__(self, fd):
+            self.fd = fd
+
+    class Bpf:
+        funcs = {b"tracepoint__sock__inet_sock_set_state": Fn(0), b"gone": Fn(-1)}
+
+    progs = bpf_programs(Bpf())
+    assert list(progs) == ["tracepoint__sock__inet_sock_set_state"]
+    assert program_label(next(iter(progs))) == "inet_sock_set_state"
