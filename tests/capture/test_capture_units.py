@@ -98,15 +98,11 @@ def test_status_lines():
 
 
 def test_program_names_from_bcc_are_text():
+    from types import SimpleNamespace as NS
+
     from spyderd.capture.progstats import bpf_programs, program_label
 
-    class Fn:
-        def __init__(self, fd):
-            self.fd = fd
-
-    class Bpf:
-        funcs = {b"tracepoint__sock__inet_sock_set_state": Fn(0), b"gone": Fn(-1)}
-
-    progs = bpf_programs(Bpf())
+    bpf = NS(funcs={b"tracepoint__sock__inet_sock_set_state": NS(fd=0), b"gone": NS(fd=-1)})
+    progs = bpf_programs(bpf)
     assert list(progs) == ["tracepoint__sock__inet_sock_set_state"]
     assert program_label(next(iter(progs))) == "inet_sock_set_state"
