@@ -45,6 +45,9 @@ def test_kernel_probe_fallback_only_for_missing_hooks():
         assert maps["sc_watch"] == {fallback_syscalls()["init_module"]: 1}
     flags, note = probe_kernel.configure({}, frozenset())
     assert "-DSC_FALLBACK=1" not in flags and note == ""
+    flags, note = probe_kernel.configure({"syscall_fallback": False}, missing)
+    assert "-DSC_FALLBACK=1" not in flags
+    assert probe_kernel.maps({"syscall_fallback": False}, missing)["sc_watch"] == {}
 
 
 def test_kernel_probe_filters_from_config():
