@@ -9,6 +9,7 @@ execs keep coming, so the kernel cannot reserve space for them.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -84,8 +85,11 @@ def test_losses_counted_warned_and_findings_marked_incomplete(tmp_path, journald
         warning = wait_for(warned, 15)
         assert warning, "no 'events lost' warning from this spyderd in journald"
         assert "lost exec" in warning[0]["MESSAGE"]
+        # the ring may keep overflowing between two reads: the text shows at least as many
+        counted = sum(status(d)["lost"].values())
         text = d.ctl("status", check=True).stdout
-        assert f"lost: {sum(status(d)['lost'].values())}" in text
+        shown = re.search(r"lost: (\d+)", text)
+        assert shown and int(shown.group(1)) >= counted, text
 
         after, b_pid = _subject("b")  # started once the loss was noticed and reported
         find_event(d, "exec", lambda e: True, pid=b_pid)
