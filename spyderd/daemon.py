@@ -19,7 +19,7 @@ from pathlib import Path
 
 from spyderd import __version__, service
 from spyderd.config import Config, load_config
-from spyderd.errors import ConfigError, RuleError, SpyderError
+from spyderd.errors import AlreadyRunningError, ConfigError, RuleError, SpyderError
 from spyderd.model import Event, Node, event_to_dict
 
 log = logging.getLogger("spyderd")
@@ -76,6 +76,7 @@ class Daemon:
     reload_requested: bool = False
     counters: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    lock: service.InstanceLock | None = None  # held from main() on, see service.py
 
     def setup(self) -> None:
         from spyderd.capture.bpf import Capture
@@ -85,6 +86,8 @@ class Daemon:
 
         self.started = time.time()
         self._prepare_access()
+        if self.lock is not None:
+            self.lock.write_pid(self.paths.runtime_dir)
         self.write_status(ready=False)
         self.ruleset = load_rules(self.paths.rules)
         self.machine_id, self.boot = machine_identity()
@@ -404,6 +407,8 @@ class Daemon:
         service.mark_stopped(self.store, time.time())
         self.store.close()
         self.write_status(ready=False, stopped=True)
+        if self.lock is not None:
+            self.lock.release()
         log.info("spyderd stopped")
 
     def write_status(self, *, ready: bool, stopped: bool = False) -> None:
@@ -504,7 +509,13 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     service.setup_logging(cfg.get("log_level"))
-    d = Daemon(cfg, resolve_paths(cfg, args.state_dir, args.runtime_dir, args.rules))
+    paths = resolve_paths(cfg, args.state_dir, args.runtime_dir, args.rules)
+    try:  # first of all: a refused second start must not touch the running one's files
+        lock = service.acquire_instance_lock(paths.state_dir, paths.runtime_dir)
+    except AlreadyRunningError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    d = Daemon(cfg, paths, lock=lock)
 
     def on_term(*_):
         d.stop = True

@@ -15,6 +15,10 @@ class StoreError(SpyderError):
     """The state directory or LMDB store cannot be used."""
 
 
+class AlreadyRunningError(SpyderError):
+    """Another spyderd holds the state directory's lock."""
+
+
 class CaptureError(SpyderError):
     """Probes could not be compiled or attached."""
 

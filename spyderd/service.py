@@ -7,12 +7,16 @@ lives in one place. Every MESSAGE_ID here has an entry in packaging/spyderd.cata
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
+
+from spyderd.errors import AlreadyRunningError
 
 log = logging.getLogger("spyderd")
 
@@ -188,3 +192,82 @@ def report_gap(store: MetaStore, capture_started: float) -> Gap | None:
                     text, extra=fields)
     store.put_meta(META_LAST_GAP, gap.as_dict())
     return gap
+
+
+# -- one daemon per state directory ---------------------------------------------------------
+
+PID_FILE = "spyderd.pid"
+
+
+@dataclass
+class InstanceLock:
+    """flock(2) on the state directory itself, held for the daemon's life.
+
+    The kernel drops the lock when the process dies however it dies (kill -9 too), so
+    there is never a stale lock to clean up. Locking the directory rather than a file in
+    it means a refused second start creates nothing: no lock file, no status, no store.
+    """
+
+    fd: int
+    pid_file: Path | None = None
+
+    def write_pid(self, runtime_dir: Path) -> None:
+        """`<runtime_dir>/spyderd.pid`, for scripts and the refusal message."""
+        path = runtime_dir / PID_FILE
+        tmp = path.with_suffix(".pid.tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+        self.pid_file = path
+
+    def release(self) -> None:
+        if self.pid_file is not None and _read_pid(self.pid_file) == os.getpid():
+            self.pid_file.unlink(missing_ok=True)
+        os.close(self.fd)
+
+
+def acquire_instance_lock(state_dir: Path, runtime_dir: Path) -> InstanceLock:
+    """Lock `state_dir` or raise AlreadyRunningError naming the holder's pid."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = lock_holder(fd) or _read_pid(runtime_dir / PID_FILE)
+        os.close(fd)
+        who = f" (pid {holder})" if holder else ""
+        raise AlreadyRunningError(f"spyderd is already running{who} on state directory "
+                                  f"{state_dir}") from None
+    return InstanceLock(fd)
+
+
+def lock_holder(fd: int, locks: str = "/proc/locks") -> int | None:
+    """The pid holding a flock on the file open at `fd`, from /proc/locks.
+
+    The pid file may be missing or name another runtime dir's daemon; the kernel's lock
+    table names the real holder. Lines read `1: FLOCK ADVISORY WRITE 123 fd:01:4567 0 EOF`.
+    """
+    st = os.fstat(fd)
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    try:
+        lines = Path(locks).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK" or "->" in parts:
+            continue
+        try:
+            major, minor, ino = parts[5].split(":")
+            if (int(major, 16), int(minor, 16), int(ino)) == want:
+                return int(parts[4])
+        except ValueError:
+            continue
+    return None
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
