@@ -1,7 +1,7 @@
 """Guards: what one field must be for a rule to have a chance, so most rules are never tried.
 
 Most rules start with a test that rules out nearly every event: `process.name in (...)`,
-`file.target startswith /etc/cron`, `file.path startswith /var/log/`. Such a rule cannot match
+`file.changed_path startswith /etc/cron`, `file.path startswith /var/log/`. Such a rule cannot match
 an event whose value is outside that set, so `RuleSet` files it by that value: by exact
 process name in a dict, and per field in a group whose union (one set lookup and one
 `str.startswith` with a tuple) is checked once for all the group's rules. A guard is read off
@@ -32,7 +32,9 @@ from spyderd.rules.parser import parse_condition
 from spyderd.rules.source import SourceText
 from spyderd.rules.values import unquote
 
-GUARD_FIELDS = ("process.name", "file.target", "file.path", "file.name", "process.exe")
+GUARD_FIELDS = ("process.name", "file.changed_path", "file.path", "file.name", "process.exe")
+# old names read as the field they stand for, so a rule using one is guarded the same way
+_CANONICAL = {"file.target": "file.changed_path"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,11 @@ class GuardFinder:
             return {f: g.union(right[f]) for f, g in left.items() if f in right}
         if kind == "ref":
             return self._macro(str(kids[0]), stack)
-        if not kids or not isinstance(kids[0], Token) or str(kids[0]) not in GUARD_FIELDS:
+        if not kids or not isinstance(kids[0], Token):
             return {}
-        name = str(kids[0])
+        name = _CANONICAL.get(str(kids[0]), str(kids[0]))
+        if name not in GUARD_FIELDS:
+            return {}
         if kind == "in_values":
             values = kids[1].children if kids[1] is not None else []
             return {name: Guard(name, frozenset(v for item in values for v in self._item(item)))}

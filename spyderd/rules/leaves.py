@@ -77,7 +77,7 @@ class Leaf:
 
     `kind` is "in" (payload: frozenset), "startswith" / "endswith" / "contains" (payload: a
     tuple of strings; contains only for str fields) or "test" (payload: a callable).
-    `field or field` chains (`file.target startswith /etc/cron or file.target = /etc/crontab
+    `field or field` chains (`file.changed_path startswith /etc/cron or file.changed_path = /etc/crontab
     or ...`) then read the value once and test it once: `str.startswith` takes a tuple.
     """
 
