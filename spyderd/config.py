@@ -15,7 +15,10 @@ from spyderd.errors import ConfigError
 DEFAULT_CONFIG = "/etc/spyderd/spyderd.yaml"
 DEFAULT_RULES = ["/usr/share/spyderd/rules", "/etc/spyderd/rules.d"]
 
-# section -> key -> (type, default)
+# What to do when free space falls below store.space_left_mb / admin_space_left_mb.
+ACTIONS = ("ignore", "warn", "prune")
+
+# section -> key -> (type, default[, allowed values or item checker])
 SCHEMA: dict[str, Any] = {
     "state_dir": (str, "/var/lib/spyderd"),
     "runtime_dir": (str, "/run/spyderd"),
@@ -23,7 +26,12 @@ SCHEMA: dict[str, Any] = {
     "log_level": (str, "info"),
     "store": {"batch_delay": (float, 0.5), "map_size_mb": (int, 1024),
               "retention_days": (float, 90.0), "max_size_mb": (int, 10240),
-              "max_memory_nodes": (int, 200_000)},
+              "max_memory_nodes": (int, 200_000), "check_seconds": (float, 30.0),
+              "space_left_mb": (int, 256), "space_left_action": (str, "warn", ACTIONS),
+              "admin_space_left_mb": (int, 64),
+              "admin_space_left_action": (str, "prune", ACTIONS),
+              "degraded_max_events": (int, 100_000), "degraded_max_findings": (int, 10_000),
+              "fault_report_seconds": (float, 60.0)},
     "capture": {"ring_buffer_pages": (int, 1024), "max_args": (int, 32),
                 "arg_bytes": (int, 2048), "ignore_self": (bool, True),
                 "self_test": (bool, True), "threads": (bool, False),
@@ -100,6 +108,10 @@ def _check(path: str, node: yaml.Node, schema: dict[str, Any], out: dict[str, An
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             errors.append(f"{_where(path, vnode)}: '{prefix}{key}' must be "
                           f"{typ.__name__}, got {type(value).__name__} {value!r}")
+            continue
+        if typ is str and len(spec) > 2 and value not in spec[2]:
+            errors.append(f"{_where(path, vnode)}: '{prefix}{key}' must be one of "
+                          f"{', '.join(spec[2])}, got {value!r}")
             continue
         if typ is list and len(spec) > 2 and isinstance(vnode, yaml.SequenceNode):
             item = spec[2]  # (list, default, item type or checker): every element, located

@@ -169,12 +169,40 @@ def _print_status(st: dict, color: bool) -> None:
         print(f"  error: {err}")
 
 
+def store_health_lines(store: dict) -> list[str]:
+    """The store's faults in words: "store: disk full since 13:02:11, 5120 events not stored"."""
+    h = store.get("health") or {}
+    lines = []
+    if store.get("moved_aside"):
+        lines.append(f"store: was corrupted at start, moved aside to {store['moved_aside']}")
+    if h.get("state") == "degraded":
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.get("since", 0)))
+        lines.append(f"store: {h.get('fault')} since {since}, {h.get('events_not_stored', 0)} "
+                     f"events not stored, {h.get('findings_not_stored', 0)} findings not "
+                     f"stored, {h.get('held_findings', 0)} findings and "
+                     f"{h.get('held_events', 0)} events held in memory (retrying)")
+    elif h.get("faults"):
+        lines.append(f"store: writing (recovered from {h['faults']} faults; "
+                     f"{h.get('events_not_stored', 0)} events and "
+                     f"{h.get('findings_not_stored', 0)} findings were not stored)")
+    if h.get("space_level"):
+        lines.append(f"store: low on space: {h.get('free_mb')} MiB free (below "
+                     f"store.{h['space_level']}_mb)")
+    if h.get("corrupt"):
+        lines.append(f"store: replaced {h['corrupt']} times after corruption at run time")
+    if h.get("records_refused"):
+        lines.append(f"store: {h['records_refused']} records refused by LMDB (not stored)")
+    return lines
+
+
 def _print_more(st: dict) -> None:
     store = st.get("store") or {}
     if store:
         print(f"  store: {store.get('path')}  {_size(store.get('bytes', 0))} "
               f"(used {_size(store.get('used_bytes', 0))}), {store.get('events', 0)} events, "
               f"{store.get('nodes', 0)} nodes, {_age(store.get('oldest', 0))}")
+        for line in store_health_lines(store):
+            print(f"  {line}")
     en = st.get("enrich") or {}
     if en:
         print(f"  context: {en.get('containers', 0)} containers, {en.get('sessions', 0)} "

@@ -81,7 +81,7 @@ class Daemon:
     def setup(self) -> None:
         from spyderd.capture.bpf import Capture
         from spyderd.capture.snapshot import listening_sockets, snapshot
-        from spyderd.graph import Graph, Store
+        from spyderd.graph import Graph
         from spyderd.rules import load_rules
 
         self.started = time.time()
@@ -91,8 +91,7 @@ class Daemon:
         self.write_status(ready=False)
         self.ruleset = load_rules(self.paths.rules)
         self.machine_id, self.boot = machine_identity()
-        self.store = Store(self.paths.state_dir,
-                           map_size=self.cfg.get("store.map_size_mb") << 20)
+        self.store = self._open_store()
         from spyderd.enrich import Enricher
 
         self.enricher = Enricher(self.boot, self.machine_id, boot_wall_ns=boot_wall_ns())
@@ -122,6 +121,26 @@ class Daemon:
                  ", ".join(f"{k}={v.state}" for k, v in self.capture.status.items()))
         self.write_status(ready=True)
         _notify("READY=1\nSTATUS=capturing")
+
+    def _open_store(self):
+        """The store behind a guard: a corrupted one is moved aside and a fresh one made,
+        a full or failing disk degrades it (spyderd.graph.guard, spyderd.graph.salvage)."""
+        from spyderd.graph.guard import GuardedStore, Limits, SpaceWatch
+        from spyderd.graph.salvage import fresh_store, open_store
+
+        c = self.cfg.get
+        map_size = max(c("store.map_size_mb"), 1) << 20
+        store, self.store_moved = open_store(self.paths.state_dir, map_size=map_size,
+                                             check_seconds=c("store.check_seconds"))
+        if self.store_moved is not None:
+            self.errors.append(f"store was corrupted: moved aside to {self.store_moved}")
+        limits = Limits(max_events=max(c("store.degraded_max_events"), 0),
+                        max_findings=max(c("store.degraded_max_findings"), 0),
+                        report_every=max(c("store.fault_report_seconds"), 1.0))
+        space = SpaceWatch(c("store.space_left_mb"), c("store.space_left_action"),
+                           c("store.admin_space_left_mb"), c("store.admin_space_left_action"))
+        return GuardedStore(store, limits=limits, space=space,
+                            on_corrupt=fresh_store(self.paths.state_dir, map_size))
 
     def _prepare_access(self) -> None:
         """umask 027; state and runtime directories 0750 root:spyder (see spyderd.access)."""
@@ -256,7 +275,7 @@ class Daemon:
         now = time.monotonic()
         cached = getattr(self, "_store_cache", None)
         if cached and now - cached[0] < 10:
-            return cached[1]
+            return {**cached[1], "health": self.store.status()}
         st = {"path": str(self.store.path)}
         try:
             stats = self.store.stats()
@@ -267,8 +286,10 @@ class Daemon:
             st["oldest"] = first["time"] if first else 0
         except Exception as exc:  # noqa: BLE001 - status must not break the loop
             st["error"] = str(exc)
+        if getattr(self, "store_moved", None) is not None:
+            st["moved_aside"] = str(self.store_moved)
         self._store_cache = (now, st)
-        return st
+        return {**st, "health": self.store.status()}
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -294,6 +315,7 @@ class Daemon:
                 for ctx_node in self.enricher.updates():  # late container/VM/netns facts
                     self.graph.touch(ctx_node)
                 self._report_losses()
+                self.store.tick()
                 self.write_status(ready=True)
         self.shutdown()
 
@@ -318,7 +340,10 @@ class Daemon:
             return
         policy = Policy(max_age_s=self.cfg.get("store.retention_days") * 86400,
                         max_bytes=self.cfg.get("store.max_size_mb") << 20)
-        res = prune(self.store, policy)
+        res = self.store.maintain(lambda store: prune(store, policy))
+        if res is None:  # the store is degraded: no retention until it writes again
+            self._next_prune = now + 30.0
+            return
         self._next_prune = now + (0.5 if not res.done else 30.0)
         if res.nodes or res.event_blocks or res.findings:
             log.info("retention pruned %d nodes, %d event blocks, %d findings",
@@ -405,6 +430,11 @@ class Daemon:
         self.graph.flush()
         self.capture.close()
         service.mark_stopped(self.store, time.time())
+        if not self.store.retry(force=True):
+            log.error("store still %s at shutdown: %d findings and %d events held in memory "
+                      "are not stored (the findings were sent to the sinks)",
+                      self.store.fault, len(self.store.held.findings),
+                      len(self.store.held.events))
         self.store.close()
         self.write_status(ready=False, stopped=True)
         if self.lock is not None:
