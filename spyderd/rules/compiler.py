@@ -48,11 +48,14 @@ from spyderd.rules.combinators import (
 from spyderd.rules.context import MAX_DEPTH
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
 from spyderd.rules.fields import FIELDS, Field, suggest
+from spyderd.rules.fields.falco import choice_hint, falco_hint
 from spyderd.rules.parser import parse_condition
 from spyderd.rules.source import SourceText
 from spyderd.rules.values import (
     ORDERED,
     convert,
+    folded_member_test,
+    path_prefix_test,
     member_test,
     order_test,
     parse_duration,
@@ -72,15 +75,22 @@ GROWING = ("descendant", "sibling", "peer")
 # operators whose link appears with a later event of this kind
 LINKED_BY = {"wrote_by": frozenset({"wrote_exec"})}
 
-_STRING_OPS = ("contains", "icontains", "startswith", "endswith", "glob", "matches")
+_STRING_OPS = ("contains", "startswith", "endswith", "glob", "matches")
 OPERATORS: dict[str, tuple[str, ...]] = {
-    "str": ("=", "!=", *_STRING_OPS),
+    "str": ("=", "!=", "i=", "i!=", *_STRING_OPS, *("i" + op for op in _STRING_OPS)),
     "int": ("=", "!=", "<", "<=", ">", ">="),
     "duration": ("=", "!=", "<", "<=", ">", ">="),
     "bool": ("=", "!="),
     "ip": ("=", "!="),
-    "list[str]": ("contains", "icontains"),
+    "list[str]": ("has", "ihas", "contains", "icontains"),
 }
+# set operators besides `in`, and the field types they apply to
+SET_OPERATORS: dict[str, tuple[str, ...]] = {
+    "iin": ("str", "list[str]"),
+    "pmatch": ("str",),
+    "ipmatch": ("str",),
+}
+_EQUALITY = ("=", "!=", "i=", "i!=")
 _BAD = object()  # a literal that failed to convert; the error is already recorded
 
 
@@ -312,12 +322,10 @@ class Compiler:
         )
 
     def _unknown_field(self, tok: Token, scope: _Scope) -> Predicate:
-        return self._error(
-            "E301",
-            f"unknown field {str(tok)!r}" + _did_you_mean(suggest(tok)),
-            scope,
-            _pos(tok),
-        )
+        name = str(tok)
+        falco = falco_hint(name)
+        hint = f"; {falco}" if falco else _did_you_mean(suggest(name))
+        return self._error("E301", f"unknown field {name!r}{hint}", scope, _pos(tok))
 
     def _t_exists(self, children: list, scope: _Scope) -> Predicate:
         fld = self._field(children[0], scope)
@@ -344,6 +352,10 @@ class Compiler:
         test = self._test(op, fld, value, scope)
         if test is None:
             return never
+        if op in _EQUALITY:
+            self._check_choice(fld, value, scope, fold=op[0] == "i")
+        if fld.type == "list[str]" and op in ("contains", "icontains"):
+            self._check_element(fld, op, value, scope)
         self._note(fld, scope)
         if not self.optimize:
             return leaves.tested(fld, test)
@@ -384,6 +396,147 @@ class Compiler:
 
     def _t_not_in_list(self, children: list, scope: _Scope) -> Predicate:
         return negate(self._t_in_list(children, scope))
+
+    def _t_set_values(self, children: list, scope: _Scope) -> Predicate:
+        """`F iin (...)`, `F pmatch (...)`, `F ipmatch (...)`: sets like `in`."""
+        tok, op_tree, values = children
+        op_tok = op_tree.children[0]
+        fld = self._set_field(tok, op_tok, scope)
+        if fld is None:
+            return never
+        items: list[tuple[Any, bool, _Place]] = []
+        for value in values.children if values is not None else []:
+            items.extend(self._in_item(value, fld, scope))
+        return self._set_test(fld, str(op_tok), items, scope)
+
+    def _t_set_list(self, children: list, scope: _Scope) -> Predicate:
+        tok, op_tree, name_tok = children
+        op_tok = op_tree.children[0]
+        name = str(name_tok)
+        if name not in self.lists:
+            return self._error(
+                "E302",
+                f"unknown list {name!r}" + _did_you_mean(suggest(name, list(self.lists))),
+                scope,
+                _pos(name_tok),
+            )
+        fld = self._set_field(tok, op_tok, scope)
+        if fld is None:
+            return never
+        items = self._list_items(name, [], self._place(scope, _pos(name_tok)), scope)
+        return self._set_test(fld, str(op_tok), items, scope)
+
+    def _set_field(self, tok: Token, op_tok: Token, scope: _Scope) -> Field | None:
+        fld = self._field(tok, scope)
+        op = str(op_tok)
+        if fld is not None and fld.type not in SET_OPERATORS[op]:
+            self._error(
+                "E305",
+                f"operator {op!r} does not apply to {fld.name} ({fld.type})",
+                scope,
+                _pos(op_tok),
+                expected=[*OPERATORS[fld.type], "in", "exists"],
+            )
+            return None
+        return fld
+
+    def _set_test(
+        self, fld: Field, op: str, items: list[tuple[Any, bool, _Place]], scope: _Scope
+    ) -> Predicate:
+        values = [str(raw) for raw, _, _ in items]
+        if op == "iin":
+            for raw, quoted, place in items:
+                self._check_choice_at(fld, str(raw), place, scope, fold=True)
+            test = folded_member_test(fld.type, values)
+        else:
+            test = path_prefix_test(values, fold=op == "ipmatch")
+        self._note(fld, scope)
+        return self._leaf(leaves.Leaf(fld, "test", test)) if self.optimize else leaves.tested(
+            fld, test
+        )
+
+    def _t_bits(self, children: list, scope: _Scope) -> Predicate:
+        """`F & MASK`: true when any bit of MASK is set in the int field F."""
+        tok, mask_tok = children
+        fld, mask = self._mask(tok, mask_tok, scope)
+        if fld is None or mask is None:
+            return never
+        self._note(fld, scope)
+        return self._leaf(leaves.Leaf(fld, "test", lambda got: bool(got & mask)))
+
+    def _t_masked(self, children: list, scope: _Scope) -> Predicate:
+        """`F & MASK op V`: the masked value compared (`file.mode & S_ISUID|S_ISGID != 0`)."""
+        tok, mask_tok, op_tree, value = children
+        fld, mask = self._mask(tok, mask_tok, scope)
+        if fld is None or mask is None:
+            return never
+        op_tok = op_tree.children[0]
+        op = str(op_tok)
+        if op not in ORDERED:
+            return self._error(
+                "E305", f"operator {op!r} does not compare numbers", scope, _pos(op_tok),
+                expected=list(ORDERED),
+            )  # fmt: skip
+        lit = self._convert(
+            str(value), False, fld, self._place(scope, _pos(value)), scope, allow_net=False
+        )
+        if lit is _BAD:
+            return never
+        compare = ORDERED[op]
+        self._note(fld, scope)
+        return self._leaf(leaves.Leaf(fld, "test", lambda got: compare(got & mask, lit)))
+
+    def _mask(self, tok: Token, mask_tok: Token, scope: _Scope) -> tuple[Field | None, Any]:
+        fld = self._field(tok, scope)
+        if fld is None:
+            return None, None
+        if fld.type != "int":
+            self._error(
+                "E305", f"'&' tests bits of int fields; {fld.name} is {_article(fld.type)} field",
+                scope, _pos(tok),
+            )  # fmt: skip
+            return None, None
+        raw = unquote(str(mask_tok)) if mask_tok.type == "STRING" else str(mask_tok)
+        mask = self._convert(raw, False, fld, self._place(scope, _pos(mask_tok)), scope, False)
+        return (fld, None) if mask is _BAD else (fld, mask)
+
+    def _check_choice(self, fld: Field, value: Token, scope: _Scope, fold: bool) -> None:
+        raw = unquote(str(value)) if value.type == "STRING" else str(value)
+        self._check_choice_at(fld, raw, self._place(scope, _pos(value)), scope, fold)
+
+    def _check_choice_at(
+        self, fld: Field, raw: str, place: _Place, scope: _Scope, fold: bool = False
+    ) -> None:
+        """W304: a value an enumerated field never takes can never match; name the nearest."""
+        if not fld.choices or raw in fld.choices:
+            return
+        if fold and raw.lower() in {c.lower() for c in fld.choices}:
+            return
+        hint = choice_hint(fld, raw)
+        self.diags.append(
+            warning(
+                "W304",
+                f"{fld.name} is never {raw!r}, so this never matches{hint}",
+                place.loc,
+                place.source_line,
+                scope.chain,
+            )
+        )
+
+    def _check_element(self, fld: Field, op: str, value: Token, scope: _Scope) -> None:
+        """W305: `process.args contains 'a b'` tests one whole argument, never a substring."""
+        raw = unquote(str(value)) if value.type == "STRING" else str(value)
+        if not any(ch.isspace() for ch in raw):
+            return
+        joined = fld.name.replace(".args", ".cmdline")
+        self._warn(
+            "W305",
+            f"{fld.name} {op} tests whole elements (one argument each), and {raw!r} holds a "
+            f"space: write '{joined} {op} ...' for a substring of the command line, or "
+            f"'{fld.name} has ...' for one argument",
+            scope,
+            _pos(value),
+        )
 
     def _t_call(self, children: list, scope: _Scope) -> Predicate:
         """A causal operator: its condition is tested on other nodes of the graph."""
@@ -437,6 +590,14 @@ class Compiler:
         fld = FIELDS.get(str(tok))
         if fld is None:
             self._unknown_field(tok, scope)
+        elif fld.deprecated:
+            self._warn(
+                "W306",
+                f"{fld.name} is a deprecated name: write {fld.deprecated} "
+                f"({FIELDS[fld.deprecated].doc})",
+                scope,
+                _pos(tok),
+            )
         return fld
 
     def _note(self, fld: Field, scope: _Scope) -> None:
@@ -565,10 +726,13 @@ class Compiler:
     def _membership(
         self, fld: Field, items: Iterable[tuple[Any, bool, _Place]], scope: _Scope
     ) -> Predicate:
+        items = list(items)
         values = [
             self._convert(raw, quoted, fld, place, scope, allow_net=True)
             for raw, quoted, place in items
         ]
+        for raw, _, place in items:
+            self._check_choice_at(fld, str(raw), place, scope)
         if any(v is _BAD for v in values):
             return never
         self._note(fld, scope)
@@ -591,9 +755,9 @@ class Compiler:
             return None
         if op in ORDERED:
             return order_test(op, fld.type, lit)
-        if op == "matches":
+        if op in ("matches", "imatches"):
             try:
-                rx = re.compile(lit)
+                rx = re.compile(lit, re.IGNORECASE if op == "imatches" else 0)
             except re.error as exc:
                 self._error(
                     "E306",

@@ -17,13 +17,15 @@ from typing import Any
 from spyderd.model.events import Event
 from spyderd.model.nodes import Node
 from spyderd.rules.context import GraphContext
-from spyderd.rules.diagnostics import Diagnostic, error
+from spyderd.rules.diagnostics import Diagnostic, error, warning
 from spyderd.rules.fields import FIELDS, field_reader, suggest
+from spyderd.rules.fields.falco import falco_template_name
 from spyderd.rules.source import SourceText
 
 MISSING = "<NA>"
 REF_PREFIX = "ancestor."
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_FALCO_FIELD = re.compile(r"%([a-z][a-z0-9_]*\.[a-z0-9_.]+)")
 
 Part = Callable[[Event | None, Node, GraphContext, list[Node]], Any]
 
@@ -78,8 +80,32 @@ def compile_template(
             continue
         parts.append(part)
     parts.append(text[pos:])
+    diags.extend(_falco_fields(src, chain))
     merged = tuple(p for p in parts if p != "")
     return Template(text, merged) if ok else None
+
+
+def _falco_fields(src: SourceText, chain: tuple[str, ...]) -> list[Diagnostic]:
+    """W402 for each Falco-style `%proc.name` in a template: spyderd writes `{process.name}`
+    (outside braces, `%name` is printed as it is)."""
+    out = []
+    for m in _FALCO_FIELD.finditer(src.value):
+        name = m.group(1)
+        if name not in FIELDS and falco_template_name(name) is None:
+            continue
+        spyder = name if name in FIELDS else falco_template_name(name)
+        loc = src.locate(m.start())
+        out.append(
+            warning(
+                "W402",
+                f"'%{name}' is Falco's output syntax and is printed as it is; "
+                f"write {{{spyder}}}",
+                loc,
+                src.source_line(loc),
+                chain,
+            )
+        )
+    return out
 
 
 def _part(name: str) -> Part | None:
@@ -110,6 +136,8 @@ def _template_error(src: SourceText, m: re.Match[str], chain: tuple[str, ...]) -
     loc = src.locate(m.start(1))
     near = suggest(name, template_names())
     hint = "; did you mean " + " or ".join(repr(n) for n in near) + "?" if near else ""
+    if falco_template_name(name):
+        hint = f"; this is Falco's {name}: write {{{falco_template_name(name)}}}"
     return error(
         "E401", f"unknown field {name!r} in output{hint}", loc, src.source_line(loc), chain=chain
     )

@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from spyderd.rules.constants import nearest, resolve, unknown_parts
+
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NETWORKS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 ORDERED = {
@@ -45,11 +47,16 @@ def convert(raw: Any, quoted: bool, type_: str, allow_net: bool) -> Any:
     """Literal conversion by field type; raises ValueError with the reason."""
     text = str(raw)
     if type_ == "int":
-        number = raw if isinstance(raw, int) else int_literal(text)
+        number = raw if isinstance(raw, int) else resolve(text, int_literal)
         if number is None:
             if _LEADING_ZERO.fullmatch(text):
                 raise ValueError(f"{text!r} is ambiguous; write 0o{text.lstrip('-0')} for octal")
-            raise ValueError(f"{text!r} is not an integer")
+            unknown = unknown_parts(text)
+            if unknown:
+                near = nearest(unknown[0])
+                hint = "; did you mean " + " or ".join(near) + "?" if near else ""
+                raise ValueError(f"unknown constant {unknown[0]!r}{hint}")
+            raise ValueError(f"{text!r} is not an integer or a named constant")
         return number
     if type_ == "duration":
         number = raw if isinstance(raw, int) else parse_duration(text)
@@ -157,20 +164,66 @@ def order_test(op: str, type_: str, lit: Any) -> Callable[[Any], bool]:
 
 
 def string_test(op: str, type_: str, lit: str) -> Callable[[Any], bool]:
-    """contains, icontains, startswith, endswith, glob (fnmatch, case-sensitive)."""
+    """The string operators and their case-insensitive `i` forms (glob is fnmatch; `iglob`
+    and the others compare lower-cased text). On a list[str] field `contains`/`has` test
+    for one whole element, never a substring of one."""
+    if type_ == "list[str]":
+        return _element_test(op, lit)
+    if op.startswith("i"):
+        return _folded_test(op, lit)
     if op == "contains":
-        return lambda got: lit in got  # substring of a str, element of a list
-    if op == "icontains":
-        low = lit.lower()
-        if type_ == "list[str]":
-            return lambda got: any(low == item.lower() for item in got)
-        return lambda got: low in got.lower()
+        return lambda got: lit in got
     if op == "startswith":
         return lambda got: got.startswith(lit)
     if op == "endswith":
         return lambda got: got.endswith(lit)
     rx = re.compile(fnmatch.translate(lit))  # glob
     return lambda got: rx.match(got) is not None
+
+
+def _element_test(op: str, lit: str) -> Callable[[Any], bool]:
+    """contains/has (an element equals lit), icontains/ihas (ignoring case)."""
+    if op in ("contains", "has"):
+        return lambda got: lit in got
+    low = lit.lower()
+    return lambda got: any(low == item.lower() for item in got)
+
+
+def _folded_test(op: str, lit: str) -> Callable[[Any], bool]:
+    """i=, i!=, icontains, istartswith, iendswith, iglob on lower-cased text."""
+    low = lit.lower()
+    if op == "i=":
+        return lambda got: got.lower() == low
+    if op == "i!=":
+        return lambda got: got.lower() != low
+    if op == "icontains":
+        return lambda got: low in got.lower()
+    if op == "istartswith":
+        return lambda got: got.lower().startswith(low)
+    if op == "iendswith":
+        return lambda got: got.lower().endswith(low)
+    rx = re.compile(fnmatch.translate(low))  # iglob
+    return lambda got: rx.match(got.lower()) is not None
+
+
+def path_prefix_test(prefixes: list[str], fold: bool) -> Callable[[Any], bool]:
+    """pmatch: the path is one of `prefixes` or lies below one (a whole-component prefix:
+    /etc matches /etc and /etc/passwd, not /etcetera); ipmatch ignores case."""
+    exact = frozenset(p.rstrip("/") or "/" for p in prefixes)
+    below = tuple(p if p.endswith("/") else p + "/" for p in exact)
+    if fold:
+        exact = frozenset(p.lower() for p in exact)
+        below = tuple(p.lower() for p in below)
+        return lambda got: (low := got.lower()) in exact or low.startswith(below)
+    return lambda got: got in exact or got.startswith(below)
+
+
+def folded_member_test(type_: str, values: list[Any]) -> Callable[[Any], bool]:
+    """iin: `in` ignoring case; list fields match when any element does."""
+    members = frozenset(str(v).lower() for v in values)
+    if type_ == "list[str]":
+        return lambda got: any(item.lower() in members for item in got)
+    return lambda got: got.lower() in members
 
 
 def member_test(type_: str, values: list[Any]) -> Callable[[Any], bool]:
