@@ -13,6 +13,7 @@ and `condition:`) + `within:` (a duration such as 10m) and optionally
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ import yaml
 
 from spyderd.model.events import EVENT_TYPES
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
+from spyderd.rules.exceptions import ExceptionDef, merge, parse_exceptions
+from spyderd.rules.fields.falco import FALCO_KEYS, FALCO_PRIORITIES, event_hint
 from spyderd.rules.reader import Entry, Item, mapping_items, node_location
 from spyderd.rules.source import SourceText
 from spyderd.rules.values import parse_duration
@@ -59,6 +62,7 @@ class ListDef:
     name: str
     loc: Location
     items: list[tuple[str | int, Location, str]] = field(default_factory=list)
+    source_line: str = ""
 
 
 @dataclass(slots=True)
@@ -101,6 +105,23 @@ class RuleDef:
     steps: list[StepDef] = field(default_factory=list)
     within_ns: int = 0
     max_partials: int | None = None
+    named: dict[str, ExceptionDef] = field(default_factory=dict)
+
+    def exception_texts(self) -> list[SourceText]:
+        """Every exception as condition text: plain ones, then each structured one with rows."""
+        texts = [exc.condition() for exc in self.named.values()]
+        return [*self.exceptions, *(t for t in texts if t is not None)]
+
+
+@dataclass(slots=True)
+class Salvage:
+    """What a rule with a structural error still lets us check: its condition texts and
+    output, compiled for their own errors so one run reports everything."""
+
+    name: str
+    loc: Location
+    conditions: list[SourceText] = field(default_factory=list)
+    output: SourceText | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +131,7 @@ class Definitions:
     lists: dict[str, ListDef] = field(default_factory=dict)
     macros: dict[str, MacroDef] = field(default_factory=dict)
     rules: dict[str, RuleDef] = field(default_factory=dict)
+    salvaged: list[Salvage] = field(default_factory=list)
 
 
 def collect(entries: list[Entry]) -> tuple[Definitions, list[Diagnostic]]:
@@ -133,6 +155,8 @@ def _unknown_keys(entry: Entry, diags: list[Diagnostic]) -> None:
         if key not in known:
             near = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
+            if key in FALCO_KEYS and entry.kind == "rule":
+                hint = _falco_key_hint(key)
             diags.append(
                 warning(
                     "W008",
@@ -141,6 +165,19 @@ def _unknown_keys(entry: Entry, diags: list[Diagnostic]) -> None:
                     entry.file.line(item.key_loc.line),
                 )
             )
+
+
+def _falco_key_hint(key: str) -> str:
+    spyder = FALCO_KEYS[key]
+    if not spyder:
+        return " (a Falco key spyderd does not need)"
+    if key == "priority":
+        return (
+            "; spyderd calls it 'severity' (Falco's priorities: "
+            + ", ".join(f"{k.upper()} is {v}" for k, v in FALCO_PRIORITIES.items() if k != "info")
+            + ")"
+        )
+    return f"; spyderd calls it {spyder!r}"
 
 
 def _flag(entry: Entry, key: str, diags: list[Diagnostic]) -> bool:
@@ -196,7 +233,9 @@ def _list(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
         return
     target = _target(entry, defs.lists, append, diags)
     if target is None:
-        defs.lists[entry.name] = ListDef(entry.name, entry.loc, items)
+        defs.lists[entry.name] = ListDef(
+            entry.name, entry.loc, items, entry.file.line(entry.loc.line)
+        )
     else:
         target.items.extend(items)
 
@@ -213,8 +252,22 @@ def _list_items(
         if isinstance(value, bool) or not isinstance(value, str | int):
             diags.append(_diag("E005", "list items must be strings or integers", loc, entry))
             return None
+        if isinstance(value, str) and _QUOTED.fullmatch(value):
+            diags.append(
+                warning(
+                    "W103",
+                    f"list item {value!r} keeps its quotes, so it only matches a value that "
+                    f"has them; write {value[1:-1]!r} (YAML's own quotes are enough)",
+                    loc,
+                    entry.file.line(loc.line),
+                )
+            )
         out.append((value, loc, entry.file.line(loc.line)))
     return out
+
+
+_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+_JOINER = re.compile(r"\s*(and|or)\b")
 
 
 def _macro(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
@@ -225,8 +278,20 @@ def _macro(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
     target = _target(entry, defs.macros, append, diags)
     if target is None:
         defs.macros[entry.name] = MacroDef(entry.name, entry.loc, [text])
+    elif _JOINER.match(text.value):
+        target.parts = [joined(target.parts, text)]  # Falco style: "or ...", "and ..."
     else:
         target.parts.append(text)
+
+
+def joined(parts: list[SourceText], tail: SourceText) -> SourceText:
+    """`(p1) or (p2) ... <tail>`: a condition extended Falco's way, by text that starts with
+    `and` or `or`; every piece keeps its own location."""
+    pieces: list[tuple[str, SourceText | None]] = [("(", None)]
+    for i, part in enumerate(parts):
+        pieces += [(") or (" if i else "", None), ("", part)]
+    pieces += [(") ", None), ("", tail)]
+    return SourceText.join(pieces)
 
 
 def _target(entry: Entry, table: dict, append: bool, diags: list[Diagnostic]) -> Any:
@@ -252,17 +317,16 @@ def _target(entry: Entry, table: dict, append: bool, diags: list[Diagnostic]) ->
 
 
 def _rule(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
-    if "append" in entry.items:
-        diags.append(
-            _diag(
-                "E102",
-                "rules cannot be appended; use override: true to replace a rule",
-                entry.items["append"].key_loc,
-                entry,
-            )
-        )
+    override = entry.items.get("override")
+    if _flag_value(entry, "append"):
+        _extend(entry, defs, diags, {k: "append" for k in _APPENDABLE})
         return
-    override = _flag(entry, "override", diags)
+    if override is not None and isinstance(override.value, dict):
+        modes = _override_modes(entry, override, diags)
+        if modes is not None:
+            _extend(entry, defs, diags, modes)
+        return
+    override_flag = _flag(entry, "override", diags)
     only_enabled = set(entry.items) <= {"rule", "enabled", "override"}
     if only_enabled and "enabled" in entry.items and entry.name in defs.rules:
         _toggle(entry, defs, diags)
@@ -270,9 +334,10 @@ def _rule(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
     errors_before = sum(d.is_error for d in diags)
     rule = _rule_def(entry, diags)
     if rule is None or sum(d.is_error for d in diags) > errors_before:
+        defs.salvaged.append(_salvage(entry))
         return
     earlier = defs.rules.get(entry.name)
-    if earlier is not None and not override:
+    if earlier is not None and not override_flag:
         diags.append(
             _diag(
                 "E101",
@@ -283,10 +348,168 @@ def _rule(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
             )
         )
         return
-    if earlier is None and override:
+    if earlier is None and override_flag:
         diags.append(_diag("E103", f"override of undefined rule {entry.name!r}", entry.loc, entry))
         return
     defs.rules[entry.name] = rule
+
+
+# keys a later entry may extend (append) or replace in an earlier rule, Falco's way
+_APPENDABLE = ("condition", "exceptions", "tags")
+_REPLACEABLE = ("condition", "exceptions", "tags", "output", "severity", "description",
+                "event", "enabled")  # fmt: skip
+
+
+def _flag_value(entry: Entry, key: str) -> bool:
+    item = entry.items.get(key)
+    return item is not None and item.value is True
+
+
+def _override_modes(entry: Entry, item: Item, diags: list[Diagnostic]) -> dict[str, str] | None:
+    """`override: {condition: append, output: replace, ...}` checked against the entry."""
+    modes: dict[str, str] = {}
+    for key, mode in item.value.items():
+        allowed = ("append", "replace") if key in _APPENDABLE else ("replace",)
+        if key not in _REPLACEABLE or mode not in allowed:
+            what = f"{key}: {mode}" if key in _REPLACEABLE else f"{key}"
+            message = (
+                f"override {what!r} is not possible; {key} takes " + " or ".join(allowed)
+                if key in _REPLACEABLE
+                else f"override: cannot change {key!r}; it takes " + ", ".join(_REPLACEABLE)
+            )
+            diags.append(_diag("E005", message, item.loc, entry))
+            return None
+        if key not in entry.items:
+            message = f"override names {key!r} but the entry has no {key}:"
+            diags.append(_diag("E004", message, item.loc, entry))
+            return None
+        modes[key] = mode
+    for key in entry.items:
+        if key not in ("rule", "override") and key not in modes:
+            message = f"{key}: is not named in override:, so it would be ignored"
+            diags.append(_diag("E005", message, entry.items[key].key_loc, entry))
+            return None
+    return modes
+
+
+def _extend(
+    entry: Entry, defs: Definitions, diags: list[Diagnostic], modes: dict[str, str]
+) -> None:
+    """`append: true` or `override: {...}`: change parts of an earlier rule in place."""
+    earlier = defs.rules.get(entry.name)
+    if earlier is None:
+        diags.append(_diag("E102", f"append to undefined rule {entry.name!r}", entry.loc, entry))
+        return
+    for key in entry.items:
+        if key in ("rule", "append", "override"):
+            continue
+        mode = modes.get(key)
+        if mode is None:
+            message = f"with append: true a rule takes only {', '.join(_APPENDABLE)}"
+            diags.append(_diag("E005", message, entry.items[key].key_loc, entry))
+            continue
+        if key == "condition":
+            _extend_condition(entry, earlier, mode, diags)
+        elif key == "exceptions":
+            _extend_exceptions(entry, earlier, mode, diags)
+        elif key == "tags":
+            _extend_tags(entry, earlier, mode, diags)
+        else:
+            _replace_key(entry, earlier, key, diags)
+
+
+def _extend_condition(entry: Entry, rule: RuleDef, mode: str, diags: list[Diagnostic]) -> None:
+    text = _text(entry, "condition", diags)
+    if text is None:
+        return
+    if rule.steps:
+        message = "a sequence rule's condition is its steps'; override the rule instead"
+        diags.append(_diag("E005", message, entry.items["condition"].loc, entry))
+        return
+    if mode == "replace":
+        rule.condition = text
+    elif _JOINER.match(text.value):
+        rule.condition = SourceText.join([("(", None), ("", rule.condition), (") ", None),
+                                          ("", text)])  # fmt: skip
+    else:
+        rule.condition = SourceText.join([("(", None), ("", rule.condition), (") and (", None),
+                                          ("", text), (")", None)])  # fmt: skip
+
+
+def _extend_exceptions(entry: Entry, rule: RuleDef, mode: str, diags: list[Diagnostic]) -> None:
+    found = parse_exceptions(entry, diags)
+    if found is None:
+        return
+    texts, named = found
+    if mode == "replace":
+        rule.exceptions, rule.named = [], {}
+    rule.exceptions.extend(texts)
+    merge(rule.named, named, diags, entry.file)
+
+
+def _extend_tags(entry: Entry, rule: RuleDef, mode: str, diags: list[Diagnostic]) -> None:
+    tags = _strings(entry, "tags", diags)
+    if tags is not None:
+        new = [t for t, _ in tags]
+        rule.tags = (
+            new if mode == "replace" else [*rule.tags, *(t for t in new if t not in rule.tags)]
+        )
+
+
+def _replace_key(entry: Entry, rule: RuleDef, key: str, diags: list[Diagnostic]) -> None:
+    """output, severity, description, event, enabled: the new value replaces the old."""
+    if key == "output":
+        text = _text(entry, "output", diags)
+        if text is not None:
+            rule.output = text
+    elif key == "severity":
+        severity = _severity(entry, diags)
+        if severity is not None:
+            rule.severity = severity
+    elif key == "event":
+        events = _events(entry, diags)
+        if events is not None:
+            rule.events = events
+    elif key == "enabled":
+        rule.enabled = _flag(entry, "enabled", diags)
+    else:
+        rule.description = str(entry.get("description", ""))
+
+
+def _named(
+    found: list[ExceptionDef], entry: Entry, diags: list[Diagnostic]
+) -> dict[str, ExceptionDef]:
+    named: dict[str, ExceptionDef] = {}
+    merge(named, found, diags, entry.file)
+    return named
+
+
+def _salvage(entry: Entry) -> Salvage:
+    """The located texts of a rule that failed its structural checks."""
+    out = Salvage(entry.name, entry.loc)
+    for key in ("condition", "output"):
+        item = entry.items.get(key)
+        if item is not None and isinstance(item.value, str):
+            if key == "output":
+                out.output = item.text()
+            else:
+                out.conditions.append(item.text())
+    exceptions = entry.items.get("exceptions")
+    if exceptions is not None:
+        out.conditions += [
+            SourceText.from_node(node, entry.file)
+            for value, node in exceptions.elements()
+            if isinstance(value, str)
+        ]
+    steps = entry.items.get("sequence")
+    if steps is not None and isinstance(steps.node, yaml.SequenceNode):
+        for node in steps.node.value:
+            for key_node, value_node in getattr(node, "value", []):
+                if getattr(key_node, "value", None) == "condition" and isinstance(
+                    value_node, yaml.ScalarNode
+                ):
+                    out.conditions.append(SourceText.from_node(value_node, entry.file))
+    return out
 
 
 def _toggle(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
@@ -307,13 +530,17 @@ def _rule_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
                 entry,
             )
         )
+        if "event" in entry.items:
+            _events(entry, diags)  # reported now too: one run shows every mistake
+        if "severity" in entry.items:
+            _severity(entry, diags)
         return None
     condition = _text(entry, "condition", diags)
     output = _text(entry, "output", diags)
     events = _events(entry, diags)
     severity = _severity(entry, diags)
     tags = _strings(entry, "tags", diags)
-    exceptions = _strings(entry, "exceptions", diags)
+    exceptions = parse_exceptions(entry, diags)
     description = entry.get("description", "")
     if not isinstance(description, str):
         diags.append(
@@ -340,8 +567,9 @@ def _rule_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
         output,
         str(description),
         [t for t, _ in tags],
-        [SourceText.from_node(node, file) for _, node in exceptions],
+        exceptions[0],
         enabled,
+        named=_named(exceptions[1], entry, diags),
     )
 
 
@@ -374,7 +602,7 @@ def _sequence_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
     output = _text(entry, "output", diags)
     severity = _severity(entry, diags)
     tags = _strings(entry, "tags", diags)
-    exceptions = _strings(entry, "exceptions", diags)
+    exceptions = parse_exceptions(entry, diags)
     description = entry.get("description", "")
     enabled = _flag(entry, "enabled", diags) if "enabled" in entry.items else True
     if (
@@ -398,11 +626,12 @@ def _sequence_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
         output,
         str(description),
         [t for t, _ in tags],
-        [SourceText.from_node(node, entry.file) for _, node in exceptions],
+        exceptions[0],
         enabled,
         steps,
         within,
         limit,
+        _named(exceptions[1], entry, diags),
     )
 
 
@@ -478,7 +707,7 @@ def _events(entry: Entry, diags: list[Diagnostic]) -> tuple[str, ...] | None:
     for value, node in pairs:
         if value not in EVENT_KINDS:
             near = difflib.get_close_matches(value, EVENT_KINDS, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
+            hint = event_hint(value) or (f"; did you mean {near[0]!r}?" if near else "")
             diags.append(
                 _diag(
                     "E007",
@@ -498,9 +727,16 @@ def _severity(entry: Entry, diags: list[Diagnostic]) -> str | None:
     item = entry.items["severity"]
     value = item.value.lower() if isinstance(item.value, str) else None
     if value not in SEVERITIES:
+        hint = ""
+        if value in FALCO_PRIORITIES:
+            hint = f"; Falco's {str(item.value).upper()} is spyderd's {FALCO_PRIORITIES[value]!r}"
         diags.append(
             _diag(
-                "E006", f"bad severity {item.value!r}", item.loc, entry, expected=list(SEVERITIES)
+                "E006",
+                f"bad severity {item.value!r}{hint}",
+                item.loc,
+                entry,
+                expected=list(SEVERITIES),
             )
         )
         return None

@@ -55,10 +55,10 @@ from spyderd.rules.values import (
     ORDERED,
     convert,
     folded_member_test,
-    path_prefix_test,
     member_test,
     order_test,
     parse_duration,
+    path_prefix_test,
     string_test,
     to_int,
     unquote,
@@ -451,8 +451,10 @@ class Compiler:
         else:
             test = path_prefix_test(values, fold=op == "ipmatch")
         self._note(fld, scope)
-        return self._leaf(leaves.Leaf(fld, "test", test)) if self.optimize else leaves.tested(
-            fld, test
+        return (
+            self._leaf(leaves.Leaf(fld, "test", test))
+            if self.optimize
+            else leaves.tested(fld, test)
         )
 
     def _t_bits(self, children: list, scope: _Scope) -> Predicate:

@@ -98,8 +98,7 @@ def _falco_fields(src: SourceText, chain: tuple[str, ...]) -> list[Diagnostic]:
         out.append(
             warning(
                 "W402",
-                f"'%{name}' is Falco's output syntax and is printed as it is; "
-                f"write {{{spyder}}}",
+                f"'%{name}' is Falco's output syntax and is printed as it is; write {{{spyder}}}",
                 loc,
                 src.source_line(loc),
                 chain,

@@ -20,6 +20,21 @@ from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
 from spyderd.rules.source import SourceFile, SourceText
 
 ENTRY_KINDS = ("rule", "list", "macro")
+
+
+class _Constructor(SafeConstructor):
+    """YAML values as plain Python, with a bare `=` read as the string "=" (YAML 1.1 gives it
+    a 'value' tag that PyYAML cannot build; Falco's `comps: [=, startswith]` uses it)."""
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:value", SafeConstructor.construct_yaml_str)
+
+
+def construct(node: yaml.Node) -> Any:
+    """A YAML node's value as plain Python (raises yaml.MarkedYAMLError)."""
+    return _Constructor().construct_object(node, deep=True)
+
+
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -191,7 +206,7 @@ def mapping_items(
                 )
             )
         try:
-            value = SafeConstructor().construct_object(value_node, deep=True)
+            value = construct(value_node)
         except yaml.MarkedYAMLError as exc:
             diags.append(_yaml_error(exc, file))
             return None

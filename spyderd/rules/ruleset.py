@@ -42,6 +42,7 @@ from spyderd.rules.output import Template, compile_template
 from spyderd.rules.reader import read_paths
 from spyderd.rules.sequences import DEFAULT_LIMIT, SequenceMatcher, Step
 from spyderd.rules.source import SourceText
+from spyderd.rules.usage import unused_definitions
 
 MITRE_ID = re.compile(r"T\d{4}(\.\d{3})?")
 # MESSAGE_ID namespace: journald's catalog keys on it, so it must never change
@@ -343,6 +344,13 @@ def build_rules(
     """Compile every macro and rule; problems go to `diags`, broken rules are left out."""
     compiler = compiler or Compiler(defs.lists, defs.macros, diags)
     compiler.compile_macros()
+    for salvage in defs.salvaged:
+        chain = (f"in rule {salvage.name!r} at {salvage.loc} (not loaded: see its other errors)",)
+        for text in salvage.conditions:
+            compiler.compile(text, chain)
+        if salvage.output is not None:
+            compile_template(salvage.output, diags, chain)
+    diags.extend(unused_definitions(defs))
     guards = GuardFinder(defs.lists, defs.macros)
     rules = []
     for rule_def in defs.rules.values():
@@ -360,7 +368,7 @@ def _build_rule(
     chain = (f"in rule {rd.name!r} at {rd.loc}",)
     exceptions = [
         compiler.compile(text, (f"in exception {i} of rule {rd.name!r}",))
-        for i, text in enumerate(rd.exceptions, start=1)
+        for i, text in enumerate(rd.exception_texts(), start=1)
     ]
     template = compile_template(rd.output, diags, chain)
     if rd.steps:

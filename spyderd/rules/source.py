@@ -43,13 +43,41 @@ class SourceText:
     last segment starting at or before it, and its column runs on from the segment's.
     """
 
-    __slots__ = ("_segments", "_starts", "file", "value")
+    __slots__ = ("_files", "_segments", "_starts", "file", "value")
 
-    def __init__(self, value: str, file: SourceFile, segments: list[tuple[int, int, int]]) -> None:
+    def __init__(
+        self,
+        value: str,
+        file: SourceFile,
+        segments: list[tuple[int, int, int]],
+        files: list[SourceFile] | None = None,
+    ) -> None:
+        """`files`, when given, names each segment's file (text joined from several places:
+        an appended condition, generated exception text); else every segment is in `file`."""
         self.value = value
         self.file = file
-        self._segments = sorted(segments) or [(0, 1, 1)]
+        order = sorted(range(len(segments)), key=lambda i: segments[i])
+        self._segments = [segments[i] for i in order] or [(0, 1, 1)]
+        self._files = [files[i] for i in order] if files else None
         self._starts = [s[0] for s in self._segments]
+
+    @classmethod
+    def join(cls, pieces: list[tuple[str, SourceText | None]]) -> SourceText:
+        """Texts from anywhere joined into one: each piece is literal glue (None) or located
+        text whose offsets keep pointing where it was written."""
+        value, segments, files = "", [], []
+        first: SourceFile | None = None
+        for glue, src in pieces:
+            if src is None:
+                value += glue
+                continue
+            first = first or src.file
+            for i, (start, line, col) in enumerate(src._segments):
+                segments.append((len(value) + start, line, col))
+                files.append(src._files[i] if src._files else src.file)
+            value += src.value
+        anchor = first or SourceFile("<generated>", ())
+        return cls(value, anchor, segments or [(0, 1, 1)], files or [anchor])
 
     @classmethod
     def plain(cls, text: str, name: str = "<condition>") -> SourceText:
@@ -81,10 +109,15 @@ class SourceText:
     def locate(self, offset: int) -> Location:
         """File location of character `offset` of the value (clamped to the value)."""
         offset = max(0, min(offset, len(self.value)))
-        start, line, col = self._segments[bisect_right(self._starts, offset) - 1]
-        return Location(self.file.name, line, col + offset - start)
+        index = bisect_right(self._starts, offset) - 1
+        start, line, col = self._segments[index]
+        file = self._files[index] if self._files else self.file
+        return Location(file.name, line, col + offset - start)
 
     def source_line(self, loc: Location) -> str:
+        if self._files:
+            file = next((f for f in self._files if f.name == loc.file), self.file)
+            return file.line(loc.line)
         return self.file.line(loc.line)
 
 

@@ -175,7 +175,7 @@ _INDEXED = re.compile(r"([a-z][\w.]*)\[(\w+)\]")
 
 
 def falco_hint(name: str) -> str:
-    """"Falco's X is ..." for a Falco field name (`proc.aname[2]` included), else ""."""
+    """ "Falco's X is ..." for a Falco field name (`proc.aname[2]` included), else ""."""
     indexed = _INDEXED.fullmatch(name)
     base, index = (indexed.group(1), indexed.group(2)) if indexed else (name, "")
     entry = FALCO_FIELDS.get(base)
@@ -199,7 +199,7 @@ def falco_template_name(name: str) -> str | None:
 
 
 def event_hint(value: str) -> str:
-    """"; Falco's execve is the exec kind" for a Falco event type, else ""."""
+    """ "; Falco's execve is the exec kind" for a Falco event type, else ""."""
     entry = FALCO_EVENTS.get(value)
     if entry is None:
         return ""
@@ -212,7 +212,7 @@ def choice_hint(fld: Field, raw: str) -> str:
     if fld.name == "evt.kind" and raw in FALCO_EVENTS:
         return event_hint(raw)
     if fld.name in ("kernel.call", "cred.call", "file.op") and raw in FALCO_EVENTS:
-        kind, narrow = FALCO_EVENTS[raw]
+        _, narrow = FALCO_EVENTS[raw]
         if narrow.startswith(fld.name):
             return f"; Falco's {raw} is {narrow}"
     near = difflib.get_close_matches(raw, sorted(fld.choices), n=2, cutoff=0.6)
