@@ -21,7 +21,7 @@ import yaml
 
 from spyderd.model.events import EVENT_TYPES
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
-from spyderd.rules.exceptions import ExceptionDef, merge, parse_exceptions
+from spyderd.rules.exceptions import ExceptionDef, merge, parse_exceptions, structured
 from spyderd.rules.fields.falco import FALCO_KEYS, FALCO_PRIORITIES, event_hint
 from spyderd.rules.reader import Entry, Item, mapping_items, node_location
 from spyderd.rules.source import SourceText
@@ -501,6 +501,12 @@ def _salvage(entry: Entry) -> Salvage:
             for value, node in exceptions.elements()
             if isinstance(value, str)
         ]
+        for node in getattr(exceptions.node, "value", []):
+            if isinstance(node, yaml.MappingNode):
+                exc = structured(node, entry.file, [], partial=True)  # errors already reported
+                text = exc.condition() if exc is not None else None
+                if text is not None:
+                    out.conditions.append(text)
     steps = entry.items.get("sequence")
     if steps is not None and isinstance(steps.node, yaml.SequenceNode):
         for node in steps.node.value:

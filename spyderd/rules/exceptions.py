@@ -47,7 +47,7 @@ class ExceptionDef:
     loc: Location
     fields: list[SourceText]
     comps: list[SourceText]
-    rows: list[list[SourceText]] = field(default_factory=list)
+    rows: list[list[tuple[yaml.Node, SourceFile]]] = field(default_factory=list)  # YAML cells
 
     def condition(self) -> SourceText | None:
         """`(f1 c1 v1 and f2 c2 v2) or (...)`, or None when there are no rows yet."""
@@ -56,7 +56,10 @@ class ExceptionDef:
         pieces: list[tuple[str, SourceText | None]] = []
         for r, row in enumerate(self.rows):
             pieces.append((" or (" if r else "(", None))
-            for i, (fld, comp, value) in enumerate(zip(self.fields, self.comps, row, strict=True)):
+            for i, (fld, comp, (node, file)) in enumerate(
+                zip(self.fields, self.comps, row, strict=True)
+            ):
+                value = _literal(node, file, comp.value in SET_COMPS)
                 if i:
                     pieces.append((" and ", None))
                 pieces += [("", fld), (" ", None), ("", comp), (" ", None), ("", value)]
@@ -81,7 +84,7 @@ def parse_exceptions(
         if isinstance(node, yaml.ScalarNode) and isinstance(_value(node), str):
             texts.append(SourceText.from_node(node, entry.file))
         elif isinstance(node, yaml.MappingNode):
-            exc = _structured(node, entry.file, diags)
+            exc = structured(node, entry.file, diags)
             ok = ok and exc is not None
             if exc is not None:
                 named.append(exc)
@@ -92,9 +95,11 @@ def parse_exceptions(
     return (texts, named) if ok else None
 
 
-def _structured(
-    node: yaml.MappingNode, file: SourceFile, diags: list[Diagnostic]
+def structured(
+    node: yaml.MappingNode, file: SourceFile, diags: list[Diagnostic], partial: bool = False
 ) -> ExceptionDef | None:
+    """One `name:/fields:/comps:/values:` mapping; with `partial`, the good rows of one that
+    has bad ones (to check them while the rule itself is reported broken)."""
     items = mapping_items(node, file, diags)
     if items is None:
         return None
@@ -115,7 +120,7 @@ def _structured(
     if comps is None:
         return None
     exc = ExceptionDef(name.value, loc, fields, comps)
-    return exc if _rows(exc, items.get("values"), file, diags, single) else None
+    return exc if _rows(exc, items.get("values"), file, diags, single) or partial else None
 
 
 def _scalars(
@@ -168,7 +173,7 @@ def _rows(
         diags.append(_err("E005", "values: must be a list", node, file))
         return False
     if single and exc.comps and exc.comps[0].value in SET_COMPS:
-        exc.rows.append([_literal(node, file, diags)])
+        exc.rows.append([(node, file)])
         return True
     ok = True
     for row in node.value:
@@ -186,18 +191,20 @@ def _rows(
             diags.append(_err("E005", message, row, file))
             ok = False
             continue
-        exc.rows.append([_literal(cell, file, diags) for cell in cells])
+        exc.rows.append([(cell, file) for cell in cells])
     return ok
 
 
-def _literal(node: yaml.Node, file: SourceFile, diags: list[Diagnostic]) -> SourceText:
+def _literal(node: yaml.Node, file: SourceFile, as_set: bool = False) -> SourceText:
     """A value as condition text located at its YAML node: quoted strings, bare numbers and
-    booleans, `(a, b)` for a list (the value of a set comparison)."""
+    booleans, `(a, b)` for a list or for one value of a set comparison (`in`, `pmatch`)."""
     loc = node_location(node, file)
+    if as_set and not isinstance(node, yaml.SequenceNode):
+        return SourceText.join([("(", None), ("", _literal(node, file)), (")", None)])
     if isinstance(node, yaml.SequenceNode):
         parts: list[tuple[str, SourceText | None]] = [("(", None)]
         for i, child in enumerate(node.value):
-            parts += [(", " if i else "", None), ("", _literal(child, file, diags))]
+            parts += [(", " if i else "", None), ("", _literal(child, file))]
         parts.append((")", None))
         return SourceText.join(parts)
     value = _value(node)
