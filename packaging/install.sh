@@ -55,6 +55,8 @@ PACKAGES=(
     debootstrap systemd-container dpkg-dev
     # tests/integration/test_sessions.py: sudo keeps the caller's login uid
     sudo
+    # tests of `spyderctl trace -o html` in a real browser (headless, DevTools over a pipe)
+    chromium
 )
 apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"

