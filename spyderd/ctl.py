@@ -424,7 +424,7 @@ def _add_graph(sub) -> None:
     p = sub.add_parser("trace", help="show the trace of a finding, trace or process")
     p.add_argument("id", nargs="?", help="fnd-..., trc-... or proc:...")
     p.add_argument("--pid", type=int)
-    _common(p, outputs=("tree", "json", "dot", "svg"))
+    _common(p, outputs=("tree", "json", "dot", "svg", "html"))
     p.set_defaults(fn=cmd_trace)
     p = sub.add_parser("ps", help="processes in the store (running ones; --all for every image)")
     _common(p, window=True)

@@ -13,7 +13,8 @@ from spyderd.graph.query import History
 from spyderd.model import Node
 from spyderd.traces import build_trace
 from spyderd.traces.build import ancestors, chain_entry, chain_text, node_json
-from spyderd.traces.dot import render_dot
+from spyderd.traces.dot import picture, render_dot
+from spyderd.traces.html import render_html
 from spyderd.traces.render import (
     alert_line,
     command,
@@ -56,23 +57,30 @@ def cmd_trace(args, store) -> int:
     if args.output == "json":
         print(json.dumps(view.to_dict(), indent=1))
         return 0
-    if args.output in ("dot", "svg"):
-        dot = render_dot(view)
-        if args.output == "dot":
-            print(dot)
-            return 0
-        if not shutil.which("dot"):
-            _err("graphviz 'dot' is not installed (apt-get install graphviz), or use -o dot")
-            return EXIT_FAILURE
-        res = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
-                             check=False)
-        if res.returncode != 0:
-            _err(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
-            return EXIT_FAILURE
-        sys.stdout.write(res.stdout.decode())
-        return 0
+    if args.output in ("dot", "svg", "html"):
+        return _picture(view, args.output)
     with paged(args.no_pager) as out:
         out.write(render_tree(view, color=use_color()) + "\n")
+    return 0
+
+
+def _picture(view, output: str) -> int:
+    """-o dot, svg or html: graphviz source, its SVG, or the self-contained page."""
+    pic = picture(view)
+    dot = render_dot(view, pic)
+    if output == "dot":
+        print(dot)
+        return 0
+    if not shutil.which("dot"):
+        _err("graphviz 'dot' is not installed (apt-get install graphviz), or use -o dot")
+        return EXIT_FAILURE
+    res = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
+                         check=False)
+    if res.returncode != 0:
+        _err(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
+        return EXIT_FAILURE
+    svg = res.stdout.decode()
+    sys.stdout.write(render_html(view, pic, svg) if output == "html" else svg)
     return 0
 
 

@@ -116,9 +116,9 @@ def _plain_leaves(view: TraceView, shown: dict[str, Node], edges: list[tuple[str
             for (p, ctr), ns in by_parent.items() if len(ns) > MAX_PER_ROW}
 
 
-def render_dot(view: TraceView) -> str:
+def render_dot(view: TraceView, pic: Picture | None = None) -> str:
     """Graphviz source of the picture (see the module docstring)."""
-    pic = picture(view)
+    pic = pic or picture(view)
     colors = container_colors(view)
     idx = edge_index(view)
     out = ["digraph trace {",

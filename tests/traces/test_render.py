@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from test_findings import FakeSink, ev_of, pipeline
+from trace_browser import svg_width_px
 from traces_support import FakeMatch, FakeRule, World, web_shell_attack
 
 from spyderd.traces import build_trace
@@ -74,16 +75,6 @@ def test_tree_marks_findings_and_containers(tmp_path):
 def svg_of(dot: str) -> str:
     return subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
                           check=True).stdout.decode()
-
-
-def svg_width_px(svg: str) -> float:
-    """Width at 96 dpi of a graphviz SVG drawn at 100 % (graphviz sizes it in points)."""
-    root = ET.fromstring(svg)
-    width = root.get("width")
-    assert width.endswith("pt"), width
-    scale = root.find(f"{SVG}g").get("transform").split("scale(")[1].split()[0]
-    assert float(scale) == 1.0, "graphviz shrank the drawing: text would be unreadable"
-    return float(width[:-2]) * 96 / 72
 
 
 def web_shell_view(tmp_path):
