@@ -44,6 +44,7 @@ MAX_PER_ROW = 4  # leaf children of one node on one rank before they are stagger
 WRAP = 30  # characters per line of text inside a node
 MAX_LINES = 2  # lines of a command shown in a node
 MAX_RULES = 3  # finding lines shown in a node
+MAX_CONNS = 2  # connections of one process leading nowhere else before they are grouped
 MAX_GROUP_ROWS = 10  # commands listed in a group box
 LEGEND_PER_ROW = 5
 
@@ -93,7 +94,7 @@ def picture(view: TraceView) -> Picture:
             del shown[m.id]
     out, seen = [], set()
     for src, dst, kind in edges:
-        e = (src, member.get(dst, dst), "spawned" if dst in member else kind)
+        e = (member.get(src, src), member.get(dst, dst), kind)
         if e not in seen:
             seen.add(e)
             out.append(e)
@@ -102,18 +103,30 @@ def picture(view: TraceView) -> Picture:
 
 def _plain_leaves(view: TraceView, shown: dict[str, Node], edges: list[tuple[str, str, str]],
                   flagged: dict[str, Any]) -> dict[str, list[Node]]:
-    """Per parent and container: the one-off commands with nothing else to show, when there
-    are more than MAX_PER_ROW of them (`id`, `uname -a`, `whoami` ... below a web shell)."""
-    touched = {s for s, _, _ in edges} | {d for _, d, k in edges if k not in PROC_EDGES}
-    parent = {d: s for s, d, k in edges if k in PROC_EDGES}
-    by_parent: dict[tuple[str, str], list[Node]] = {}
+    """Leaves with nothing else to show, grouped per owner: more than MAX_PER_ROW one-off
+    commands of one parent (`id`, `uname -a` ... below a web shell), or more than
+    MAX_CONNS connections of one process that lead nowhere else in the trace (the other
+    requests a server answered)."""
+    degree: dict[str, int] = {}
+    owner: dict[str, tuple[str, str]] = {}
+    for src, dst, kind in edges:
+        degree[src] = degree.get(src, 0) + 1
+        degree[dst] = degree.get(dst, 0) + 1
+        if kind in PROC_EDGES or kind in ("connect", "listen", "accept"):
+            owner[dst] = (src, kind)
+    by_owner: dict[tuple[str, str, str], list[Node]] = {}
     for nid, n in shown.items():
-        if (n.kind == "process" and nid in parent and nid not in touched and nid not in flagged
-                and not view.roles.get(nid)):
-            key = (parent[nid], n.attrs.get("container_id") or "")
-            by_parent.setdefault(key, []).append(n)
-    return {f"group:{p}:{ctr[:12]}": sorted(ns, key=lambda n: (n.start, n.id))
-            for (p, ctr), ns in by_parent.items() if len(ns) > MAX_PER_ROW}
+        if nid not in owner or degree.get(nid) != 1 or nid in flagged or view.roles.get(nid):
+            continue
+        if n.kind not in ("process", "connection"):
+            continue
+        src, kind = owner[nid]
+        key = (src, kind if n.kind == "connection" else "process",
+               n.attrs.get("container_id") or "")
+        by_owner.setdefault(key, []).append(n)
+    return {f"group:{kind}:{src}:{ctr[:12]}": sorted(ns, key=lambda n: (n.start, n.id))
+            for (src, kind, ctr), ns in by_owner.items()
+            if len(ns) > (MAX_PER_ROW if kind == "process" else MAX_CONNS)}
 
 
 def render_dot(view: TraceView, pic: Picture | None = None) -> str:
@@ -272,15 +285,23 @@ def _process_node(n: Node, fill: str, role: str, findings: list[dict[str, Any]])
 
 
 def _group_node(gid: str, members: list[Node], fill: str) -> str:
-    rows = [f"<b>{len(members)} commands</b>"]
-    for m in members[:MAX_GROUP_ROWS]:
-        line = _cut(f"{m.name or '?'}[{m.pid}] {command(m)}", WRAP + 6)
-        rows.append(f'<font point-size="9">{_h(line)}</font>')
+    if members[0].kind == "connection":
+        inbound = members[0].attrs.get("direction") != "out"
+        color = IN_COLOR if inbound else OUT_COLOR
+        what = f"{len(members)} {'inbound' if inbound else 'outbound'} connections"
+        rows = [f'<font color="{color}"><b>{what}</b></font>']
+        lines = [_conn_text(m).replace("\n", " ") for m in members]
+    else:
+        color = "black"
+        rows = [f"<b>{len(members)} commands</b>"]
+        lines = [f"{m.name or '?'}[{m.pid}] {command(m)}" for m in members]
+    rows += [f'<font point-size="9">{_h(_cut(line, WRAP + 6))}</font>'
+             for line in lines[:MAX_GROUP_ROWS]]
     if len(members) > MAX_GROUP_ROWS:
         rows.append(f'<font point-size="9" color="{GREY}">+{len(members) - MAX_GROUP_ROWS} '
                     "more</font>")
     return (f'"{_esc(gid)}" [shape=box, style="filled,rounded", fillcolor="{fill}", '
-            f"label=<{_table(rows)}>];")
+            f'color="{color}", label=<{_table(rows)}>];')
 
 
 def _table(rows: list[str]) -> str:
@@ -288,17 +309,20 @@ def _table(rows: list[str]) -> str:
             + "".join(f'<tr><td align="left">{r}</td></tr>' for r in rows) + "</table>")
 
 
-def _conn_node(n: Node, fill: str) -> str:
+def _conn_text(n: Node) -> str:
     a = n.attrs
     res = a.get("result", 0)
     failed = "" if res == 0 else f"\nfailed ({res})"
     if a.get("direction") == "out":
-        text = f"to {a.get('remote_ip')}:{a.get('remote_port')}{failed}"
-        return (f'"{_esc(n.id)}" [shape=rarrow, style=filled, fillcolor="{fill}", '
-                f'color="{OUT_COLOR}", fontcolor="{OUT_COLOR}", label="{_esc(text)}"];')
-    text = f"from {a.get('remote_ip')}:{a.get('remote_port')}\non :{a.get('local_port')}{failed}"
-    return (f'"{_esc(n.id)}" [shape=larrow, style=filled, fillcolor="{fill}", '
-            f'color="{IN_COLOR}", fontcolor="{IN_COLOR}", label="{_esc(text)}"];')
+        return f"to {a.get('remote_ip')}:{a.get('remote_port')}{failed}"
+    return f"from {a.get('remote_ip')}:{a.get('remote_port')}\non :{a.get('local_port')}{failed}"
+
+
+def _conn_node(n: Node, fill: str) -> str:
+    out = n.attrs.get("direction") == "out"
+    color, shape = (OUT_COLOR, "rarrow") if out else (IN_COLOR, "larrow")
+    return (f'"{_esc(n.id)}" [shape={shape}, style=filled, fillcolor="{fill}", '
+            f'color="{color}", fontcolor="{color}", label="{_esc(_conn_text(n))}"];')
 
 
 def _worst_color(findings: list[dict[str, Any]]) -> str:

@@ -29,6 +29,7 @@ import pytest
 from conftest import REPO, free_port, wait_for
 from containers_support import run, runc_bundle
 from private_journald import PrivateJournal
+from trace_browser import Browser, artifacts_dir, svg_width_px
 from trace_scenarios import TestSpyderd, scenario, wait_findings, write_config
 
 pytestmark = pytest.mark.root
@@ -141,7 +142,7 @@ ATTACK_RULES = {"Shell spawned below a web server", "Test: recon below a web ser
                 "Test: program run from /tmp", "Test: outbound connection below a web server"}
 
 
-def test_web_shell_attack_is_one_scored_trace(daemon, attack):
+def test_web_shell_attack_is_one_scored_trace(daemon, attack, tmp_path):
     url = f"http://127.0.0.1:{attack['port']}/?cmd={urllib.parse.quote(attack['cmd'])}"
     assert urllib.request.urlopen(url, timeout=60).read() == b"rc=0\n"
     srv = attack["srv"]
@@ -177,6 +178,7 @@ def test_web_shell_attack_is_one_scored_trace(daemon, attack):
     trace = json.loads(daemon.ctl("trace", tid, "-o", "json", check=True).stdout)
     _check_every_step(trace, attack)
     _check_picture(daemon, tid, attack)
+    _check_html(daemon, tid, attack, tmp_path)
     tree = daemon.ctl("trace", tid, "--no-pager", check=True).stdout
     assert "!! Test: program run from /tmp (high)" in tree and "<- trace root" in tree
     listed = daemon.json_lines("traces", "--rule", "Test: chmod +x in /tmp")
@@ -222,6 +224,9 @@ def _check_every_step(trace: dict, attack: dict) -> None:
 
 def _check_picture(daemon, tid: str, attack: dict) -> None:
     svg = daemon.ctl("trace", tid, "-o", "svg", check=True).stdout
+    (artifacts_dir() / "trace-web-shell.svg").write_text(svg)
+    (artifacts_dir() / "trace-web-shell.dot").write_text(
+        daemon.ctl("trace", tid, "-o", "dot", check=True).stdout)
     root = ET.fromstring(svg)  # valid XML
     ns = "{http://www.w3.org/2000/svg}"
     fills: dict[str, set[str]] = {"host": set(), "container": set()}
@@ -240,6 +245,32 @@ def _check_picture(daemon, tid: str, attack: dict) -> None:
     text = " ".join(t.text or "" for t in root.iter(f"{ns}text"))
     assert f"container victim-{attack['ctr'].removeprefix('spyder-atk-')}" in text or \
         f"container {attack['ctr'][:12]}" in text
+    assert svg_width_px(svg) <= 1600, "the picture does not fit a 1,600 px screen at 100 %"
+
+
+def _check_html(daemon, tid: str, attack: dict, tmp_path: Path) -> None:
+    """The page in headless chromium: boxes, a click on the download, no network request."""
+    page = tmp_path / "trace.html"
+    page.write_text(daemon.ctl("trace", tid, "-o", "html", check=True).stdout)
+    trace = json.loads(daemon.ctl("trace", tid, "-o", "json", check=True).stdout)
+    curl = next(n for n in trace["nodes"] if n["kind"] == "process" and n["name"] == "curl")
+    b = Browser(tmp_path / "profile")
+    try:
+        url = b.open(page)
+        boxes = b.js("[...document.querySelectorAll('g.node')].map(g => g.dataset.id)")
+        assert trace["root"] in boxes and curl["id"] in boxes
+        payload = next(f for f in trace["findings"] if f["rule"] == "Test: program run from /tmp")
+        b.click(f'div.finding[data-finding="{payload["id"]}"]')
+        b.click(f'g.node[data-id="{curl["id"]}"]')
+        text = b.js("document.getElementById('details').innerText")
+        assert f"pid\t{curl['pid']}" in text, text
+        assert b.js("[...document.querySelectorAll('#details .argv code')]"
+                    ".map(c => c.textContent)") == curl["args"]
+        shot = b.screenshot(artifacts_dir() / "trace-html-web-shell.png")
+        assert shot.stat().st_size > 10_000
+        assert b.requests == [url], b.requests  # the page itself, nothing else
+    finally:
+        b.close()
 
 
 # -- alerts, folding, suppression -----------------------------------------------------------
