@@ -333,15 +333,11 @@ class GuardedStore:
         self.fault = ""
 
     def emergency_prune(self) -> int:
-        """Free room inside the store: delete the oldest raw event blocks (and commit twice
-        more, so LMDB can reuse the pages those deletions freed)."""
+        """Free room inside the store: drop the oldest raw events (findings, traces and
+        the graph stay), then commit twice more so LMDB can reuse the freed pages."""
         n = 0
         try:
-            with self.store.env.begin(write=True) as txn, \
-                    txn.cursor(db=self.store.db["events"]) as cur:
-                while n < self.limits.prune_blocks and cur.first():
-                    cur.delete()
-                    n += 1
+            n = self._drop_oldest_events(self.limits.prune_blocks)
             for _ in range(2):
                 with self.store.env.begin(write=True) as txn:
                     txn.put(b"emergency_pruned", str(n).encode(), db=self.store.db["meta"])
@@ -351,6 +347,22 @@ class GuardedStore:
             self.counters["pruned_blocks"] += n
             log.warning("store: emergency pruning deleted the %d oldest event blocks", n,
                         extra={"MESSAGE_ID": MSG_STORE_FAULT, "SPYDER_STORE_PRUNED": str(n)})
+        return n
+
+    def _drop_oldest_events(self, blocks: int) -> int:
+        """The store's own `drop_oldest_events` where it has one (its block layout decides
+        what an event block is), else the oldest records of its `events` database."""
+        drop = getattr(self.store, "drop_oldest_events", None)
+        if drop is not None:
+            return int(drop(blocks))
+        if "events" not in self.store.db:
+            return 0
+        n = 0
+        with self.store.env.begin(write=True) as txn, \
+                txn.cursor(db=self.store.db["events"]) as cur:
+            while n < blocks and cur.first():
+                cur.delete()
+                n += 1
         return n
 
     # -- periodic --------------------------------------------------------------------------

@@ -366,10 +366,10 @@ def _migrate_1_to_2(store: Store, txn) -> None:
     db = store.db
     blocks: list[dict] = []
     with txn.cursor(db=db["events"]) as cur:
-        for key, raw in cur:
-            if raw[:1] == b"{":
-                blocks.append(json.loads(raw))
-                cur.delete()
+        old = [(key, raw) for key, raw in cur if raw[:1] == b"{"]
+    for key, raw in old:  # deleting under the cursor would skip every other record
+        blocks.append(json.loads(raw))
+        txn.delete(key, db=db["events"])
     if blocks:
         store._put_events(txn, blocks)
     with txn.cursor(db=db["nodes"]) as cur:
