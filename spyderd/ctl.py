@@ -165,6 +165,12 @@ def _print_status(st: dict, color: bool) -> None:
         print(f"  sequence rules: {len(seqs)}, partial matches {total['partials']} (dropped "
               f"{total['dropped']} at the limit, expired {total['expired']}), "
               f"completed {total['completed']}")
+    aggs = (st.get("rules_stats") or {}).get("aggregates") or {}
+    if aggs:
+        tot = {k: sum(a.get(k, 0) for a in aggs.values()) for k in ("keys", "dropped",
+                                                                    "expired", "fired")}
+        print(f"  aggregate rules: {len(aggs)}, keys {tot['keys']} (dropped {tot['dropped']} "
+              f"at the limit, expired {tot['expired']}), fired {tot['fired']}")
     for err in st.get("errors") or []:
         print(f"  error: {err}")
 

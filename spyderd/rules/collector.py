@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from spyderd.model.events import EVENT_TYPES
+from spyderd.rules.aggregate import AggregateSpec, parse_aggregate
 from spyderd.rules.diagnostics import Diagnostic, Location, error, warning
 from spyderd.rules.exceptions import ExceptionDef, merge, parse_exceptions, structured
 from spyderd.rules.fields.falco import FALCO_KEYS, FALCO_PRIORITIES, event_hint
@@ -46,6 +47,7 @@ _KEYS = {
         "sequence",
         "within",
         "max_partial_matches",
+        "aggregate",
     ),
     "list": ("list", "items", "append"),
     "macro": ("macro", "condition", "append"),
@@ -105,6 +107,7 @@ class RuleDef:
     steps: list[StepDef] = field(default_factory=list)
     within_ns: int = 0
     max_partials: int | None = None
+    aggregate: AggregateSpec | None = None  # counts matches per key (see aggregate)
     named: dict[str, ExceptionDef] = field(default_factory=dict)
 
     def exception_texts(self) -> list[SourceText]:
@@ -525,7 +528,20 @@ def _toggle(entry: Entry, defs: Definitions, diags: list[Diagnostic]) -> None:
 
 def _rule_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
     if "sequence" in entry.items:
+        if "aggregate" in entry.items:
+            item = entry.items["aggregate"]
+            diags.append(_diag("E005", "aggregate: not for sequence rules", item.key_loc, entry))
+            return None
         return _sequence_def(entry, diags)
+    rule = _plain_def(entry, diags)
+    if rule is not None and "aggregate" in entry.items:
+        rule.aggregate = parse_aggregate(entry, diags)
+        if rule.aggregate is None:
+            return None
+    return rule
+
+
+def _plain_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
     missing = [k for k in _RULE_REQUIRED if k not in entry.items]
     if missing:
         diags.append(

@@ -23,6 +23,7 @@ from pathlib import Path
 from spyderd.errors import RuleError
 from spyderd.model.events import EVENT_TYPES, Event
 from spyderd.model.nodes import Node
+from spyderd.rules.aggregate import AggregateSpec, Aggregator, summary
 from spyderd.rules.collector import (
     SEVERITIES,
     Definitions,
@@ -76,6 +77,7 @@ class Rule:
     within_ns: int = 0
     max_partials: int | None = None
     guard: Guard | None = None  # the values one field must have for it to match (see guards)
+    aggregate: AggregateSpec | None = None  # fires on a count of matches per key
 
     @property
     def is_sequence(self) -> bool:
@@ -117,6 +119,11 @@ class RuleSet:
             r.name: SequenceMatcher(r.steps, r.within_ns, r.max_partials or max_partials)
             for r in self.rules
             if r.is_sequence
+        }
+        self.aggregates: dict[str, Aggregator] = {
+            r.name: Aggregator(r.aggregate, (r.events, r.condition))
+            for r in self.rules
+            if r.aggregate is not None
         }
         self._seen = 0
         self._scratch: list[Node] = []
@@ -195,10 +202,24 @@ class RuleSet:
                 if rule.predicate(ev, node, ctx, refs):
                     found, refs = refs, []
                     self._scratch = refs
+                    if rule.aggregate is not None:
+                        self._aggregate(rule, ev, node, ctx, found, matches)
+                        continue
                     matches.append(Match(rule, rule.template.render(ev, node, ctx, found), found))
             except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the others
                 self._scratch = refs = []
                 self.disable(rule.name, f"{type(exc).__name__}: {exc}")
+
+    def _aggregate(self, rule: Rule, ev: Event, node: Node, ctx: GraphContext,
+                   found: list[Node], matches: list[Match]) -> None:  # fmt: skip
+        """Count a match of an aggregate rule; it becomes a Match when its key fires. The
+        refs are the other counted subjects (oldest first), then the operators' refs."""
+        fired = self.aggregates[rule.name].feed(ev, node, ctx)
+        if fired is None:
+            return
+        refs = [*(n for n in fired.subjects if n is not node), *found]
+        text = rule.template.render(ev, node, ctx, found) + summary(rule.aggregate, fired)  # type: ignore[arg-type]
+        matches.append(Match(rule, text, refs))
 
     def _match_sequences(
         self,
@@ -223,6 +244,8 @@ class RuleSet:
         """Drop sequence partials older than their window (also done every 4096 events)."""
         for matcher in self.sequences.values():
             matcher.expire(now)
+        for agg in self.aggregates.values():
+            agg.expire(now)
 
     def disable(self, name: str, reason: str) -> None:
         """Take a rule out of every bucket and record why."""
@@ -230,9 +253,11 @@ class RuleSet:
         self._index()
 
     def adopt_state(self, old: RuleSet) -> list[str]:
-        """Carry unfinished sequence matches over from the rule set this one replaces.
+        """Carry unfinished sequence matches and aggregate counts over from the rule set
+        this one replaces.
 
-        Only for sequences with the same name, steps and window; returns their names.
+        Only for sequences with the same name, steps and window, and aggregates with the same
+        name, events, condition and aggregate block; returns their names.
         """
         kept = []
         for name, matcher in self.sequences.items():
@@ -240,12 +265,18 @@ class RuleSet:
             if previous is not None and previous.signature() == matcher.signature():
                 matcher.adopt(previous)
                 kept.append(name)
+        for name, agg in self.aggregates.items():
+            before = old.aggregates.get(name)
+            if before is not None and before.signature() == agg.signature():
+                agg.adopt(before)
+                kept.append(name)
         return kept
 
     def stats(self) -> dict:
         """Sequence state and ancestry cache counters, for `spyderctl status`."""
         return {
             "sequences": {n: m.counters() for n, m in self.sequences.items()},
+            "aggregates": {n: a.counters() for n, a in self.aggregates.items()},
             "ancestor_cache": {
                 "entries": sum(len(c.entries) for c in self.caches),
                 "hits": sum(c.hits for c in self.caches),
@@ -397,6 +428,7 @@ def _build_rule(
         steps=steps,
         within_ns=rd.within_ns,
         max_partials=rd.max_partials,
+        aggregate=rd.aggregate,
     )
 
 
