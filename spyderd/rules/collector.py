@@ -107,8 +107,8 @@ class RuleDef:
     steps: list[StepDef] = field(default_factory=list)
     within_ns: int = 0
     max_partials: int | None = None
-    aggregate: AggregateSpec | None = None  # counts matches per key (see aggregate)
     named: dict[str, ExceptionDef] = field(default_factory=dict)
+    aggregate: AggregateSpec | None = None  # counts matches per key (see aggregate)
 
     def exception_texts(self) -> list[SourceText]:
         """Every exception as condition text: plain ones, then each structured one with rows."""
