@@ -24,6 +24,7 @@ SCHEMA: dict[str, Any] = {
     "runtime_dir": (str, "/run/spyderd"),
     "rules": (list, DEFAULT_RULES),
     "log_level": (str, "info"),
+    "machine_id": (str, ""),  # overrides /etc/machine-id (several scoped daemons, one kernel)
     "store": {"batch_delay": (float, 0.5), "map_size_mb": (int, 1024),
               "retention_days": (float, 90.0), "max_size_mb": (int, 10240),
               "max_memory_nodes": (int, 200_000), "check_seconds": (float, 30.0),
@@ -42,13 +43,18 @@ SCHEMA: dict[str, Any] = {
                 "batch_ms": (float, 20.0), "backlog_mb": (int, 64),
                 "syscall_fallback": (bool, True),
                 "watch_paths": (list, DEFAULT_WATCH_PATHS, watch_path_problem),
-                "failed_opens": (bool, True), "file_repeat_seconds": (float, 1.0)},
+                "failed_opens": (bool, True), "file_repeat_seconds": (float, 1.0),
+                "scope": (str, "")},
     "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, ""),
                  "trace_threshold": (int, 40), "trace_settle": (float, 3.0),
                  "trace_idle": (float, 3600.0), "fold_window": (float, 60.0),
                  "suppressions": (list, ["/etc/spyderd/suppress.d"])},
     "alerts": {"journal": (bool, True), "max_priority": (int, 4)},
     "access": {"group": (str, "spyder")},
+    "fleet": {"url": (str, ""), "name": (str, ""), "user": (str, ""), "password": (str, ""),
+              "token": (str, ""), "creds": (str, ""), "tls_ca": (str, ""),
+              "tls_cert": (str, ""), "tls_key": (str, ""), "outbox_max": (int, 200_000),
+              "trace_depth": (int, 4)},
 }
 
 

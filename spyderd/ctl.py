@@ -238,6 +238,24 @@ def _print_more(st: dict) -> None:
     if ctl:
         print(f"  control socket: {ctl.get('socket')} (requests {ctl.get('requests', 0)}, "
               f"refused {ctl.get('rejected', 0)})")
+    _print_fleet(st)
+
+
+def _print_fleet(st: dict) -> None:
+    """The fleet exporter and capture.scope lines of `spyderctl status`."""
+    fl = st.get("fleet")
+    if fl:
+        box = fl.get("outbox", {})
+        state = "connected" if fl.get("connected") else "NOT connected"
+        err = f"; last error: {fl['last_error']}" if fl.get("last_error") else ""
+        print(f"  fleet: {state} to {fl.get('url')} as {fl.get('name')}; published "
+              f"{fl.get('published', 0)} ({fl.get('duplicates', 0)} duplicates), queued "
+              f"{box.get('queued', 0)}, dropped {box.get('dropped', 0)}, publish errors "
+              f"{fl.get('publish_errors', 0)}{err}")
+    sc = st.get("scope")
+    if sc:
+        print(f"  scope: {sc.get('kind')} {sc.get('target')}, {sc.get('dropped', 0)} events "
+              "outside it ignored")
 
 
 def cmd_trace(args) -> int:
@@ -430,6 +448,9 @@ def _add_graph(sub) -> None:
     p = sub.add_parser("trace", help="show the trace of a finding, trace or process")
     p.add_argument("id", nargs="?", help="fnd-..., trc-... or proc:...")
     p.add_argument("--pid", type=int)
+    p.add_argument("--fleet", action="store_true",
+                   help="follow stitched connections to other hosts (needs fleet.url)")
+    p.add_argument("--depth", type=int, default=4, help="host hops to follow with --fleet")
     _common(p, outputs=("tree", "json", "dot", "svg", "html"))
     p.set_defaults(fn=cmd_trace)
     p = sub.add_parser("ps", help="processes in the store (running ones; --all for every image)")

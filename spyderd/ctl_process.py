@@ -54,6 +54,8 @@ def cmd_trace(args, store) -> int:
     except KeyError as exc:
         _err(str(exc.args[0]))
         return EXIT_NOT_FOUND
+    if getattr(args, "fleet", False):
+        return _fleet_trace(args, view.to_dict())
     if args.output == "json":
         print(json.dumps(view.to_dict(), indent=1))
         return 0
@@ -71,17 +73,49 @@ def _picture(view, output: str) -> int:
     if output == "dot":
         print(dot)
         return 0
-    if not shutil.which("dot"):
-        _err("graphviz 'dot' is not installed (apt-get install graphviz), or use -o dot")
+    svg = _svg(dot)
+    if svg is None:
         return EXIT_FAILURE
-    res = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
-                         check=False)
-    if res.returncode != 0:
-        _err(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
-        return EXIT_FAILURE
-    svg = res.stdout.decode()
     sys.stdout.write(render_html(view, pic, svg) if output == "html" else svg)
     return 0
+
+
+def _fleet_trace(args, local: dict[str, Any]) -> int:
+    """`trace --fleet`: follow stitched peer edges to the other hosts (spyderd.fleet)."""
+    from spyderd.fleet.bus import bus_from_config
+
+    bus = bus_from_config(args.config)
+    if bus is None:
+        _err("--fleet needs fleet.url in the spyderd config (see README: Fleet)")
+        return EXIT_FAILURE
+    from spyderd.fleet.fleettrace import render_fleet_dot, render_fleet_tree, run_fleet_trace
+
+    doc = run_fleet_trace(bus, local, depth=args.depth)
+    if args.output == "json":
+        print(json.dumps(doc, indent=1))
+    elif args.output == "dot":
+        print(render_fleet_dot(doc))
+    elif args.output in ("svg", "html"):
+        svg = _svg(render_fleet_dot(doc))
+        if svg is None:
+            return EXIT_FAILURE
+        sys.stdout.write(svg)
+    else:
+        with paged(args.no_pager) as out:
+            out.write(render_fleet_tree(doc) + "\n")
+    return 0
+
+
+def _svg(dot: str) -> str | None:
+    """graphviz source to SVG, or None after saying why not."""
+    if not shutil.which("dot"):
+        _err("graphviz 'dot' is not installed (apt-get install graphviz), or use -o dot")
+        return None
+    res = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=False)
+    if res.returncode != 0:
+        _err(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
+        return None
+    return res.stdout.decode()
 
 
 # -- ps --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spyderd import __version__, service
 from spyderd.config import Config, load_config
@@ -77,6 +78,8 @@ class Daemon:
     counters: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     lock: service.InstanceLock | None = None  # held from main() on, see service.py
+    scope: Any = None  # spyderd.capture.scope.Scope when capture.scope is set
+    exporter: Any = None  # spyderd.fleet.exporter.Exporter when fleet.url is set
 
     def setup(self) -> None:
         from spyderd.capture.bpf import Capture
@@ -91,6 +94,8 @@ class Daemon:
         self.write_status(ready=False)
         self.ruleset = load_rules(self.paths.rules)
         self.machine_id, self.boot = machine_identity()
+        self.machine_id = self.cfg.get("machine_id") or self.machine_id
+        self.scope = _make_scope(self.cfg.get("capture.scope"))
         self.store = self._open_store()
         from spyderd.enrich import Enricher
 
@@ -110,7 +115,10 @@ class Daemon:
         self.capture.start()  # capture first, then snapshot: no gap between the two
         _release_compiler_memory()
         attached = time.time()
-        n = self.graph.load_snapshot(snapshot(), listening=listening_sockets())
+        procs = snapshot()
+        if self.scope is not None:
+            procs = [p for p in procs if self.scope.admits_pid(p.pid)]
+        n = self.graph.load_snapshot(procs, listening=listening_sockets())
         self.graph.flush()
         self.last_gap = service.report_gap(self.store, attached)
         service.mark_running(self.store, time.time())
@@ -198,6 +206,7 @@ class Daemon:
             "reload": self._control_reload}, self.gid)
         self.control.start()
         self.findings.publish = self.control.publish
+        self.exporter = self._start_fleet()
         self.alerts = None
         if self.cfg.get("alerts.journal"):
             self.alerts = JournalFollower(self._alert_image,
@@ -212,7 +221,31 @@ class Daemon:
                 self.control.publish("alerts", event_to_dict(ev))
         self.control.service(0)
 
+    def _start_fleet(self):
+        """The outbox (in every graph batch) and its publisher thread, when fleet.url is set."""
+        sec = self.cfg.get("fleet")
+        if not sec["url"]:
+            return None
+        from spyderd.fleet.bus import BusConfig, secret_problem
+        from spyderd.fleet.exporter import Exporter, trace_answerer
+        from spyderd.fleet.outbox import Outbox
+
+        problem = secret_problem(self.cfg.source, sec)
+        if problem:
+            log.error("fleet disabled: %s", problem)
+            self.errors.append(f"fleet disabled: {problem}")
+            return None
+        name = sec["name"] or os.uname().nodename
+        bus = BusConfig.from_section({**sec, "name": name})
+        self.graph.outbox = Outbox(self.store, name, self.boot, limit=sec["outbox_max"])
+        exporter = Exporter(bus, self.graph.outbox, trace_answerer(self.store, name))
+        exporter.start()
+        return exporter
+
     def _stop_live(self) -> None:
+        if getattr(self, "exporter", None) is not None:
+            self.graph.flush()  # what the exporter sends last is what the store holds
+            self.exporter.close()
         if getattr(self, "control", None) is not None:
             self.control.close()
         if getattr(self, "alerts", None) is not None:
@@ -268,6 +301,10 @@ class Daemon:
             out["control"] = dict(self.control.stats, socket=str(self.control.path))
         if getattr(self, "store", None) is not None:
             out["store"] = self._store_status()
+        if getattr(self, "exporter", None) is not None:
+            out["fleet"] = self.exporter.status()
+        if getattr(self, "scope", None) is not None:
+            out["scope"] = self.scope.status()
         return out
 
     def _store_status(self) -> dict:
@@ -303,6 +340,8 @@ class Daemon:
             now = time.monotonic()
             if now - self.graph.last_flush >= self.cfg.get("store.batch_delay"):
                 self.graph.flush()
+                if self.exporter is not None:
+                    self.exporter.notify()
                 self._prune(now)
             self.send_due(now)
             self._service_live()
@@ -374,6 +413,8 @@ class Daemon:
             self._loss_total, self._loss_noticed = total, time.time_ns()
 
     def handle(self, ev: Event) -> None:
+        if self.scope is not None and not self.scope.admits(ev):
+            return  # another "host" on this kernel (capture.scope); counted by the scope
         self.counters["events"] = self.counters.get("events", 0) + 1
         node = self.graph.apply(ev)
         if node is None or ev.pid == os.getpid():
@@ -474,6 +515,14 @@ class Daemon:
             **self._trace_status(),
         }
         return status
+
+
+def _make_scope(text: str):
+    """capture.scope as a filter, or None when the daemon sees the whole kernel."""
+    from spyderd.capture.scope import Scope, parse_scope
+
+    kind, target = parse_scope(text)
+    return Scope(kind, target) if kind else None
 
 
 def _release_compiler_memory() -> None:

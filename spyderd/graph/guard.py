@@ -54,6 +54,7 @@ FAULT_ERRORS = (lmdb.Error, OSError)
 # the bad one is dropped and counted instead.
 BAD_RECORD_ERRORS = (lmdb.BadValsizeError, lmdb.BadDbiError, lmdb.KeyExistsError)
 FULL_BELOW = 1 << 20
+MAX_HELD_EXTRAS = 10_000  # fleet outbox parts of held batches (one per batch)
 EVENT_CHUNK = 2000  # held events written per transaction on recovery  # an EIO with less free space than this is a full disk
 ERRNO_WORDS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
                errno.EROFS: "read-only filesystem", errno.EIO: "I/O error",
@@ -94,10 +95,11 @@ class Held:
     findings: OrderedDict[str, Finding] = field(default_factory=OrderedDict)
     traces: dict[str, dict] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    extras: list[Callable[[Any], None]] = field(default_factory=list)  # fleet outbox parts
 
     def empty(self) -> bool:
         return not (self.nodes or self.edges or self.events or self.findings or self.traces
-                    or self.meta)
+                    or self.meta or self.extras)
 
 
 def describe(exc: BaseException, path: Path) -> str:
@@ -145,6 +147,7 @@ class GuardedStore:
         self.fault_since = 0.0  # wall time the fault began
         self.last_error = ""
         self.counters = {"faults": 0, "retries": 0, "events_not_stored": 0,
+                         "fleet_batches_not_stored": 0,
                          "findings_not_stored": 0, "nodes_not_stored": 0,
                          "pruned_blocks": 0, "read_errors": 0, "corrupt": 0,
                          "records_refused": 0}
@@ -163,18 +166,24 @@ class GuardedStore:
     # -- writing ---------------------------------------------------------------------------
 
     def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
-                    findings: list[Finding], traces: dict[str, dict]) -> None:
-        """Commit, or hold the batch when the store is degraded (never raises)."""
+                    findings: list[Finding], traces: dict[str, dict],
+                    extra: Callable[[Any], None] | None = None) -> None:
+        """Commit, or hold the batch when the store is degraded (never raises). `extra`
+        (the fleet outbox's part of the batch) is held and written with it."""
         if not self.fault:
             try:
-                self.store.write_batch(nodes, edges, events, findings, traces)
+                self.store.write_batch(nodes, edges, events, findings, traces, extra=extra)
                 return
             except BAD_RECORD_ERRORS as exc:
                 self._write_each(exc, nodes, edges, events, findings, traces)
+                if extra is not None:
+                    self._hold_extra(extra)
                 return
             except FAULT_ERRORS as exc:
                 self._enter(exc)
         self._hold(nodes, edges, events, findings, traces)
+        if extra is not None:
+            self._hold_extra(extra)
         if self.fault:
             self.retry()
         elif not self._flush_held():  # a fresh store replaced a corrupted one
@@ -243,6 +252,12 @@ class GuardedStore:
             self.counters["findings_not_stored"] += 1
         h.traces.update(traces)
 
+    def _hold_extra(self, extra: Callable[[Any], None]) -> None:
+        self.held.extras.append(extra)
+        while len(self.held.extras) > MAX_HELD_EXTRAS:
+            self.held.extras.pop(0)
+            self.counters["fleet_batches_not_stored"] += 1
+
     # -- fault and recovery ----------------------------------------------------------------
 
     def _enter(self, exc: BaseException) -> None:
@@ -309,6 +324,9 @@ class GuardedStore:
             if h.nodes or h.edges:
                 self.store.write_batch(list(h.nodes.values()), h.edges, [], [], {})
                 h.nodes, h.edges = OrderedDict(), []
+            while h.extras:
+                self.store.write_batch([], [], [], [], {}, extra=h.extras[0])
+                h.extras.pop(0)
             while h.events:
                 chunk = [h.events[i] for i in range(min(EVENT_CHUNK, len(h.events)))]
                 self.store.write_batch([], [], chunk, [], {})

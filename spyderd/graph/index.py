@@ -77,6 +77,7 @@ class Graph:
         self._events: list[dict] = []
         self._findings: dict[str, Finding] = {}
         self._traces: dict[str, dict] = {}
+        self.outbox = None  # fleet outbox (spyderd.fleet.outbox.Outbox) when fleet.url is set
         self.last_flush = time.monotonic()
 
     # -- nodes -----------------------------------------------------------------------------
@@ -488,8 +489,10 @@ class Graph:
         """Commit the pending batch to LMDB; returns how many records were written."""
         n = self.pending()
         if self.store is not None and (n or self._traces):
-            self.store.write_batch(list(self._dirty.values()), self._edges, self._events,
-                                   list(self._findings.values()), self._traces)
+            nodes, findings = list(self._dirty.values()), list(self._findings.values())
+            extra = self.outbox.stage(nodes, self._edges, findings) if self.outbox else None
+            self.store.write_batch(nodes, self._edges, self._events, findings, self._traces,
+                                   extra=extra)
         self._dirty, self._edges, self._events = {}, [], []
         self._findings, self._traces = {}, {}
         self.last_flush = time.monotonic()

@@ -43,7 +43,7 @@ from spyderd.model import Edge, Finding, Node
 
 SCHEMA_VERSION = 2
 DBS = ("meta", "nodes", "edges_out", "edges_in", "events", "findings", "traces",
-       "idx_pid", "idx_time", "idx_end", "idx_container", "idx_rule", "idx_ftime")
+       "idx_pid", "idx_time", "idx_end", "idx_container", "idx_rule", "idx_ftime", "outbox")
 DUPSORT = ("edges_out", "edges_in", "idx_pid")
 U64 = struct.Struct(">Q")
 PIDKEY = struct.Struct(">IQ")
@@ -169,9 +169,16 @@ class Store:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
 
     def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
-                    findings: list[Finding], traces: dict[str, dict]) -> None:
-        """Commit one batch atomically."""
-        self._write(lambda txn: self._put_all(txn, nodes, edges, events, findings, traces))
+                    findings: list[Finding], traces: dict[str, dict],
+                    extra: Callable[[Any], None] | None = None) -> None:
+        """Commit one batch atomically; `extra(txn)` adds to the same transaction (the
+        fleet outbox: what is published is exactly what was stored)."""
+        def put(txn) -> None:
+            self._put_all(txn, nodes, edges, events, findings, traces)
+            if extra is not None:
+                extra(txn)
+
+        self._write(put)
 
     def _put_all(self, txn, nodes, edges, events, findings, traces) -> None:
         db = self.db

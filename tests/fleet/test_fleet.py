@@ -1,0 +1,130 @@
+"""The fleet for real: three scoped spyderd hosts, a nats-server, a stitcher; an attack
+hops A -> B -> C and `spyderctl trace --fleet` shows it as one trace across the hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import pytest
+
+from spyderd.fleet import messages as m
+from tests.conftest import wait_for
+from tests.fleet.conftest import in_ns, wait_findings
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+HOP = "tests/fleet/hop.py"
+
+
+def fleet_trace(fleet, host: str, ident: str) -> dict:
+    d = fleet["hosts"][host]
+    cfg = fleet["base"] / f"host-{host}.yaml"
+    r = d.ctl("--config", str(cfg), "trace", ident, "--fleet", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def chain(fleet):
+    """C listens; B listens and, per connection, runs a shell that connects to C; A's shell
+    connects to B. The broker is restarted half way: B's hop to C happens while it is down."""
+    ns = fleet["netns"]
+    servers = [
+        in_ns(ns["c"], "python3", HOP, "serve", "7003", stdout=subprocess.PIPE),
+        in_ns(ns["b"], "python3", HOP, "serve", "7002", "sh", "-c",
+              f"python3 {HOP} connect 10.251.2.2 7003", stdout=subprocess.PIPE),
+    ]
+    try:
+        for s in servers:
+            assert s.stdout.readline().strip() == b"listening"
+        fleet["broker"].stop()  # the whole hop runs with the broker away
+        a = in_ns(ns["a"], "sh", "-c", f"python3 {HOP} connect 10.251.1.2 7002; true")
+        assert a.wait(60) == 0
+        fleet["broker"].start()
+        yield
+    finally:
+        for s in servers:
+            s.kill()
+            s.wait()
+
+
+def test_fleet_trace_spans_three_hosts(fleet, chain):
+    found = wait_findings(fleet["hosts"]["a"], "Fleet test client on A")
+    assert found, "no finding on host A"
+    st = fleet["stitcher"]
+    assert wait_for(lambda: st.stats().get("peers", 0) >= 2, 60), st.stats()
+
+    def three_hosts() -> dict | None:
+        doc = fleet_trace(fleet, "a", found[0]["id"])
+        return doc if len(doc["hosts"]) == 3 else None
+
+    doc = wait_for(three_hosts, 30)
+    assert doc, fleet_trace(fleet, "a", found[0]["id"])
+    assert doc["hosts"] == ["host-a", "host-b", "host-c"]
+    by_host = {h: [n for n in doc["nodes"] if n["host"] == h] for h in doc["hosts"]}
+    assert any("7002" in n.get("args", []) and n.get("kind") == "process"
+               for n in by_host["host-b"]), "B's server is not in the fleet trace"
+    assert any("7003" in n.get("args", []) for n in by_host["host-c"]), "C's server missing"
+    rules = {f["rule"] for f in doc["findings"]}
+    assert {"Fleet test client on A", "Fleet test hop on B"} <= rules
+    assert doc["score"] >= 40  # two distinct high rules, scored once across hosts
+    assert len([e for e in doc["edges"] if e["kind"] == "peer"]) >= 2
+    tree = fleet["hosts"]["a"].ctl("--config", str(fleet["base"] / "host-a.yaml"), "trace",
+                                   found[0]["id"], "--fleet", "--no-pager")
+    assert "── host host-c" in tree.stdout and "continues on host host-b" in tree.stdout
+
+
+def test_outbox_caught_up_after_broker_restart(fleet, chain):
+    """Everything each host queued while the broker was down reached the stream."""
+    for d in fleet["hosts"].values():
+        def drained(d=d):
+            st = json.loads(d.ctl("status", "-o", "json").stdout)
+            box = st.get("fleet", {}).get("outbox", {})
+            return box if box.get("queued") == 0 and st["fleet"]["published"] > 0 else None
+        box = wait_for(drained, 60, 0.5)
+        assert box, d.ctl("status", "-o", "json").stdout
+        assert box["dropped"] == 0
+
+
+async def _publish(url: str, subject: str, payload: bytes, msg_id: str | None) -> object:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        return await js.publish(subject, payload, headers=headers)
+    finally:
+        await nc.close()
+
+
+def test_duplicates_are_not_doubled(fleet, chain):
+    st = fleet["stitcher"]
+    assert wait_for(lambda: st.stats().get("peers", 0) >= 2, 60)
+    before = st.stats()
+    end = m.Endpoint("host-z", "conn:dup:1", "proc:dup", "out",
+                     m.canonical_tuple("10.251.9.1", 5555, "10.251.9.2", 80), 1)
+    url = fleet["broker"].url
+    subj = m.conn_subject("host-z", m.shard_of(end.tup))
+    first = asyncio.run(_publish(url, subj, m.encode(end.to_msg()), "host-z:b:1"))
+    again = asyncio.run(_publish(url, subj, m.encode(end.to_msg()), "host-z:b:1"))
+    assert not first.duplicate and again.duplicate and again.seq == first.seq
+    assert wait_for(lambda: st.stats()["ends"] == before["ends"] + 1, 10), st.stats()
+    assert st.stats()["peers"] == before["peers"]
+
+
+def test_malformed_messages_are_counted_and_ignored(fleet, chain):
+    st = fleet["stitcher"]
+    before = st.stats()["rejected"]
+    url = fleet["broker"].url
+    bad = [(m.conn_subject("host-z", 3), b"\x00garbage"),
+           (m.graph_subject("host-z"), m.encode({"v": 1, "machine": "host-z", "nodes": 5})),
+           (m.conn_subject("host-z", 4), m.encode({"v": 99, "machine": "x"})),
+           (m.finding_subject("host-z"), m.encode({"v": 1, "machine": "z", "finding": []}))]
+    for subj, payload in bad:
+        asyncio.run(_publish(url, subj, payload, None))
+    assert wait_for(lambda: st.stats()["rejected"] >= before + len(bad), 15), st.stats()
+    assert st.proc.poll() is None  # still running, and still stitching:
+    found = wait_findings(fleet["hosts"]["a"], "Fleet test client on A")
+    assert len(fleet_trace(fleet, "a", found[0]["id"])["hosts"]) == 3
