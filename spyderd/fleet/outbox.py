@@ -42,12 +42,22 @@ class Outbox:
     """Stages graph deltas, connection ends and findings for the publisher."""
 
     def __init__(self, store, machine: str, boot: str, limit: int = 200_000) -> None:
-        self.env = store.env
-        self.db = store.db["outbox"]
-        self.meta = store.db["meta"]
+        self.store = store  # looked up on each use: a corrupted store may be replaced
         self.machine = machine
         self.boot = boot
         self.limit = max(limit, 16)
+
+    @property
+    def env(self):
+        return self.store.env
+
+    @property
+    def db(self):
+        return self.store.db["outbox"]
+
+    @property
+    def meta(self):
+        return self.store.db["meta"]
 
     # -- writer side (the daemon's flush) ---------------------------------------------------
 
