@@ -1,7 +1,10 @@
 """Findings and traces to journald with the SPYDER_* fields analysts and tests rely on.
 
 Finding entries carry the fields of DESIGN.md ("A finding in journald"), plus
-`SPYDER_KIND=finding` and `SPYDER_COUNT` (occurrences folded into it). Trace entries carry
+`SPYDER_KIND=finding`, `SPYDER_COUNT` (occurrences folded into it) and `SPYDER_TRACE_CMD`
+(the command that shows the full trace). `SPYDER_CHAIN` and `SPYDER_CHAIN_JSON` start at
+the trace root (`… > ` for the ancestry above it) and are cut to stay under journald's
+4,096-byte JSON field limit (see `traces.compact`). Trace entries carry
 `SPYDER_KIND=trace`, the trace's own MESSAGE_ID, `SPYDER_TRACE_SCORE`, `SPYDER_TRACE_ROOT`,
 `SPYDER_TRACE_RULES` and the rest listed in `trace_fields`. `PRIORITY` comes from severity
 (critical 2, high 3, medium 4, low 5, info 6); a trace takes its most severe finding's.
@@ -13,7 +16,6 @@ the finding in the store to send again.
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import time
@@ -22,6 +24,7 @@ from typing import Any
 
 from spyderd.model import Finding
 from spyderd.traces.build import chain_text
+from spyderd.traces.compact import BUDGET, dumps, journal_chain
 
 log = logging.getLogger("spyderd.sinks")
 
@@ -53,7 +56,7 @@ def finding_fields(f: Finding, machine_id: str) -> dict[str, Any]:
         "SPYDER_PROCESS_ID": f.process_id,
         "SPYDER_PID": str(subject.get("pid", f.event.get("pid", ""))),
         "SPYDER_EXE": subject.get("exe", ""),
-        "SPYDER_CMDLINE": shlex.join(subject.get("args") or []),
+        "SPYDER_CMDLINE": _fit(shlex.join(subject.get("args") or [])),
         "SPYDER_UID": str(subject.get("uid", f.event.get("uid", ""))),
         "SPYDER_USER": subject.get("user", ""),
         "SPYDER_CONTAINER_ID": subject.get("container_id", ""),
@@ -62,9 +65,25 @@ def finding_fields(f: Finding, machine_id: str) -> dict[str, Any]:
         "SPYDER_MITRE": ",".join(mitre),
         "SPYDER_COUNT": str(f.count),
         "SPYDER_INCOMPLETE": "1" if f.incomplete else "0",  # events lost: chain may have gaps
-        "SPYDER_CHAIN": chain_text(f.chain),
-        "SPYDER_CHAIN_JSON": json.dumps(f.chain, separators=(",", ":")),
+        **chain_fields(f),
     }
+
+
+def chain_fields(f: Finding) -> dict[str, str]:
+    """SPYDER_CHAIN and SPYDER_CHAIN_JSON from the trace root, cut to stay readable in
+    `journalctl -o json` (see `traces.compact`), and where to see all of it."""
+    short = journal_chain(f.chain)
+    text = chain_text(f.chain)
+    if len(text.encode()) > BUDGET:
+        text = chain_text(short)
+    return {"SPYDER_CHAIN": _fit(text), "SPYDER_CHAIN_JSON": dumps(short),
+            "SPYDER_TRACE_CMD": f"spyderctl trace {f.id}"}
+
+
+def _fit(text: str) -> str:
+    """A text field cut below journald's JSON limit (the end marked with `…`)."""
+    raw = text.encode()
+    return text if len(raw) <= BUDGET else raw[:BUDGET].decode(errors="ignore") + "…"
 
 
 def trace_message(tr: dict[str, Any]) -> str:

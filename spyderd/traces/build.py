@@ -112,9 +112,14 @@ def chain_for(g: GraphReader, subject: Node, root_id: str | None = None,
         cur = g.node(cur.parent) if cur.parent else None
     nodes = _collapse(up + [subject] + list(reversed(down)))
     roles = {n.id: "ancestor" for n in up} | {subject.id: "subject"}
-    if root_id and up and up[0].id == root_id:
+    top = up[0] if up else subject
+    if root_id and top.id == root_id:
         roles[root_id] = "root"
     out = [chain_entry(n, roles.get(n.id, "descendant")) for n in nodes]
+    if root_id and top.id == root_id:
+        above = ancestors(g, top)
+        if above:
+            out.insert(0, elided_entry(above, top))
     on_line = {n.id for n in up + [subject] + down}
     for rid in refs:
         ref = g.node(rid) if rid not in on_line else None
@@ -134,10 +139,30 @@ def chain_entry(n: Node, role: str) -> dict[str, Any]:
     }
 
 
+ELIDED_NAMES = 4  # names of elided ancestors kept in their summary
+
+
+def elided_entry(above: list[Node], below: Node) -> dict[str, Any]:
+    """Stands for the ancestry left out of a chain (`above`: nearest first, above `below`).
+
+    It keeps the keys every chain entry has, for the nearest ancestor left out, with
+    `count` and the `names` of the nearest ones (outermost first), so `SPYDER_CHAIN`
+    reads `… > sshd[100] > bash[101]`.
+    """
+    progs = _collapse(list(reversed(above)) + [below])[:-1]  # fork copies left out
+    near = progs[-1] if progs else above[0]
+    names = [a.name or "?" for a in progs[-ELIDED_NAMES:]]
+    if len(progs) > ELIDED_NAMES:
+        names.insert(0, "…")
+    return {"id": near.id, "role": "elided", "kind": near.kind, "pid": near.pid,
+            "name": "…", "count": len(progs), "names": names}
+
+
 def chain_text(chain: list[dict[str, Any]]) -> str:
-    """`python3[120] > sh[133] > curl[134]` (nodes the rule referred to off the line left out)."""
-    return " > ".join(f"{c['name'] or '?'}[{c['pid']}]" for c in chain
-                      if c.get("role") != "ref")
+    """`… > python3[120] > sh[133] > curl[134]`: ancestry left out shown as `…`, nodes the
+    rule referred to off the line left out."""
+    return " > ".join("…" if c.get("role") == "elided" else f"{c['name'] or '?'}[{c['pid']}]"
+                      for c in chain if c.get("role") != "ref")
 
 
 @dataclass

@@ -273,6 +273,55 @@ def _check_html(daemon, tid: str, attack: dict, tmp_path: Path) -> None:
         b.close()
 
 
+# -- a deep chain in plain journalctl -o json ------------------------------------------------
+
+DEEP = """\
+import os, subprocess, sys
+n, tag, pad = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+if n:
+    subprocess.run([sys.executable, __file__, str(n - 1), tag, pad], check=True)
+else:
+    os.execv("/bin/sleep", ["sleep", "0", "spyder-flag-deep-" + tag])
+"""
+
+
+def test_deep_finding_keeps_its_chain_json_in_plain_journalctl(daemon, tmp_path):
+    """15 processes below the trace root, each with 400 bytes of arguments: the chain is cut
+    to fit, so `journalctl -o json` (without --all) still shows SPYDER_CHAIN_JSON."""
+    tag = uuid.uuid4().hex[:6]
+    script = tmp_path / "deep.py"
+    script.write_text(DEEP)
+    runner = scenario([[sys.executable, str(script), "15", tag, "p" * 400]])
+    (f,) = wait_findings(daemon, lambda fs: [f for f in fs
+                                            if f"spyder-flag-deep-{tag}" in f["message"]])
+
+    def plain_json():
+        r = subprocess.run(["journalctl", "-o", "json", f"_PID={daemon.proc.pid}",
+                            f"SPYDER_FINDING_ID={f['id']}"], capture_output=True, text=True,
+                           check=True)
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    (entry,) = wait_for(plain_json, 20)
+    assert isinstance(entry["SPYDER_CHAIN_JSON"], str), entry["SPYDER_CHAIN_JSON"]
+    assert len(entry["SPYDER_CHAIN_JSON"].encode()) < 4096
+    chain = json.loads(entry["SPYDER_CHAIN_JSON"])
+    assert chain[0]["role"] == "elided" and chain[0]["count"] >= 1  # pytest and above
+    assert (chain[1]["role"], chain[1]["pid"]) == ("root", runner)
+    subject = next(c for c in chain if c["role"] == "subject")
+    assert subject["name"] == "sleep" and subject["pid"] == f["event"]["pid"]
+    left_out = sum(c.get("count", 0) for c in chain[2:] if c["role"] == "elided")
+    shown = [c for c in chain[2:] if c["role"] in ("ancestor", "subject")]
+    assert len(shown) + left_out >= 16  # the 15 levels, the sleep: shown or counted
+    assert any(c.get("args_cut") for c in shown)
+    text = entry["SPYDER_CHAIN"]
+    assert text.startswith("… > python") and f"[{runner}] > " in text, text
+    assert text.endswith(f"sleep[{subject['pid']}]")
+    assert entry["SPYDER_TRACE_CMD"] == f"spyderctl trace {f['id']}"
+    full = json.loads(daemon.ctl("trace", f["id"], "-o", "json", check=True).stdout)
+    assert sum(1 for n in full["nodes"] if n["kind"] == "process" and n.get("args")[:1]
+               and "deep.py" in " ".join(n["args"])) >= 15  # all of it, one command away
+
+
 # -- alerts, folding, suppression -----------------------------------------------------------
 
 def test_journal_warning_appears_in_the_findings_trace(daemon):

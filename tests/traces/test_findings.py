@@ -73,8 +73,10 @@ def test_findings_chain_trace_and_one_trace_entry(tmp_path):
     assert sink.findings == []  # settling
     p.send_due(1.5)
     assert [f["id"] for f in sink.findings] == [f1.id, f2.id, f3.id]
-    assert chain_text(sink.findings[1]["chain"]) == "nginx[100] > sh[200] > id[201]"
-    assert sink.findings[0]["chain"][0]["role"] == "root"
+    assert chain_text(sink.findings[1]["chain"]) == "… > nginx[100] > sh[200] > id[201]"
+    elided, root = sink.findings[0]["chain"][:2]
+    assert (elided["role"], elided["count"], elided["names"]) == ("elided", 1, ["init"])  # init's fork copy left out
+    assert root["role"] == "root" and root["pid"] == 100
     assert sink.traces == []
     p.send_due(2.5)
     (tr,) = sink.traces

@@ -94,3 +94,47 @@ def test_jsonl_failure_is_counted(tmp_path):
     blocker.write_text("")
     sink = JsonlSink(blocker / "x.jsonl")  # a path below a regular file cannot exist
     assert not sink.send(finding()) and sink.errors == 1 and sink.last_error
+
+
+def deep_chain(depth: int, arg_len: int = 300) -> list[dict]:
+    """elided > root > depth processes with long arguments > subject, and a ref."""
+    out = [{"id": "p0", "role": "elided", "kind": "process", "pid": 1, "name": "…", "count": 3,
+            "names": ["systemd", "sshd", "bash"]}]
+    for i in range(depth):
+        out.append({"id": f"proc:b00t:{1000 + i}:{100 + i}", "role": "root" if i == 0 else
+                    "ancestor", "kind": "process", "pid": 100 + i, "ppid": 99 + i,
+                    "name": f"python{i}", "exe": "/usr/bin/python3",
+                    "args": ["python3", "-c", "x" * arg_len, "--level", str(i)], "uid": 0,
+                    "user": "root", "container_id": "", "container_name": "",
+                    "start": 1_700_000_000 * 10**9 + i})
+    out[-1]["role"] = "subject"
+    out.append({"id": "ref1", "role": "ref", "kind": "process", "pid": 9, "name": "curl",
+                "exe": "/usr/bin/curl", "args": ["curl", "y" * 500], "uid": 0})
+    return out
+
+
+def test_deep_chain_fits_journald_json_and_says_where_the_rest_is():
+    for depth, arg_len in ((15, 300), (40, 300), (200, 50), (3, 20_000)):
+        f = finding_fields(finding(chain=deep_chain(depth, arg_len),
+                                   process_id=f"proc:b00t:{999 + depth}:{99 + depth}"), "m1")
+        raw = f["SPYDER_CHAIN_JSON"].encode()
+        assert len(raw) + len("SPYDER_CHAIN_JSON=") < 4096, (depth, len(raw))
+        chain = json.loads(raw)
+        assert chain[0]["role"] == "elided" and chain[0]["names"] == ["systemd", "sshd", "bash"]
+        assert chain[1]["role"] == "root" and chain[1]["pid"] == 100
+        subject = [c for c in chain if c["role"] == "subject"]
+        assert subject and subject[0]["pid"] == 99 + depth
+        assert f["SPYDER_CHAIN"].startswith("… > python0[100] > ")
+        assert f["SPYDER_CHAIN"].endswith(f" > python{depth - 1}[{99 + depth}]")
+        assert f["SPYDER_TRACE_CMD"] == "spyderctl trace fnd-1"
+        assert len(f["SPYDER_CMDLINE"].encode()) < 4096
+    shallow = json.loads(finding_fields(finding(chain=deep_chain(15)), "m1")
+                         ["SPYDER_CHAIN_JSON"])
+    assert len([c for c in shallow if c["role"] != "ref"]) == 16  # args cut, nothing left out
+    cut = shallow[1]
+    assert cut["args_cut"] is True and cut["argc"] == 5 and len(cut["args"]) < 5
+    assert cut["args"][0] == "python3" and all(len(a) <= 64 for a in cut["args"])
+    assert "container_id" not in cut  # empty fields dropped
+    deep = json.loads(finding_fields(finding(chain=deep_chain(40)), "m1")["SPYDER_CHAIN_JSON"])
+    middle = [c for c in deep if c["role"] == "elided"][1]
+    assert middle["count"] >= 20 and "…" in middle["names"]
