@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from rules_support import check, proc, write
 
+from spyderd.capture.probe_creds import CALLS as CRED_CALLS
+from spyderd.capture.probe_kernel import CALLS as KERNEL_CALLS
+from spyderd.capture.watch import OPS
 from spyderd.model import ExecEvent, FileEvent, KernelEvent
-from spyderd.rules import DictContext, load_rules
+from spyderd.rules import FIELDS, DictContext, load_rules
 
 NODE = proc("n", "/usr/bin/Python3", pid=7, args=["python3", "-c", "import os; os.system('id')"])
 
@@ -143,3 +146,10 @@ def test_exec_event_reads_args_before_the_node_has_them() -> None:
     node.attrs.pop("args")
     ev = ExecEvent(time=1, pid=7, filename="/bin/sh", args=["sh", "-c", "id"])
     assert check("process.args has -c and process.cmdline contains 'c id'", node, ev=ev)
+
+
+def test_enumerated_values_cover_what_capture_reports() -> None:
+    """Every value capture can put in an enumerated field is a known choice (no W304 on it)."""
+    assert set(OPS) <= FIELDS["file.op"].choices
+    assert set(KERNEL_CALLS) <= FIELDS["kernel.call"].choices
+    assert set(CRED_CALLS[:9]) <= FIELDS["cred.call"].choices

@@ -17,10 +17,11 @@ from spyderd.rules.fields.base import Field, Getter, ev_attr, event_attr, event_
 FILE = frozenset({"file"})
 FILE_PATH = frozenset({"file", "wrote_exec"})
 WROTE_EXEC = frozenset({"wrote_exec"})
-# what capture reports in file.op (capture.watch.OPS; a test keeps the two in step)
+# what capture reports in file.op (capture.watch.OPS, plus the ops of issue 11's capture:
+# read, utimes, setflags); a test checks that every op capture knows is here
 FILE_OPS = frozenset({
     "open", "open_failed", "create", "unlink", "rename", "chmod", "chown", "setxattr",
-    "removexattr", "truncate", "link", "symlink",
+    "removexattr", "truncate", "link", "symlink", "read", "utimes", "setflags",
 })  # fmt: skip
 _MODE_OPS = frozenset({"chmod", "create", "open"})
 _ACCESS = {0: "read", 1: "write", 2: "rdwr"}

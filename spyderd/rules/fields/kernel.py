@@ -19,7 +19,7 @@ KERNEL_CALLS = frozenset({
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "mount",
     "umount", "ptrace", "memfd_create", "bpf", "settimeofday", "clock_settime", "adjtimex",
     "clock_adjtime", "sethostname", "setdomainname", "kill", "tkill", "tgkill", "syscall",
-    "move_mount",
+    "move_mount", "io_uring_setup",
 })  # fmt: skip
 CRED_CALLS = frozenset({
     "setuid", "setreuid", "setresuid", "setgid", "setregid", "setresgid", "setfsuid",
