@@ -48,6 +48,7 @@ _KEYS = {
         "within",
         "max_partial_matches",
         "aggregate",
+        "sigma_id",
     ),
     "list": ("list", "items", "append"),
     "macro": ("macro", "condition", "append"),
@@ -109,6 +110,7 @@ class RuleDef:
     max_partials: int | None = None
     named: dict[str, ExceptionDef] = field(default_factory=dict)
     aggregate: AggregateSpec | None = None  # counts matches per key (see aggregate)
+    sigma_id: str = ""  # the Sigma rule it was converted from (import-sigma)
 
     def exception_texts(self) -> list[SourceText]:
         """Every exception as condition text: plain ones, then each structured one with rows."""
@@ -592,6 +594,7 @@ def _plain_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
         exceptions[0],
         enabled,
         named=_named(exceptions[1], entry, diags),
+        sigma_id=str(entry.get("sigma_id", "")),
     )
 
 
@@ -654,6 +657,7 @@ def _sequence_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
         within,
         limit,
         _named(exceptions[1], entry, diags),
+        sigma_id=str(entry.get("sigma_id", "")),
     )
 
 

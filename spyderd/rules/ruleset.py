@@ -78,6 +78,7 @@ class Rule:
     max_partials: int | None = None
     guard: Guard | None = None  # the values one field must have for it to match (see guards)
     aggregate: AggregateSpec | None = None  # fires on a count of matches per key
+    sigma_id: str = ""  # the Sigma rule it was converted from
 
     @property
     def is_sequence(self) -> bool:
@@ -429,6 +430,7 @@ def _build_rule(
         within_ns=rd.within_ns,
         max_partials=rd.max_partials,
         aggregate=rd.aggregate,
+        sigma_id=rd.sigma_id,
     )
 
 
