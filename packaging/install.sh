@@ -115,6 +115,16 @@ tar -C "$SRC" --exclude=.git --exclude=build --exclude='*.egg-info' --exclude=__
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
     --no-deps --upgrade "$BUILD_TMP"
 
+# pySigma for `spyderctl rules import-sigma` (spyderd's Sigma backend), and sigma-cli so
+# `sigma convert -t spyderd` works too; sigma-cli pins the pySigma version it works with.
+if "$VENV/bin/python" -c 'import sigma.conversion, sigma.cli' 2>/dev/null; then
+    step "pySigma and sigma-cli already in $VENV"
+else
+    step "installing pySigma and sigma-cli into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --timeout 60 \
+        pysigma sigma-cli || die "could not install pysigma and sigma-cli from PyPI"
+fi
+
 if [[ -x $VENV/bin/ruff ]]; then
     step "ruff already in $VENV"
 else

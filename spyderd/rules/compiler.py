@@ -16,6 +16,7 @@ compiler is the reference the property tests hold those against.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -714,8 +715,10 @@ class Compiler:
         word = str(value)
         if word in self.lists:
             return self._list_items(word, [], place, scope)
-        near = suggest(word, list(self.lists))
-        if fld.type in ("str", "list[str]") and (near or _LIST_LIKE.fullmatch(word)):
+        # a near miss of a list name, closer than suggest()'s cutoff: 'login' is no 'log_dirs'
+        near = difflib.get_close_matches(word, list(self.lists), n=3, cutoff=0.75)
+        known = word in fld.choices or "/" in word  # a known value or a path: not a list name
+        if fld.type in ("str", "list[str]") and not known and (near or _LIST_LIKE.fullmatch(word)):
             self._warn(
                 "W301",
                 f"{word!r} is not a defined list; it is taken as the string "

@@ -24,6 +24,7 @@ with `append: true` (or `override: {exceptions: append}`) and the same `name:`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,9 @@ from spyderd.rules.source import SourceFile, SourceText
 
 # comparisons whose value is a set: a row's value for them is a list
 SET_COMPS = ("in", "iin", "pmatch", "ipmatch", "intersects")
+_BARE = re.compile(r"[^\s(),=!<>\"'&]+")
+_KEYWORDS = frozenset({"and", "or", "not", "in", "exists", "contains", "icontains", "startswith",
+                       "endswith", "glob", "matches", "has", "iin", "pmatch"})  # fmt: skip
 # Falco comparison names spyderd spells differently
 _COMP_ALIASES = {"intersects": "in"}
 
@@ -195,20 +199,24 @@ def _rows(
     return ok
 
 
-def _literal(node: yaml.Node, file: SourceFile, as_set: bool = False) -> SourceText:
+def _literal(
+    node: yaml.Node, file: SourceFile, as_set: bool = False, in_set: bool = False
+) -> SourceText:
     """A value as condition text located at its YAML node: quoted strings, bare numbers and
     booleans, `(a, b)` for a list or for one value of a set comparison (`in`, `pmatch`)."""
     loc = node_location(node, file)
     if as_set and not isinstance(node, yaml.SequenceNode):
-        return SourceText.join([("(", None), ("", _literal(node, file)), (")", None)])
+        return SourceText.join([("(", None), ("", _literal(node, file, in_set=True)), (")", None)])
     if isinstance(node, yaml.SequenceNode):
         parts: list[tuple[str, SourceText | None]] = [("(", None)]
         for i, child in enumerate(node.value):
-            parts += [(", " if i else "", None), ("", _literal(child, file))]
+            parts += [(", " if i else "", None), ("", _literal(child, file, in_set=True))]
         parts.append((")", None))
         return SourceText.join(parts)
     value = _value(node)
-    if isinstance(value, bool):
+    if in_set and isinstance(value, str) and _BARE.fullmatch(value) and value not in _KEYWORDS:
+        text = value  # bare, so a list name expands as in a condition's `in (...)`
+    elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, int):
         text = str(value)

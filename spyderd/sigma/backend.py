@@ -31,6 +31,7 @@ from spyderd.rules.fields import FIELDS
 from spyderd.sigma.pipeline import spyderd_pipeline
 from spyderd.sigma.rules import rule_entry
 
+
 class SpyderdBackend(TextQueryBackend):
     """Sigma rules to spyderd rules (conditions over spyderd's fields)."""
 
@@ -152,4 +153,3 @@ def _keyword_field(state: ConversionState) -> str:
 
 def _events(state: ConversionState) -> list[str]:
     return list(state.processing_state.get("spyderd_events", ["exec"]))
-

@@ -77,9 +77,7 @@ def import_sigma(paths: Iterable[str | Path]) -> Report:
     """Convert every rule of every file; raises OSError for a file that cannot be read."""
     report = Report()
     files = sigma_files(paths)
-    collection = SigmaCollection.load_ruleset(
-        [str(p) for p in files], collect_errors=True
-    )
+    collection = SigmaCollection.load_ruleset([str(p) for p in files], collect_errors=True)
     collection.resolve_rule_references()
     backend = SpyderdBackend()
     names: set[str] = set()
@@ -114,7 +112,9 @@ def _convert(rule: Any, backend: SpyderdBackend, report: Report) -> list[dict[st
     return checked
 
 
-def _correlation(rule: SigmaCorrelationRule, backend: SpyderdBackend, report: Report) -> dict | None:
+def _correlation(
+    rule: SigmaCorrelationRule, backend: SpyderdBackend, report: Report
+) -> dict | None:
     """temporal_ordered as a sequence rule; other correlation types are reported."""
     if rule.type != SigmaCorrelationType.TEMPORAL_ORDERED:
         why = {
@@ -157,8 +157,10 @@ def _correlation(rule: SigmaCorrelationRule, backend: SpyderdBackend, report: Re
     )
     entry["sequence"] = steps
     entry["within"] = f"{rule.timespan.seconds}s"
-    entry["output"] = "Sigma: " + str(rule.title).replace("{", "{{").replace("}", "}}") + (
-        ": {process.name} (pid {process.pid}) after " + _escape(str(first.title))
+    entry["output"] = (
+        "Sigma: "
+        + str(rule.title).replace("{", "{{").replace("}", "}}")
+        + (": {process.name} (pid {process.pid}) after " + _escape(str(first.title)))
     )
     problem = _check_sequence(entry)
     if problem:

@@ -118,8 +118,11 @@ def _items(source: Source) -> list[ProcessingItem]:
     ]  # fmt: skip
     if source.narrow:
         items.append(
-            ProcessingItem(AddConditionTransformation(dict(source.narrow)), rule_conditions=cond(),
-                           identifier=f"{tag}_narrow")  # fmt: skip
+            ProcessingItem(
+                AddConditionTransformation(dict(source.narrow)),
+                rule_conditions=cond(),
+                identifier=f"{tag}_narrow",
+            )
         )
     return items
 
