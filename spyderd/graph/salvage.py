@@ -18,6 +18,7 @@ backwards from its end, to get the records behind the bad page too).
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -73,6 +74,15 @@ def _open_env(path: Path) -> lmdb.Environment:
                          subdir=True)
 
 
+def _quiet_child() -> None:
+    """An LMDB abort in the child is expected and reported by its parent: no assertion
+    text or faulthandler dump on the shared stderr (the journal, under systemd)."""
+    faulthandler.disable()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def _child_walk(path: Path, name: str, reverse: bool, wfd: int) -> None:
     out = os.fdopen(wfd, "wb", buffering=1 << 16)
     env = _open_env(path)
@@ -96,6 +106,7 @@ def walk(path: Path, name: str, *, reverse: bool = False,
         code = 0
         try:
             os.close(rfd)
+            _quiet_child()
             _child_walk(path, name, reverse, wfd)
         except lmdb.NotFoundError:
             code = 3
