@@ -50,6 +50,7 @@ entry() {  # $1 path, $2 module
 }
 entry "$R/usr/sbin/spyderd" spyderd.daemon
 entry "$R/usr/bin/spyderctl" spyderd.ctl
+entry "$R/usr/bin/spyderd-stitch" spyderd.fleet.stitch
 
 shopt -s nullglob
 install -d "$R/usr/share/spyderd/rules" "$R/usr/share/spyderd/probes"
@@ -59,6 +60,7 @@ shopt -u nullglob
 install -m 0644 "$PKG/kernel-headers.sh" "$R/usr/share/spyderd/kernel-headers.sh"
 
 install -D -m 0644 "$PKG/spyderd.service" "$R/lib/systemd/system/spyderd.service"
+install -D -m 0644 "$PKG/spyderd-stitch.service" "$R/lib/systemd/system/spyderd-stitch.service"
 install -D -m 0644 "$PKG/sysusers.conf" "$R/usr/lib/sysusers.d/spyderd.conf"
 install -D -m 0644 "$PKG/tmpfiles.conf" "$R/usr/lib/tmpfiles.d/spyderd.conf"
 install -D -m 0644 "$PKG/spyderd.catalog" "$R/usr/lib/systemd/catalog/spyderd.catalog"

@@ -55,6 +55,8 @@ PACKAGES=(
     debootstrap systemd-container dpkg-dev
     # tests/integration/test_sessions.py: sudo keeps the caller's login uid
     sudo
+    # the fleet bus (tests/fleet run a real JetStream broker on 127.0.0.1)
+    nats-server
     # tests of `spyderctl trace -o html` in a real browser (headless, DevTools over a pipe)
     chromium
 )
@@ -125,6 +127,15 @@ else
         pysigma sigma-cli || die "could not install pysigma and sigma-cli from PyPI"
 fi
 
+# nats-py (fleet: exporter, spyderd-stitch, trace --fleet) is not packaged by Debian 12.
+if "$VENV/bin/python" -c 'import nats' 2>/dev/null; then
+    step "nats-py already in $VENV"
+else
+    step "installing nats-py into $VENV (fleet)"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --timeout 30 \
+        --retries 3 'nats-py>=2.6' || die "could not install nats-py from PyPI"
+fi
+
 if [[ -x $VENV/bin/ruff ]]; then
     step "ruff already in $VENV"
 else
@@ -135,9 +146,9 @@ else
     fi
 fi
 
-step "linking spyderd, spyderctl into $SBIN"
+step "linking spyderd, spyderctl, spyderd-stitch into $SBIN"
 mkdir -p "$SBIN"
-for exe in spyderd spyderctl; do
+for exe in spyderd spyderctl spyderd-stitch; do
     [[ -x $VENV/bin/$exe ]] || die "$VENV/bin/$exe missing after pip install"
     ln -sfn "$VENV/bin/$exe" "$SBIN/$exe"
 done
@@ -168,6 +179,8 @@ shopt -u nullglob
 install -D -m 0644 "$SRC/README.md" /usr/share/doc/spyderd/README.md
 
 install -D -m 0644 "$SRC/packaging/spyderd.service" /etc/systemd/system/spyderd.service
+install -D -m 0644 "$SRC/packaging/spyderd-stitch.service" \
+    /etc/systemd/system/spyderd-stitch.service
 install -D -m 0644 "$SRC/packaging/sysusers.conf" /etc/sysusers.d/spyderd.conf
 install -D -m 0644 "$SRC/packaging/tmpfiles.conf" /etc/tmpfiles.d/spyderd.conf
 install -d -m 0750 -o root -g spyder "$STATE_DIR" "$RUN_DIR" /var/log/spyderd
