@@ -227,7 +227,7 @@ class Daemon:
         if not sec["url"]:
             return None
         from spyderd.fleet.bus import BusConfig, secret_problem
-        from spyderd.fleet.exporter import Exporter, trace_answerer
+        from spyderd.fleet.exporter import Exporter, FleetAlerts, trace_answerer
         from spyderd.fleet.outbox import Outbox
 
         problem = secret_problem(self.cfg.source, sec)
@@ -238,7 +238,11 @@ class Daemon:
         name = sec["name"] or os.uname().nodename
         bus = BusConfig.from_section({**sec, "name": name})
         self.graph.outbox = Outbox(self.store, name, self.boot, limit=sec["outbox_max"])
-        exporter = Exporter(bus, self.graph.outbox, trace_answerer(self.store, name))
+        from systemd import journal
+
+        alerts = FleetAlerts(self.store, name, self.machine_id,
+                             self.cfg.get("findings.trace_threshold"), journal.send)
+        exporter = Exporter(bus, self.graph.outbox, trace_answerer(self.store, name), alerts)
         exporter.start()
         return exporter
 

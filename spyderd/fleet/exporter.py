@@ -28,13 +28,16 @@ class Exporter:
     """Owns the NATS connection of one daemon; everything here runs on its own thread."""
 
     def __init__(self, bus: BusConfig, outbox: Outbox,
-                 answer: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+                 answer: Callable[[dict[str, Any]], dict[str, Any]],
+                 alerts: FleetAlerts | None = None) -> None:
         self.bus = bus
         self.outbox = outbox
         self.answer = answer  # request dict -> reply dict (trace lookups in the store)
+        self.alerts = alerts
         self.stats: dict[str, Any] = {"connected": False, "published": 0, "duplicates": 0,
                                       "publish_errors": 0, "rpc_requests": 0,
-                                      "rpc_rejected": 0, "last_error": "", "acked_at": 0.0}
+                                      "rpc_rejected": 0, "fleet_traces_sent": 0,
+                                      "last_error": "", "acked_at": 0.0}
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spyderd-fleet", daemon=True)
@@ -82,6 +85,7 @@ class Exporter:
         self.stats["connected"] = True
         js = nc.jetstream()
         await nc.subscribe(m.rpc_subject(self.bus.name), cb=functools.partial(self._rpc, nc))
+        checker = asyncio.create_task(self._checks(nc)) if self.alerts else None
         stream_ok = False
         while not self._stop.is_set():
             if not stream_ok:
@@ -96,6 +100,8 @@ class Exporter:
             if not sent:
                 await self._sleep(0.2)
         await self._drain(js)
+        if checker is not None:
+            checker.cancel()
         await nc.close()
 
     async def _drain(self, js) -> int:
@@ -134,7 +140,11 @@ class Exporter:
             self.stats["rpc_rejected"] += 1
             reply = {"v": m.VERSION, "machine": self.bus.name, "ok": False, "error": str(exc)}
         else:
-            reply = await asyncio.to_thread(self._answer, req)
+            if req.get("op") == "peered" and self.alerts is not None:
+                self.alerts.schedule(str(req.get("id", "")))
+                reply = {"v": m.VERSION, "machine": self.bus.name, "ok": True}
+            else:
+                reply = await asyncio.to_thread(self._answer, req)
         if msg.reply:
             await nc.publish(msg.reply, m.encode(reply))
 
@@ -144,6 +154,17 @@ class Exporter:
         except Exception as exc:  # noqa: BLE001 - a bad request must not end the thread
             body = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"v": m.VERSION, "machine": self.bus.name, **body}
+
+    async def _checks(self, nc) -> None:
+        """Cross-host traces: score them once stitched links and remote findings settle."""
+        while True:
+            await asyncio.sleep(1.0)
+            for conn in self.alerts.due():
+                try:
+                    await self.alerts.check(nc, conn)
+                except Exception as exc:  # noqa: BLE001 - one bad check must not stop the rest
+                    self._note_error(f"fleet trace check: {exc!r}")
+            self.stats["fleet_traces_sent"] = self.alerts.sent_count
 
     async def _sleep(self, seconds: float) -> None:
         await asyncio.to_thread(self._wake.wait, seconds)
@@ -165,23 +186,129 @@ class Exporter:
 
 
 def trace_answerer(store, name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Answers `{"op": "trace", "id": ...}` with this host's trace view of a node."""
-    from spyderd.traces.build import build_trace
+    """Answers `{"op": "trace", "id": ...}` with this host's view of a connection's process:
+    the process, what it went on to do, and the findings about any of them."""
 
     def answer(req: dict[str, Any]) -> dict[str, Any]:
         if req.get("op") != "trace" or not isinstance(req.get("id"), str):
             return {"ok": False, "error": "unknown request"}
-        ident = req["id"]
-        node = store.node(ident)
-        if node is not None and node.kind == "connection":
-            ident = node.attrs.get("process_id") or ident
         try:
-            view = build_trace(store, ident)
+            return {"ok": True, "host": name, "trace": process_view(store, req["id"])}
         except KeyError as exc:
             return {"ok": False, "error": str(exc.args[0])}
-        return {"ok": True, "host": name, "trace": view.to_dict()}
 
     return answer
 
 
-__all__ = ["Exporter", "trace_answerer"]
+def process_view(store, ident: str) -> dict[str, Any]:
+    """The trace view of a process (or of a connection's process) with the findings of the
+    process and its descendants (KeyError if unknown)."""
+    from spyderd.traces.build import build_trace
+
+    node = store.node(ident)
+    if node is not None and node.kind == "connection":
+        ident = node.attrs.get("process_id") or ident
+    view = build_trace(store, ident).to_dict()
+    mine = {n["id"] for n in view["nodes"]
+            if n.get("kind") == "process" and n.get("role") in ("subject", "")}
+    have = {f["id"] for f in view["findings"]}
+    view["findings"] += [f.to_dict() for f in store.findings()
+                         if f.process_id in mine and f.id not in have]
+    return view
+
+
+def local_trace(store, conn_id: str) -> dict[str, Any] | None:
+    """This host's trace around one of its connections: the trace of a finding about the
+    connection's process or one of its ancestors, else the process's own view."""
+    from spyderd.traces.build import ancestors, build_trace
+
+    conn = store.node(conn_id)
+    proc = store.node(conn.attrs.get("process_id", "")) if conn is not None else None
+    if proc is None:
+        return None
+    chain = {proc.id} | {a.id for a in ancestors(store, proc)}
+    tids = [f.trace_id for f in store.findings() if f.process_id in chain and f.trace_id]
+    if tids:
+        return build_trace(store, tids[-1]).to_dict()
+    return process_view(store, proc.id)
+
+
+class FleetAlerts:
+    """One journald entry per cross-host trace above the threshold, from the host where it
+    started: a host whose part of the trace was reached from another host passes the check
+    up to that host instead of alerting itself."""
+
+    DELAYS = (3.0, 15.0)  # findings settle on every host before the trace is scored
+
+    def __init__(self, store, host: str, machine_id: str, threshold: int,
+                 send: Callable[..., None]) -> None:
+        self.store, self.host, self.machine_id = store, host, machine_id
+        self.threshold = threshold
+        self.send = send  # systemd.journal.send
+        self.pending: dict[str, list[float]] = {}
+        self.sent: dict[str, int] = {}
+        self.sent_count = 0
+
+    def schedule(self, conn_id: str) -> None:
+        if conn_id:
+            now = time.monotonic()
+            self.pending[conn_id] = [now + d for d in self.DELAYS]
+
+    def due(self) -> list[str]:
+        now = time.monotonic()
+        out = []
+        for conn, times in list(self.pending.items()):
+            if times and times[0] <= now:
+                times.pop(0)
+                out.append(conn)
+            if not times:
+                del self.pending[conn]
+        return out
+
+    async def check(self, nc, conn_id: str) -> None:
+        from spyderd.fleet.fleettrace import grow, inbound_links
+
+        local = await asyncio.to_thread(local_trace, self.store, conn_id)
+        if local is None:
+            return
+        doc = await grow(nc, self.host, local)
+        upstream = inbound_links(doc, self.host)
+        if upstream:
+            for ln in upstream:
+                req = {"v": m.VERSION, "machine": self.host, "op": "peered", "id": ln["to"]}
+                await nc.publish(m.rpc_subject(ln["host"]), m.encode(req))
+            return
+        if len(doc["hosts"]) < 2 or doc["score"] < self.threshold:
+            return
+        if doc["score"] <= self.sent.get(doc["id"], 0):
+            return
+        self.sent[doc["id"]] = doc["score"]
+        self.sent_count += 1
+        self.send(**fleet_trace_fields(doc, self.machine_id, self.threshold))
+
+
+FLEET_TRACE_MESSAGE_ID = "5b0d6c1e2f8a4c7e9d3b1a6f4e2c8d71"
+
+
+def fleet_trace_fields(doc: dict[str, Any], machine_id: str, threshold: int) -> dict[str, str]:
+    rules = doc["rules"]
+    return {
+        "MESSAGE": (f"Fleet trace {doc['id']} scored {doc['score']} (threshold {threshold}) "
+                    f"across {len(doc['hosts'])} hosts ({' > '.join(doc['hosts'])}): "
+                    f"{', '.join(rules)}"),
+        "PRIORITY": "3",
+        "MESSAGE_ID": FLEET_TRACE_MESSAGE_ID,
+        "SYSLOG_IDENTIFIER": "spyderd",
+        "SPYDER_KIND": "fleet-trace",
+        "SPYDER_TRACE_ID": doc["id"],
+        "SPYDER_TRACE_SCORE": str(doc["score"]),
+        "SPYDER_TRACE_THRESHOLD": str(threshold),
+        "SPYDER_TRACE_RULES": ",".join(rules),
+        "SPYDER_TRACE_FINDINGS": " ".join(f.get("id", "") for f in doc["findings"]),
+        "SPYDER_FLEET_HOSTS": ",".join(doc["hosts"]),
+        "SPYDER_FLEET_ORIGIN": doc["hosts"][0],
+        "SPYDER_MACHINE_ID": machine_id,
+    }
+
+
+__all__ = ["Exporter", "FleetAlerts", "trace_answerer"]

@@ -95,38 +95,53 @@ async def fleet_trace(bus: BusConfig, local: dict[str, Any], *, depth: int = 4,
     """Grow `local` (a trace view's `to_dict`) across hosts; see the module doc."""
     import nats  # optional dependency, see spyderd.fleet.bus
 
-    from spyderd.fleet.bus import ensure_peers
-
     nc = await nats.connect(**{**bus.connect_options(), "max_reconnect_attempts": 1})
     try:
-        kv = await ensure_peers(nc.jetstream())
-        ft = FleetTrace(local, bus.name)
-        frontier = [n["id"] for n in ft.doc["nodes"] if n.get("kind") == "connection"]
-        seen: set[str] = set()
-        for _ in range(depth):
-            nxt: list[str] = []
-            for conn in frontier:
-                if conn in seen:
-                    continue
-                seen.add(conn)
-                peer = await _peer_of(kv, conn)
-                if peer is None or peer.get("machine") == ft.nodes.get(conn, {}).get("host"):
-                    continue
-                ft.link(conn, peer)
-                seen.add(peer["peer"])
-                if peer["peer"] in ft.nodes:
-                    continue
-                req = {"v": m.VERSION, "machine": bus.name, "op": "trace", "id": peer["peer"]}
-                reply = (await _ask(nc, m.rpc_subject(peer["machine"]), req, timeout)
-                         or await _ask(nc, m.STITCH_RPC, req, timeout))
-                if reply is None:
-                    ft.doc.setdefault("unreachable", []).append(peer["machine"])
-                    continue
-                nxt += ft.merge(reply["trace"], peer["machine"])
-            frontier = nxt
-        return ft.finish()
+        return await grow(nc, bus.name, local, depth=depth, timeout=timeout)
     finally:
         await nc.close()
+
+
+async def grow(nc, host: str, local: dict[str, Any], *, depth: int = 4,
+               timeout: float = 2.0) -> dict[str, Any]:
+    """`fleet_trace` on an open connection (the daemon's exporter reuses its own)."""
+    from spyderd.fleet.bus import ensure_peers
+
+    kv = await ensure_peers(nc.jetstream())
+    ft = FleetTrace(local, host)
+    frontier = [n["id"] for n in ft.doc["nodes"] if n.get("kind") == "connection"]
+    seen: set[str] = set()
+    for _ in range(depth):
+        nxt: list[str] = []
+        for conn in frontier:
+            if conn in seen:
+                continue
+            seen.add(conn)
+            peer = await _peer_of(kv, conn)
+            if peer is None or peer.get("machine") == ft.nodes.get(conn, {}).get("host"):
+                continue
+            ft.link(conn, peer)
+            seen.add(peer["peer"])
+            if peer["peer"] in ft.nodes:
+                continue
+            req = {"v": m.VERSION, "machine": host, "op": "trace", "id": peer["peer"]}
+            reply = (await _ask(nc, m.rpc_subject(peer["machine"]), req, timeout)
+                     or await _ask(nc, m.STITCH_RPC, req, timeout))
+            if reply is None:
+                ft.doc.setdefault("unreachable", []).append(peer["machine"])
+                continue
+            nxt += ft.merge(reply["trace"], peer["machine"])
+        frontier = nxt
+    return ft.finish()
+
+
+def inbound_links(doc: dict[str, Any], host: str) -> list[dict[str, Any]]:
+    """Links from this host's accepted connections to other hosts: the trace came from
+    there, so this host is not where it started."""
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    return [ln for ln in doc["links"]
+            if nodes.get(ln["from"], {}).get("host") == host
+            and nodes.get(ln["from"], {}).get("direction") == "in"]
 
 
 def run_fleet_trace(bus: BusConfig, local: dict[str, Any], depth: int = 4) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class Stitcher:
         js = nc.jetstream()
         await ensure_stream(js)
         self.kv = await ensure_peers(js)
-        self.js = js
+        self.js, self.nc = js, nc
         subs = []
         for s in self.shards():
             subs.append((await js.pull_subscribe(f"{m.PREFIX}.*.conn.{s}",
@@ -176,6 +176,10 @@ class Stitcher:
                 "confidence": p.confidence}
         pair = ":".join(sorted((p.a.conn_id, p.b.conn_id)))
         await self.js.publish(m.PEER_SUBJECT, m.encode(body), headers={"Nats-Msg-Id": pair})
+        for end in (p.a, p.b):  # the connecting side scores the cross-host trace
+            if end.direction == "out":
+                req = {"v": m.VERSION, "machine": "_stitch", "op": "peered", "id": end.conn_id}
+                await self.nc.publish(m.rpc_subject(end.machine), m.encode(req))
         if self.store is not None:
             t = max(p.a.time, p.b.time)
             edges = [Edge(p.a.conn_id, p.b.conn_id, "peer", t),

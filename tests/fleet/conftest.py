@@ -28,7 +28,7 @@ TEST_RULES = """
   output: "{process.name} reaches B"
 - rule: Fleet test hop on B
   event: exec
-  condition: process.cmdline contains "10.251.2.2"
+  condition: process.name = sh and process.cmdline contains "10.251.2.2"
   severity: high
   tags: [T1021]
   output: "{process.name} reaches C"

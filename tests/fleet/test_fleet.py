@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from spyderd.fleet import messages as m
-from tests.conftest import wait_for
+from tests.conftest import journal_entries, wait_for
 from tests.fleet.conftest import in_ns, wait_findings
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -128,3 +128,21 @@ def test_malformed_messages_are_counted_and_ignored(fleet, chain):
     assert st.proc.poll() is None  # still running, and still stitching:
     found = wait_findings(fleet["hosts"]["a"], "Fleet test client on A")
     assert len(fleet_trace(fleet, "a", found[0]["id"])["hosts"]) == 3
+
+
+def test_one_journald_entry_on_the_host_where_it_started(fleet, chain):
+    """Scored once across hosts; the entry comes from A (where the hop began), not B or C."""
+    ids = {h: ("f1ee7" + h) * 4 + "0000" for h in ("a", "b", "c")}
+
+    def entries(h: str) -> list[dict]:
+        return journal_entries(SPYDER_KIND="fleet-trace", SPYDER_MACHINE_ID=ids[h])
+
+    got = wait_for(lambda: [e for e in entries("a")
+                            if e["SPYDER_FLEET_HOSTS"] == "host-a,host-b,host-c"], 60)
+    assert got, entries("a")
+    e = got[-1]
+    assert int(e["SPYDER_TRACE_SCORE"]) >= 40
+    assert {"Fleet test client on A", "Fleet test hop on B"} <= set(
+        e["SPYDER_TRACE_RULES"].split(","))
+    assert e["SPYDER_FLEET_ORIGIN"] == "host-a"
+    assert not entries("b") and not entries("c")
