@@ -42,6 +42,8 @@ class SpyderdBackend(TextQueryBackend):
         "condition": "the bare spyderd conditions, one per line",
     }
     requires_pipeline: ClassVar[bool] = False
+    # rules a correlation refers to are finalized too: spyderd rebuilds them as steps
+    finalize_correlation_subqueries = True
     backend_processing_pipeline: ClassVar[ProcessingPipeline] = spyderd_pipeline()
 
     group_expression: ClassVar[str] = "({expr})"

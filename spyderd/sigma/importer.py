@@ -3,9 +3,10 @@
 Every rule is converted on its own, so one that cannot be converted is reported (file, title,
 id, reason) and the others still are. A converted condition is compiled by spyderd's own
 rule compiler before it is written: what spyderd would refuse is reported here, never
-written. Correlation rules: `temporal_ordered` becomes a spyderd sequence (its steps are the
-referenced rules, its window the timespan); event_count, value_count and unordered temporal
-correlations are reported as not converted, with the reason.
+written. Correlation rules: event_count and value_count over one rule become an `aggregate:`
+block on that rule's condition (group-by fields mapped like the rule's, gte/gt thresholds);
+`temporal_ordered` becomes a sequence (steps: the referenced rules, window: the timespan);
+unordered temporal correlations and other thresholds are reported, with the reason.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from typing import Any
 
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule, SigmaCorrelationType
+from sigma.correlations import (
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+    SigmaCorrelationType,
+)
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
-from spyderd.errors import RuleError
-from spyderd.rules import compile_condition
-from spyderd.rules.output import compile_template
-from spyderd.rules.source import SourceText
+from spyderd.rules.collector import collect
+from spyderd.rules.fields import FIELDS
+from spyderd.rules.reader import read_text
+from spyderd.rules.ruleset import build_rules
 from spyderd.sigma.backend import SpyderdBackend
+from spyderd.sigma.pipeline import source_for
 from spyderd.sigma.rules import rule_entry, rule_name
 
 SIGMA_SUFFIXES = (".yml", ".yaml")
@@ -115,33 +121,25 @@ def _convert(rule: Any, backend: SpyderdBackend, report: Report) -> list[dict[st
 def _correlation(
     rule: SigmaCorrelationRule, backend: SpyderdBackend, report: Report
 ) -> dict | None:
-    """temporal_ordered as a sequence rule; other correlation types are reported."""
+    """event_count and value_count as aggregate rules, temporal_ordered as a sequence;
+    unordered temporal correlations are reported."""
+    if rule.type in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
+        return _aggregate(rule, backend, report)
     if rule.type != SigmaCorrelationType.TEMPORAL_ORDERED:
-        why = {
-            SigmaCorrelationType.EVENT_COUNT: "event_count needs counting over a window, "
-            "which spyderd's rule language does not have yet",
-            SigmaCorrelationType.VALUE_COUNT: "value_count needs counting distinct values over "
-            "a window, which spyderd's rule language does not have yet",
-            SigmaCorrelationType.TEMPORAL: "temporal (unordered) correlation: spyderd "
-            "sequences are ordered; write the order you expect as temporal_ordered",
-        }.get(rule.type, f"correlation type {rule.type.name.lower()} is not supported")
+        why = (
+            "temporal (unordered) correlation: spyderd sequences are ordered; write the order "
+            "you expect as temporal_ordered"
+            if rule.type == SigmaCorrelationType.TEMPORAL
+            else f"correlation type {rule.type.name.lower()} is not supported"
+        )
         _skip(report, rule, why)
         return None
     steps = []
     for ref in rule.rules or []:
-        base = getattr(ref, "rule", None)
-        if not isinstance(base, SigmaRule):
-            _skip(report, rule, f"step {ref.reference!r} is not a detection rule of these files")
+        converted = _step(rule, ref, backend, report)
+        if converted is None:
             return None
-        try:
-            entries = backend.convert_rule(base)
-        except (SigmaError, NotImplementedError) as exc:
-            _skip(report, rule, f"step {base.title!r}: {_reason(exc)}")
-            return None
-        if len(entries) != 1:
-            _skip(report, rule, f"step {base.title!r} has {len(entries)} conditions; one needed")
-            return None
-        steps.append({"event": entries[0]["event"], "condition": entries[0]["condition"]})
+        steps.append({"event": converted["event"], "condition": converted["condition"]})
     if len(steps) < 2:
         _skip(report, rule, "a sequence needs two or more referenced rules")
         return None
@@ -159,14 +157,91 @@ def _correlation(
     entry["within"] = f"{rule.timespan.seconds}s"
     entry["output"] = (
         "Sigma: "
-        + str(rule.title).replace("{", "{{").replace("}", "}}")
+        + _escape(str(rule.title))
         + (": {process.name} (pid {process.pid}) after " + _escape(str(first.title)))
     )
-    problem = _check_sequence(entry)
+    problem = _check(entry)
     if problem:
         _skip(report, rule, problem)
         return None
     return entry
+
+
+def _step(rule: Any, ref: Any, backend: SpyderdBackend, report: Report) -> dict | None:
+    """The one converted rule a correlation refers to, or None (reported)."""
+    base = getattr(ref, "rule", None)
+    if not isinstance(base, SigmaRule):
+        _skip(report, rule, f"{ref.reference!r} is not a detection rule of these files")
+        return None
+    try:
+        backend.convert_rule(base)
+        entries = base.get_conversion_result()  # also for a base rule whose output is off
+    except (SigmaError, NotImplementedError) as exc:
+        _skip(report, rule, f"rule {base.title!r}: {_reason(exc)}")
+        return None
+    if len(entries) != 1:
+        _skip(report, rule, f"rule {base.title!r} has {len(entries)} conditions; one is needed")
+        return None
+    return entries[0]
+
+
+_AT_LEAST = {
+    SigmaCorrelationConditionOperator.GTE: 0,
+    SigmaCorrelationConditionOperator.GT: 1,
+}
+
+
+def _aggregate(rule: SigmaCorrelationRule, backend: SpyderdBackend, report: Report) -> dict | None:
+    """event_count / value_count over one rule: its condition with an aggregate: block."""
+    if len(rule.rules or []) != 1:
+        _skip(report, rule, f"{rule.type.name.lower()} over {len(rule.rules or [])} rules: "
+              "spyderd counts the matches of one rule")  # fmt: skip
+        return None
+    cond = rule.condition
+    if cond.op not in _AT_LEAST:
+        _skip(report, rule, f"condition {cond.op.name.lower()}: spyderd fires when a count "
+              "reaches a threshold (gte or gt)")  # fmt: skip
+        return None
+    base = rule.rules[0].rule  # type: ignore[index]
+    converted = _step(rule, rule.rules[0], backend, report)  # type: ignore[index]
+    if converted is None:
+        return None
+    by = [_field(base, name) for name in rule.group_by or []]
+    distinct = _field(base, cond.fieldref) if rule.type == SigmaCorrelationType.VALUE_COUNT else ""
+    missing = [n for n, f in zip(rule.group_by or [], by, strict=True) if not f]
+    if missing or distinct is None:
+        what = missing[0] if missing else cond.fieldref
+        _skip(report, rule, f"Sigma field {what!r} has no spyderd equivalent for this log source")
+        return None
+    entry = rule_entry(rule, converted["condition"], _as_list(converted["event"]))
+    block: dict[str, Any] = {
+        "by": by or ["subject"],
+        "count": cond.count + _AT_LEAST[cond.op],
+        "within": f"{rule.timespan.seconds}s",
+    }
+    if distinct:
+        block["distinct"] = distinct
+    entry["aggregate"] = block
+    entry["description"] += f"\nConverted from a Sigma {rule.type.name.lower()} correlation."
+    problem = _check(entry)
+    if problem:
+        _skip(report, rule, problem)
+        return None
+    return entry
+
+
+def _field(base: Any, name: Any) -> str | None:
+    """A Sigma field of `base`'s log source as spyderd's (a spyderd name passes as it is)."""
+    if not isinstance(name, str):
+        return None
+    if name in FIELDS:
+        return name
+    source = source_for(base.logsource)
+    return source.fields.get(name) if source is not None else None
+
+
+def _as_list(events: Any) -> list[str]:
+    return list(events) if isinstance(events, list) else [events]
 
 
 def _escape(text: str) -> str:
@@ -174,23 +249,15 @@ def _escape(text: str) -> str:
 
 
 def _check(entry: dict[str, Any]) -> str:
-    """The first error spyderd finds in a converted rule, or ""."""
-    try:
-        compile_condition(entry["condition"])
-    except RuleError as exc:
-        return "spyderd refuses the converted condition: " + exc.diagnostics[0].message
-    diags: list = []
-    if compile_template(SourceText.plain(entry["output"]), diags) is None:
-        return "spyderd refuses the output: " + diags[0].message
-    return ""
-
-
-def _check_sequence(entry: dict[str, Any]) -> str:
-    for step in entry["sequence"]:
-        problem = _check({"condition": step["condition"], "output": entry["output"]})
-        if problem:
-            return problem
-    return ""
+    """The first error spyderd's loader finds in a converted rule, or "": the rule is read,
+    collected and compiled exactly as a rule file would be."""
+    text = yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=100)
+    entries, diags = read_text(text, "<converted>")
+    defs, found = collect(entries)
+    diags += found
+    build_rules(defs, diags)
+    errors = [d for d in diags if d.is_error]
+    return "spyderd refuses the converted rule: " + errors[0].message if errors else ""
 
 
 def _reason(exc: BaseException) -> str:

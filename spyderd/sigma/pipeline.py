@@ -17,6 +17,7 @@ Fields without a spyderd equivalent pass through unmapped; the backend reports t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sigma.processing.conditions import IncludeFieldCondition, LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
@@ -90,6 +91,16 @@ SOURCES: tuple[Source, ...] = (
     Source(None, "syslog", ("alert",), "alert.message", SYSLOG_FIELDS),
     Source(None, "journald", ("alert",), "alert.message", SYSLOG_FIELDS),
 )  # fmt: skip
+
+
+def source_for(logsource: Any) -> Source | None:
+    """The supported source a rule's `logsource:` is, if any."""
+    for source in SOURCES:
+        if source.category and logsource.category == source.category:
+            return source
+        if source.service and logsource.service == source.service:
+            return source
+    return None
 
 
 def _name(source: Source) -> str:
