@@ -22,6 +22,7 @@ from spyderd.model import (
     WroteExecEvent,
 )
 from spyderd.rules import FIELDS, compile_condition, load_rules
+from spyderd.rules.docs import render_falco
 from spyderd.rules.fields import HOST_NS, markdown
 
 S = 1_000_000_000
@@ -147,3 +148,8 @@ def test_catalogue_documents_every_field_in_docs() -> None:
         assert f"`{name}`" in table
     docs = (Path(__file__).resolve().parents[2] / "docs/rules.md").read_text()
     assert table in docs, "docs/rules.md is stale: regenerate with python -m spyderd.rules.docs"
+
+
+def test_falco_users_page_has_the_current_tables() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs/falco-users.md").read_text()
+    assert render_falco(page) == page, "regenerate with python -m spyderd.rules.docs"
