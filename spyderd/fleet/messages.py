@@ -6,6 +6,7 @@ trusts a peer: anything malformed raises `BadMessage` and the consumer counts an
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -53,8 +54,12 @@ STITCH_RPC = f"{RPC_PREFIX}._stitch"
 PEER_SUBJECT = f"{PREFIX}._stitch.peer"
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise_ip(ip: str) -> str:
-    """IPv4-mapped IPv6 addresses (::ffff:10.0.0.1) become plain IPv4; others canonical."""
+    """IPv4-mapped IPv6 addresses (::ffff:10.0.0.1) become plain IPv4; others canonical.
+    Dotted IPv4 as the kernel prints it is canonical already (the common, fast case)."""
+    if ":" not in ip:
+        return ip
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -78,7 +83,7 @@ def shard_of(tup: tuple[str, int, str, int]) -> int:
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 6)
+    return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
 
 
 def decode(raw: bytes) -> dict[str, Any]:
@@ -117,8 +122,27 @@ class Endpoint:
                 "tuple": list(self.tup), "time": self.time}
 
 
+def ends_message(machine: str, ends: list[Endpoint]) -> dict[str, Any]:
+    """One message for the connection ends of one batch and shard."""
+    return {"v": VERSION, "machine": machine,
+            "ends": [{k: v for k, v in e.to_msg().items() if k not in ("v", "machine")}
+                     for e in ends]}
+
+
+def endpoints_from(msg: dict[str, Any]) -> list[Endpoint]:
+    """The Endpoints of a decoded conn message (a batch `ends`, or one end), else
+    BadMessage."""
+    ends = msg.get("ends")
+    if ends is None:
+        return [endpoint_from(msg)]
+    if not isinstance(ends, list):
+        raise BadMessage("malformed connection ends")
+    return [endpoint_from({**e, "machine": msg["machine"]}) if isinstance(e, dict)
+            else endpoint_from({}) for e in ends]
+
+
 def endpoint_from(msg: dict[str, Any]) -> Endpoint:
-    """An Endpoint from a decoded conn message, else BadMessage."""
+    """An Endpoint from one decoded end, else BadMessage."""
     try:
         tup = msg["tuple"]
         if (not isinstance(tup, list) or len(tup) != 4 or msg["direction"] not in ("in", "out")

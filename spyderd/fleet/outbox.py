@@ -77,10 +77,13 @@ class Outbox:
                     "nodes": [n.to_dict() for n in chunk],
                     "edges": [e.to_dict() for e in edges] if i == 0 else []}
             yield b"g", m.graph_subject(self.machine), body
+        shards: dict[int, list[m.Endpoint]] = {}
         for n in nodes:
             ep = self._endpoint(n)
             if ep is not None:
-                yield b"c", m.conn_subject(self.machine, m.shard_of(ep.tup)), ep.to_msg()
+                shards.setdefault(m.shard_of(ep.tup), []).append(ep)
+        for shard, ends in sorted(shards.items()):
+            yield b"c", m.conn_subject(self.machine, shard), m.ends_message(self.machine, ends)
         for f in findings:
             yield b"f", m.finding_subject(self.machine), {
                 "v": m.VERSION, "machine": self.machine, "finding": f.to_dict()}

@@ -159,11 +159,11 @@ class Stitcher:
                 await msg.ack()
 
     async def _on_end(self, msg: dict[str, Any]) -> None:
-        end = m.endpoint_from(msg)
-        self.stats["ends"] += 1
-        peer = self.matcher.add(end)
-        if peer is not None:
-            await self._record(peer)
+        for end in m.endpoints_from(msg):  # all validated before any is used
+            self.stats["ends"] += 1
+            peer = self.matcher.add(end)
+            if peer is not None:
+                await self._record(peer)
 
     async def _record(self, p: Peer) -> None:
         self.stats["peers"] += 1

@@ -41,6 +41,13 @@ def chain(fleet):
         fleet["broker"].stop()  # the whole hop runs with the broker away
         a = in_ns(ns["a"], "sh", "-c", f"python3 {HOP} connect 10.251.1.2 7002; true")
         assert a.wait(60) == 0
+        host_a = fleet["hosts"]["a"]
+
+        def queued() -> int:
+            st = json.loads(host_a.ctl("status", "-o", "json").stdout)
+            return st.get("fleet", {}).get("outbox", {}).get("queued", 0)
+
+        assert wait_for(queued, 20), "A's outbox did not hold what it could not send"
         fleet["broker"].start()
         yield
     finally:
