@@ -131,6 +131,11 @@ def _check(path: str, node: yaml.Node, schema: dict[str, Any], out: dict[str, An
         out[key] = value
 
 
+def _line_col(prefix: str) -> str:
+    """`line:col` (1-based) of the character right after `prefix`."""
+    return f"{prefix.count(chr(10)) + 1}:{len(prefix) - prefix.rfind(chr(10))}"
+
+
 def load_config(path: str | None, *, required: bool = False) -> Config:
     """Read the config file (absent default file means defaults); raise ConfigError."""
     cfg = Config(values=_defaults(SCHEMA))
@@ -139,15 +144,24 @@ def load_config(path: str | None, *, required: bool = False) -> Config:
         if required:
             raise ConfigError(f"{path}: no such file")
         return cfg
+    text = ""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
         node = yaml.compose(text)
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        where = _line_col(exc.object[:exc.start].decode("utf-8", "replace"))
+        raise ConfigError(f"{path}:{where}: not UTF-8 text (byte "
+                          f"{exc.object[exc.start]:#04x})") from None
     except yaml.MarkedYAMLError as exc:
         m = exc.problem_mark
         loc = f"{path}:{m.line + 1}:{m.column + 1}" if m else path
         raise ConfigError(f"{loc}: {exc.problem}") from None
+    except yaml.YAMLError as exc:  # the reader's "special characters are not allowed"
+        where = _line_col(text[:getattr(exc, "position", 0)])
+        raise ConfigError(f"{path}:{where}: character {getattr(exc, 'character', 0):#04x} "
+                          "is not allowed in YAML") from None
     cfg.source = path
     if node is None:
         return cfg

@@ -58,9 +58,11 @@ class ContainerInfo:
     labels: dict[str, str] = field(default_factory=dict)
     resolved: bool = False  # a state file was found and read
 
-    def apply_annotations(self, ann: dict[str, str]) -> None:
-        """Names, image and Kubernetes fields from OCI annotations or runtime labels."""
-        self.labels.update({k: str(v) for k, v in ann.items()})
+    def apply_annotations(self, ann: Any) -> None:
+        """Names, image and Kubernetes fields from OCI annotations or runtime labels
+        (anything but a mapping, as a broken or hostile file may hold, counts as none)."""
+        ann = {str(k): str(v) for k, v in _map(ann).items()}
+        self.labels.update(ann)
         self.name = self.name or _first(ann, NAME_KEYS)
         self.image = self.image or _first(ann, IMAGE_KEYS)
         self.k8s_pod = self.k8s_pod or _first(ann, POD_KEYS)
@@ -80,9 +82,23 @@ def _first(d: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ""
 
 
-def parse_time(text: str) -> int:
+def _map(v: Any) -> dict:
+    """A JSON object from a state file, or {} when the file holds something else there."""
+    return v if isinstance(v, dict) else {}
+
+
+def _pid(v: Any) -> int:
+    """A pid from a state file: -1 unless it is a sane positive integer."""
+    try:
+        n = int(v) if isinstance(v, int | str) and not isinstance(v, bool) else -1
+    except ValueError:
+        return -1
+    return n if 0 < n < 1 << 22 else -1
+
+
+def parse_time(text: Any) -> int:
     """RFC 3339 with up to nanoseconds (Go's format) to wall ns; 0 if unparseable."""
-    if not text or text.startswith("0001-"):
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
         return 0
     s = text.strip().replace("Z", "+00:00")
     frac = 0
@@ -96,7 +112,7 @@ def parse_time(text: str) -> int:
         s = head + tz
     try:
         return int(datetime.fromisoformat(s).timestamp()) * 1_000_000_000 + frac
-    except ValueError:
+    except (ValueError, OverflowError):
         return 0
 
 
@@ -148,14 +164,14 @@ class StateReader:
         d = self.json(self.path(f"{data_root}/containers/{cid}/config.v2.json"))
         if not isinstance(d, dict):
             return None
-        cfg = d.get("Config") or {}
-        state = d.get("State") or {}
+        cfg = _map(d.get("Config"))
+        state = _map(d.get("State"))
         info = ContainerInfo(id=cid, runtime="docker", resolved=True,
                              name=str(d.get("Name", "")).lstrip("/"),
                              image=str(cfg.get("Image", "")),
-                             root_pid=int(state.get("Pid") or -1),
+                             root_pid=_pid(state.get("Pid")),
                              created=parse_time(state.get("StartedAt") or d.get("Created", "")))
-        labels = cfg.get("Labels") or {}
+        labels = _map(cfg.get("Labels"))
         if labels.get("io.kubernetes.container.name"):
             info.name = ""  # dockershim's k8s_<c>_<pod>_... name: use the Kubernetes one
         info.apply_annotations(labels)
@@ -177,7 +193,7 @@ class StateReader:
                 info = ContainerInfo(id=cid, runtime="containerd", resolved=True,
                                      bundle=str(bundle))
                 info.labels["containerd.namespace"] = ns
-                info.apply_annotations(spec.get("annotations") or {})
+                info.apply_annotations(spec.get("annotations"))
                 info.root_pid = _int_file(self.text(bundle / "init.pid"))
                 return info
         return None
@@ -191,7 +207,7 @@ class StateReader:
             spec = self.json(ud / "config.json")
             if isinstance(spec, dict):
                 info = ContainerInfo(id=cid, runtime=runtime, resolved=True, bundle=str(ud))
-                info.apply_annotations(spec.get("annotations") or {})
+                info.apply_annotations(spec.get("annotations"))
                 info.root_pid = _int_file(self.text(ud / "pidfile"))
                 break
         listing = self.json(self.path("/var/lib/containers/storage/overlay-containers/"
@@ -204,12 +220,14 @@ class StateReader:
         return info
 
     def _storage_entry(self, info: ContainerInfo, entry: dict) -> None:
-        names = entry.get("names") or []
-        meta: dict = {}
+        names = entry.get("names")
+        names = names if isinstance(names, list) else []
+        meta: Any = {}
         try:
-            meta = json.loads(entry.get("metadata") or "{}")
+            meta = json.loads(str(entry.get("metadata") or "{}"))
         except ValueError:
             pass
+        meta = _map(meta)
         if not info.name and names and not info.k8s_container:
             info.name = str(names[0])
         info.image = info.image or str(meta.get("image-name", ""))
@@ -222,29 +240,30 @@ class StateReader:
             if not isinstance(st, dict):
                 return None
             info = ContainerInfo(id=state_dir.name, runtime=runtime, resolved=True,
-                                 root_pid=int(st.get("pid") or -1),
+                                 root_pid=_pid(st.get("pid")),
                                  created=parse_time(st.get("created", "")),
                                  bundle=str(st.get("bundle", "")))
             spec = self.json(state_dir / "config.json")
             if not isinstance(spec, dict) and info.bundle:
                 spec = self.json(self.path(info.bundle) / "config.json")
-            info.apply_annotations((spec or {}).get("annotations") or {})
+            info.apply_annotations(_map(spec).get("annotations"))
             return info
         st = self.json(state_dir / "state.json")
         if not isinstance(st, dict):
             return None
         info = ContainerInfo(id=str(st.get("id") or state_dir.name), runtime=runtime,
-                             resolved=True, root_pid=int(st.get("init_process_pid") or -1),
+                             resolved=True, root_pid=_pid(st.get("init_process_pid")),
                              created=parse_time(st.get("created", "")))
         ann: dict[str, str] = {}
-        for label in (st.get("config") or {}).get("labels") or []:
+        labels = _map(st.get("config")).get("labels")
+        for label in labels if isinstance(labels, list) else []:
             k, _, v = str(label).partition("=")
             ann[k] = v
         info.bundle = ann.pop("bundle", "")
         if info.bundle:
             spec = self.json(self.path(info.bundle) / "config.json")
             if isinstance(spec, dict):
-                ann = {**(spec.get("annotations") or {}), **ann}
+                ann = {**_map(spec.get("annotations")), **ann}
         info.apply_annotations(ann)
         return info
 
@@ -298,9 +317,10 @@ def _lxd_backup(info: ContainerInfo, text: str) -> None:
         doc = yaml.safe_load(text) or {}
     except Exception:  # noqa: BLE001 - a broken backup.yaml only loses the image name
         return
-    cfg = ((doc.get("container") or doc.get("instance") or {}).get("config") or {})
+    inst = _map(_map(doc).get("container") or _map(doc).get("instance"))
+    cfg = _map(inst.get("config"))
     info.image = str(cfg.get("image.description") or cfg.get("volatile.base_image") or "")
-    created = (doc.get("container") or doc.get("instance") or {}).get("created_at")
+    created = inst.get("created_at")
     info.created = parse_time(str(created)) if created else 0
 
 
