@@ -153,3 +153,13 @@ def test_one_journald_entry_on_the_host_where_it_started(fleet, chain):
         e["SPYDER_TRACE_RULES"].split(","))
     assert e["SPYDER_FLEET_ORIGIN"] == "host-a"
     assert not entries("b") and not entries("c")
+
+
+def test_trace_reads_a_host_that_is_down_from_the_stitchers_copy(fleet, chain):
+    """Host C's daemon stops: its part of the trace comes from spyderd-stitch's copy."""
+    found = wait_findings(fleet["hosts"]["a"], "Fleet test client on A")
+    fleet["hosts"]["c"].stop()
+    doc = fleet_trace(fleet, "a", found[0]["id"])
+    assert doc["hosts"] == ["host-a", "host-b", "host-c"]
+    assert any("7003" in n.get("args", []) for n in doc["nodes"] if n["host"] == "host-c")
+    assert not doc.get("unreachable")

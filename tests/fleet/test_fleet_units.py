@@ -117,3 +117,18 @@ def test_scope_settings_are_checked():
         parse_scope("pidns:1")
     with pytest.raises(ConfigError):
         parse_scope("netns:/nonexistent/ns")
+
+
+def test_credentials_in_a_world_readable_file_keep_the_fleet_off(tmp_path):
+    from spyderd.fleet.bus import secret_problem
+
+    cfg = tmp_path / "spyderd.yaml"
+    cfg.write_text("fleet: {url: nats://127.0.0.1:4222, password: s3cret}\n")
+    cfg.chmod(0o644)
+    assert "world-readable" in secret_problem(str(cfg), {"password": "s3cret"})
+    cfg.chmod(0o640)
+    assert secret_problem(str(cfg), {"password": "s3cret"}) == ""
+    creds = tmp_path / "host.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\n")
+    creds.chmod(0o604)
+    assert "world-readable" in secret_problem(str(cfg), {"creds": str(creds)})
