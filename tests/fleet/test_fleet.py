@@ -5,16 +5,78 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 
 import pytest
+from conftest import REPO, Spyderd, journal_entries, wait_for
+from fleet_support import (
+    HOSTS,
+    LINKS,
+    TEST_RULES,
+    Broker,
+    Stitcher,
+    host_config,
+    in_ns,
+    sh,
+    wait_findings,
+)
 
 from spyderd.fleet import messages as m
-from tests.conftest import journal_entries, wait_for
-from tests.fleet.conftest import in_ns, wait_findings
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 HOP = "tests/fleet/hop.py"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("nats"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def netns():
+    """spyt-a, spyt-b, spyt-c with veths a-b and b-c; removed afterwards."""
+    names = {h: f"spyt-{h}-{os.getpid()}" for h in HOSTS}
+    for n in names.values():
+        sh("ip", "netns", "add", n)
+        sh("ip", "-n", n, "link", "set", "lo", "up")
+    for i, (x, y, ipx, ipy) in enumerate(LINKS):
+        vx, vy = f"spyv{i}x{os.getpid() % 10000}", f"spyv{i}y{os.getpid() % 10000}"
+        sh("ip", "link", "add", vx, "type", "veth", "peer", "name", vy)
+        sh("ip", "link", "set", vx, "netns", names[x])
+        sh("ip", "link", "set", vy, "netns", names[y])
+        for ns, dev, ip in ((names[x], vx, ipx), (names[y], vy, ipy)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+    yield names
+    for n in names.values():
+        sh("ip", "netns", "del", n, check=False)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, broker, netns, journald):
+    """Three scoped spyderd hosts and a stitcher, all on one broker."""
+    base = tmp_path_factory.mktemp("fleet")
+    rules = base / "fleet-test.yaml"
+    rules.write_text(TEST_RULES)
+    hosts: dict[str, Spyderd] = {}
+    try:
+        for h in HOSTS:
+            (base / h).mkdir()
+            d = Spyderd(base / h, [str(REPO / "rules"), str(rules)],
+                        config=host_config(base, h, netns[h], broker.url))
+            d.start()
+            hosts[h] = d
+        st = Stitcher(base, broker.url)
+        st.start()
+        yield {"hosts": hosts, "stitcher": st, "base": base, "netns": netns, "broker": broker}
+        st.stop()
+    finally:
+        for d in hosts.values():
+            d.stop()
 
 
 def fleet_trace(fleet, host: str, ident: str) -> dict:

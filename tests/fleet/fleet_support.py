@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO, Spyderd, free_port, wait_for
+from conftest import REPO, Spyderd, free_port, wait_for
 
 HOSTS = ("a", "b", "c")
 # addresses inside this test's own namespaces only (veth pairs, nothing leaves the machine)
@@ -72,34 +70,6 @@ class Broker:
             self.proc.wait(15)
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("nats"))
-    b.start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture(scope="module")
-def netns():
-    """spyt-a, spyt-b, spyt-c with veths a-b and b-c; removed afterwards."""
-    names = {h: f"spyt-{h}-{os.getpid()}" for h in HOSTS}
-    for n in names.values():
-        sh("ip", "netns", "add", n)
-        sh("ip", "-n", n, "link", "set", "lo", "up")
-    for i, (x, y, ipx, ipy) in enumerate(LINKS):
-        vx, vy = f"spyv{i}x{os.getpid() % 10000}", f"spyv{i}y{os.getpid() % 10000}"
-        sh("ip", "link", "add", vx, "type", "veth", "peer", "name", vy)
-        sh("ip", "link", "set", vx, "netns", names[x])
-        sh("ip", "link", "set", vy, "netns", names[y])
-        for ns, dev, ip in ((names[x], vx, ipx), (names[y], vy, ipy)):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-    yield names
-    for n in names.values():
-        sh("ip", "netns", "del", n, check=False)
-
-
 def host_config(base: Path, host: str, ns: str, url: str) -> Path:
     cfg = base / f"host-{host}.yaml"
     cfg.write_text(f"""
@@ -115,29 +85,6 @@ findings:
   settle: 0.2
 """)
     return cfg
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory, broker, netns, journald):
-    """Three scoped spyderd hosts and a stitcher, all on one broker."""
-    base = tmp_path_factory.mktemp("fleet")
-    rules = base / "fleet-test.yaml"
-    rules.write_text(TEST_RULES)
-    hosts: dict[str, Spyderd] = {}
-    try:
-        for h in HOSTS:
-            (base / h).mkdir()
-            d = Spyderd(base / h, [str(REPO / "rules"), str(rules)],
-                        config=host_config(base, h, netns[h], broker.url))
-            d.start()
-            hosts[h] = d
-        st = Stitcher(base, broker.url)
-        st.start()
-        yield {"hosts": hosts, "stitcher": st, "base": base, "netns": netns, "broker": broker}
-        st.stop()
-    finally:
-        for d in hosts.values():
-            d.stop()
 
 
 class Stitcher:
@@ -178,4 +125,4 @@ def wait_findings(d: Spyderd, rule: str, timeout: float = 30) -> list[dict]:
     return wait_for(found, timeout, 0.5) or []
 
 
-__all__ = ["HOSTS", "in_ns", "time", "wait_findings"]
+__all__ = ["HOSTS", "Broker", "Stitcher", "host_config", "in_ns", "sh", "time", "wait_findings"]
