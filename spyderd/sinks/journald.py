@@ -1,4 +1,4 @@
-"""Findings and traces to journald with the SPYDER_* fields analysts and tests rely on.
+r"""Findings and traces to journald with the SPYDER_* fields analysts and tests rely on.
 
 Finding entries carry the fields of DESIGN.md ("A finding in journald"), plus
 `SPYDER_KIND=finding`, `SPYDER_COUNT` (occurrences folded into it) and `SPYDER_TRACE_CMD`
@@ -9,6 +9,13 @@ the trace root (`… > ` for the ancestry above it) and are cut to stay under jo
 `SPYDER_TRACE_RULES` and the rest listed in `trace_fields`. `PRIORITY` comes from severity
 (critical 2, high 3, medium 4, low 5, info 6); a trace takes its most severe finding's.
 
+Every text field is made printable before it is sent: control characters other than
+newline and tab (ESC, BEL, NUL, DEL, the C1 range) become `\xNN` (`\u00NN` inside the
+JSON field), and every field is cut under the 4,096-byte limit. A process cannot then turn
+its argv into a "[blob data]" entry that `journalctl` does not show, drive the terminal of
+whoever reads the journal, or break `journalctl -o json`; field forging through newlines is
+impossible anyway, since the native protocol sends values that hold one length-prefixed.
+
 journald being down is not an error the caller must handle: `send` returns False, the
 failure is counted, logged once per outage (not once per finding), and the caller keeps
 the finding in the store to send again.
@@ -17,6 +24,7 @@ the finding in the store to send again.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import time
 import uuid
@@ -30,6 +38,23 @@ log = logging.getLogger("spyderd.sinks")
 
 # journald's catalog keys on this: it must never change (see packaging/spyderd.catalog)
 TRACE_MESSAGE_ID = uuid.UUID("0f6c7a52-3d1e-4b8e-9a4f-5e2d8c7b1a90").hex
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+JSON_FIELDS = frozenset({"SPYDER_CHAIN_JSON"})
+
+
+def printable(text: str, *, json_text: bool = False) -> str:
+    """Control characters (newline and tab aside) as visible escapes; lone surrogates too."""
+    form = "\\u{:04x}" if json_text else "\\x{:02x}"
+    text = _CONTROL.sub(lambda m: form.format(ord(m.group())), text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def safe_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Every string field printable and under journald's JSON field limit."""
+    return {k: _fit(printable(v, json_text=k in JSON_FIELDS)) if isinstance(v, str) else v
+            for k, v in fields.items()}
 
 
 def _iso(ns: int) -> str:
@@ -154,7 +179,7 @@ class JournaldSink:
 
     def _deliver(self, fields: dict[str, Any], what: str) -> bool:
         try:
-            self._send(**fields)
+            self._send(**safe_fields(fields))
         except OSError as exc:
             self.errors += 1
             self.last_error = f"journald unreachable: {exc}"
