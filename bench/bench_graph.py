@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spyderd.graph import Graph, Store  # noqa: E402
-from spyderd.graph.synthetic import roots, stream  # noqa: E402
-from spyderd.model import Edge, Node  # noqa: E402
-from spyderd.traces import build_trace  # noqa: E402
+from spyderd.graph import Graph, Store
+from spyderd.graph.synthetic import roots, stream
+from spyderd.model import Edge, Node
+from spyderd.traces import build_trace
 
 S = 1_000_000_000
 
@@ -116,9 +116,10 @@ def lookups(total: int, samples: int = 300) -> dict:
 def rss_child(live: int) -> None:
     """Run in a child: `live` running processes in the graph, print RSS growth in MB."""
     def rss() -> int:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
         return 0
 
     with tempfile.TemporaryDirectory() as d:

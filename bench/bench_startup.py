@@ -141,8 +141,8 @@ def phases(workdir: Path, config: Path) -> tuple[dict[str, float], dict[str, int
     import spyderd.capture.snapshot as snap_mod
     import spyderd.rules as rules_mod
     from spyderd.capture import bpf as bpf_mod
-    from spyderd.config import load_config
-    from spyderd.daemon import Daemon, resolve_paths
+    from spyderd.common.config import load_config
+    from spyderd.daemon.wiring import Daemon, resolve_paths
     from spyderd.errors import SpyderError
     from spyderd.graph import Graph, Store
     timers.total["imports (spyderd, bcc)"] = time.perf_counter() - t0

@@ -48,8 +48,8 @@ entry() {  # $1 path, $2 module
         "$2" >"$1"
     chmod 0755 "$1"
 }
-entry "$R/usr/sbin/spyderd" spyderd.daemon
-entry "$R/usr/bin/spyderctl" spyderd.ctl
+entry "$R/usr/sbin/spyderd" spyderd.daemon.wiring
+entry "$R/usr/bin/spyderctl" spyderd.ctl.cli
 entry "$R/usr/bin/spyderd-stitch" spyderd.fleet.stitch
 
 shopt -s nullglob

@@ -1,3 +1,3 @@
-from spyderd.daemon import main
+from spyderd.daemon.wiring import main
 
 raise SystemExit(main())

@@ -94,7 +94,7 @@ def bus_from_config(path: str | None) -> BusConfig | None:
     """The `fleet:` section of a spyderd config as a BusConfig; None when fleet.url is unset."""
     import os
 
-    from spyderd.config import load_config
+    from spyderd.common.config import load_config
 
     sec = dict(load_config(path).get("fleet"))
     if not sec["url"]:

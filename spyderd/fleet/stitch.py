@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="spyderd-stitch: %(message)s")
     section: dict[str, Any] = {}
     if args.config:
-        from spyderd.config import load_config
+        from spyderd.common.config import load_config
 
         section = dict(load_config(args.config).get("fleet"))
     if args.url:

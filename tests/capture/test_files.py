@@ -28,7 +28,7 @@ from spyderd.capture.watch import (
     parse_watch_paths,
     watch_path_problem,
 )
-from spyderd.config import load_config
+from spyderd.common.config import load_config
 from spyderd.errors import ConfigError
 
 OPEN, UNLINK, CHMOD = 1 << OPS["open"], 1 << OPS["unlink"], 1 << OPS["chmod"]

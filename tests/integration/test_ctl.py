@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, wait_for
 from trace_scenarios import TestSpyderd, scenario, wait_findings, write_config
 
-from spyderd import access
+from spyderd.common import access
 
 pytestmark = pytest.mark.root
 EXIT_PERMISSION, EXIT_NOT_FOUND = 4, 5

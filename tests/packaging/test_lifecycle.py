@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Spyderd, journal_entries, wait_for
 
-from spyderd import service
 from spyderd.capture.registry import probes
+from spyderd.daemon import service
 
 
 class Meta(dict):

@@ -22,7 +22,7 @@ import pytest
 from conftest import REPO, free_port, wait_for
 from nspawn import Container, cached_root
 
-from spyderd.service import MSG_GAP_CLEAN, MSG_GAP_UNCLEAN, MSG_RELOAD_REFUSED
+from spyderd.daemon.service import MSG_GAP_CLEAN, MSG_GAP_UNCLEAN, MSG_RELOAD_REFUSED
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 RULE = "Shell spawned below a web server"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from spyderd import service
+from spyderd.daemon import service
 
 PKG = REPO / "packaging"
 UNIT = PKG / "spyderd.service"
@@ -126,7 +126,7 @@ def test_deb_control_and_contents(deb):
     assert "graphviz" in fields["Recommends"] and "linux-headers" in fields["Recommends"]
     files = run("dpkg-deb", "-c", str(deb)).stdout
     for path in ("./usr/sbin/spyderd", "./usr/bin/spyderctl",
-                 "./usr/lib/python3/dist-packages/spyderd/daemon.py",
+                 "./usr/lib/python3/dist-packages/spyderd/daemon/wiring.py",
                  "./usr/lib/python3/dist-packages/spyderd/rules/condition.lark",
                  "./usr/share/spyderd/probes/common.h", "./usr/share/spyderd/rules/",
                  "./usr/share/spyderd/kernel-headers.sh", "./lib/systemd/system/spyderd.service",
@@ -153,7 +153,7 @@ def test_deb_payload_validates_shipped_rules(deb, tmp_path):
     root = tmp_path / "x"
     assert run("dpkg-deb", "-x", str(deb), str(root)).returncode == 0
     site = root / "usr/lib/python3/dist-packages"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import spyderd.daemon as d; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import spyderd.daemon.wiring as d; "
             "assert d.__file__.startswith(sys.argv[1]), d.__file__; "
             "sys.exit(d.main(['--check', '--rules', sys.argv[2]]))")
     r = run(sys.executable, "-I", "-c", code, str(site), str(root / "usr/share/spyderd/rules"))

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from spyderd.daemon.service import acquire_instance_lock, lock_holder
 from spyderd.errors import AlreadyRunningError
-from spyderd.service import acquire_instance_lock, lock_holder
 from tests.conftest import REPO, journal_entries
 
 

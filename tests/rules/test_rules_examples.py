@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rules_support import rule_text
 
-from spyderd.ctl import main as spyderctl
+from spyderd.ctl.cli import main as spyderctl
 from spyderd.rules import load_rules
 
 REPO = Path(__file__).resolve().parents[2]

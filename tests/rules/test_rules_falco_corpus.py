@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from spyderd.ctl import main as spyderctl
+from spyderd.ctl.cli import main as spyderctl
 from spyderd.rules import load_rules
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from spyderd import access, control
+from spyderd.common import access
+from spyderd.daemon import control
 from spyderd.errors import NotRunningError
 
 CLIENT = """

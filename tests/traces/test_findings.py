@@ -7,7 +7,7 @@ from pathlib import Path
 
 from traces_support import FakeMatch, FakeRule, World
 
-from spyderd.findings import RETRY_S, Findings
+from spyderd.findings.intake import RETRY_S, Findings
 from spyderd.model import ExecEvent, FileEvent, WroteExecEvent
 from spyderd.traces.build import chain_text
 from spyderd.traces.fold import Folder

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from traces_support import World
 
-from spyderd.ctl_query import compile_query, run_query
+from spyderd.ctl.query import compile_query, run_query
 from spyderd.errors import RuleError
 
 

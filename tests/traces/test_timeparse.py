@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from spyderd.common.timeparse import parse_span, parse_when
 from spyderd.errors import ConfigError
-from spyderd.timeparse import parse_span, parse_when
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 MIDNIGHT = datetime.fromtimestamp(NOW).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -52,7 +52,7 @@ def test_month_and_minute_units_differ():
 
 
 def test_spyderctl_takes_negative_times_as_values():
-    from spyderd.ctl import _glue_time_values, build_parser
+    from spyderd.ctl.cli import _glue_time_values, build_parser
 
     argv = ["findings", "--since", "-1h", "-U", "-5min", "--rule", "x"]
     args = build_parser().parse_args(_glue_time_values(argv))

@@ -8,7 +8,7 @@ every second, `reload` to SIGHUP when the socket is missing.
 
 Conventions follow systemctl and journalctl: `-o json`, `--no-pager`, `--since`/`--until`
 (`-1h`, `yesterday`, ISO 8601, `@UNIX`), colors only on a terminal, and the exit codes of
-`spyderd.ctl_output.EXIT_CODES` (0 ok, 1 failure, 2 usage, 3 not running, 4 permission
+`spyderd.ctl.output.EXIT_CODES` (0 ok, 1 failure, 2 usage, 3 not running, 4 permission
 denied, 5 not found).
 """
 
@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from spyderd import access
-from spyderd.ctl_output import (
+from spyderd.common.timeparse import parse_when
+from spyderd.ctl.common import check_readable, dirs, live_status, open_store, read_status
+from spyderd.ctl.output import (
     EXIT_CODES,
     EXIT_FAILURE,
     EXIT_NOT_FOUND,
@@ -33,76 +34,15 @@ from spyderd.ctl_output import (
     use_color,
 )
 from spyderd.errors import AccessError, NotRunningError, SpyderError, StoreError
-from spyderd.timeparse import parse_when
 
 __all__ = ["EXIT_NOT_FOUND", "EXIT_NOT_RUNNING", "EXIT_PERMISSION", "build_parser", "main"]
 
 
-def _dirs(args) -> tuple[Path, Path]:
-    state = args.state_dir or os.environ.get("SPYDERD_STATE_DIR") or "/var/lib/spyderd"
-    run = args.runtime_dir or os.environ.get("SPYDERD_RUNTIME_DIR") or "/run/spyderd"
-    return Path(state), Path(run)
-
-
-def _check_readable(state: Path) -> None:
-    """A clear "permission denied" instead of "no store" for users outside root/spyder."""
-    store = state / "store"
-    for p, need in ((state, os.X_OK), (store, os.X_OK), (store / "data.mdb", os.R_OK),
-                    (store / "lock.mdb", os.R_OK | os.W_OK)):
-        try:
-            os.stat(p)
-        except PermissionError:
-            raise AccessError(access.denied(p)) from None
-        except FileNotFoundError:
-            return
-        if not os.access(p, need):
-            raise AccessError(access.denied(p))
-
-
-def _open_store(args):
-    from spyderd.graph import Store
-
-    state = _dirs(args)[0]
-    _check_readable(state)
-    return Store(state, readonly=True)
-
-
-def _read_status(run: Path) -> dict | None:
-    try:
-        st = json.loads((run / "status.json").read_text())
-    except PermissionError:
-        raise AccessError(access.denied(run / "status.json")) from None
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(st["pid"], 0)
-    except ProcessLookupError:
-        st["ready"] = False
-        st["stale"] = True
-    except PermissionError:
-        pass
-    return st
-
-
-def _live_status(run: Path) -> dict | None:
-    """The daemon's status over the control socket, else from its status file."""
-    from spyderd import control
-
-    try:
-        return control.request(run, "status", timeout=5)["status"]
-    except NotRunningError:
-        return _read_status(run)
-    except AccessError:
-        raise
-    except (SpyderError, OSError, ValueError, KeyError):
-        return _read_status(run)
-
-
 def cmd_status(args) -> int:
-    _, run = _dirs(args)
+    _, run = dirs(args)
     deadline = time.monotonic() + (args.wait or 0)
     while True:
-        st = _live_status(run)
+        st = live_status(run)
         if st and st.get("ready"):
             break
         if time.monotonic() >= deadline:
@@ -259,48 +199,48 @@ def _print_fleet(st: dict) -> None:
 
 
 def cmd_trace(args) -> int:
-    from spyderd.ctl_process import cmd_trace as run
+    from spyderd.ctl.process import cmd_trace as run
 
-    return run(args, _open_store(args))
+    return run(args, open_store(args))
 
 
 def cmd_ps(args) -> int:
-    from spyderd.ctl_process import cmd_ps as run
+    from spyderd.ctl.process import cmd_ps as run
 
-    return run(args, _open_store(args))
+    return run(args, open_store(args))
 
 
 def cmd_process(args) -> int:
-    from spyderd.ctl_process import cmd_process as run
+    from spyderd.ctl.process import cmd_process as run
 
-    return run(args, _open_store(args))
+    return run(args, open_store(args))
 
 
 def cmd_findings(args) -> int:
-    from spyderd.ctl_history import cmd_findings as run
+    from spyderd.ctl.history import cmd_findings as run
 
-    _check_readable(_dirs(args)[0])
-    return run(args, lambda: _open_store(args), _dirs(args)[1])
+    check_readable(dirs(args)[0])
+    return run(args, lambda: open_store(args), dirs(args)[1])
 
 
 def cmd_traces(args) -> int:
-    from spyderd.ctl_history import cmd_traces as run
+    from spyderd.ctl.history import cmd_traces as run
 
-    _check_readable(_dirs(args)[0])
-    return run(args, lambda: _open_store(args), _dirs(args)[1])
+    check_readable(dirs(args)[0])
+    return run(args, lambda: open_store(args), dirs(args)[1])
 
 
 def cmd_query(args) -> int:
-    from spyderd.config import load_config
-    from spyderd.ctl_query import cmd_query as run
+    from spyderd.common.config import load_config
+    from spyderd.ctl.query import cmd_query as run
 
-    store = _open_store(args)
+    store = open_store(args)
     paths = args.rules or list(load_config(args.config).get("rules"))
     return run(args, store, paths)
 
 
 def cmd_events(args) -> int:
-    store = _open_store(args)
+    store = open_store(args)
     since = parse_when(args.since) if args.since else 0
     until = parse_when(args.until) if args.until else None
     with paged(args.no_pager) as out:
@@ -321,14 +261,14 @@ def cmd_events(args) -> int:
 
 def cmd_suppressions(args) -> int:
     """The suppression policies of the config (or PATHs), with hits from the daemon."""
-    from spyderd.config import load_config
+    from spyderd.common.config import load_config
     from spyderd.traces.suppress import load_suppressions, policy_files
 
     paths = args.paths or list(load_config(args.config).get("findings.suppressions"))
     supp = load_suppressions(paths)
     hits: dict = {}
     try:
-        st = _live_status(_dirs(args)[1]) or {}
+        st = live_status(dirs(args)[1]) or {}
         hits = ((st.get("findings_detail") or {}).get("suppressions") or {}).get("hits") or {}
     except AccessError:
         pass
@@ -358,9 +298,9 @@ def cmd_suppressions(args) -> int:
 
 
 def cmd_reload(args) -> int:
-    from spyderd import control
+    from spyderd.daemon import control
 
-    _, run = _dirs(args)
+    _, run = dirs(args)
     try:
         res = control.request(run, "reload", timeout=60)
     except NotRunningError:
@@ -375,7 +315,7 @@ def cmd_reload(args) -> int:
 
 def _reload_by_signal(run: Path) -> int:
     """No control socket (an older daemon): SIGHUP, then wait for its reload.json."""
-    st = _read_status(run)
+    st = read_status(run)
     if not st or not st.get("ready"):
         print("spyderctl: spyderd is not running", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -484,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="policy files or directories (default: config)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(fn=cmd_suppressions)
-    from spyderd.ctl_rules import add_parsers as add_rule_parsers
+    from spyderd.ctl.rules import add_parsers as add_rule_parsers
 
     add_rule_parsers(sub)  # rules validate|list|fields|test, record
     p = sub.add_parser("reload", help="reload rules and suppressions in the running daemon")

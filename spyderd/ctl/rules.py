@@ -1,6 +1,6 @@
 """spyderctl rules validate|list|fields|test and spyderctl record.
 
-`rules test PATH... --events FILE` replays a recording (see `spyderd.replay`) through a fresh
+`rules test PATH... --events FILE` replays a recording (see `spyderd.graph.replay`) through a fresh
 in-memory graph and the rules in PATH, and prints every match. Like grep it exits 0 when
 something matched (only `--rule NAME` counts when given), 1 when nothing did, 2 when the rules
 or the recording are wrong.
@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from spyderd.ctl.common import dirs, live_status, open_store
 from spyderd.errors import SpyderError
 from spyderd.model import Node
 
@@ -84,7 +85,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 def _configured_paths(args: argparse.Namespace) -> list[str]:
     """The rule paths of the config file (`--config`, else the default one)."""
-    from spyderd.config import load_config
+    from spyderd.common.config import load_config
 
     try:
         return list(load_config(getattr(args, "config", None)).get("rules"))
@@ -107,7 +108,7 @@ def _list_rules(rs: Any, output: str) -> None:
 
 
 def _test(rs: Any, args: argparse.Namespace) -> int:
-    from spyderd.replay import ReplaySource, read_recording
+    from spyderd.graph.replay import ReplaySource, read_recording
 
     if not args.events:
         print("spyderctl: rules test needs --events FILE", file=sys.stderr)
@@ -161,10 +162,9 @@ def _print_match(m: Any, ev: Any, node: Node, output: str) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from spyderd.ctl import _dirs, _live_status, _open_store
 
-    _, run = _dirs(args)
-    st = _live_status(run)
+    _, run = dirs(args)
+    st = live_status(run)
     if not st or not st.get("ready"):
         print("spyderctl: spyderd is not running", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -174,7 +174,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     since = time.time_ns()
     time.sleep(args.seconds)
     until = time.time_ns()
-    store = _open_store(args)
+    store = open_store(args)
     events = _wait_for_events(store, since, until, args.settle)
     ignore = {os.getpid(), st.get("pid")}
     events = [e for e in events if e.get("pid") not in ignore]

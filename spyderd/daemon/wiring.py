@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spyderd import __version__, service
-from spyderd.config import Config, load_config
+from spyderd import __version__
+from spyderd.common.config import Config, load_config
+from spyderd.daemon import service
 from spyderd.errors import AlreadyRunningError, ConfigError, RuleError, SpyderError
 from spyderd.model import Event, Node, event_to_dict
 
@@ -151,16 +152,16 @@ class Daemon:
                             on_corrupt=fresh_store(self.paths.state_dir, map_size))
 
     def _prepare_access(self) -> None:
-        """umask 027; state and runtime directories 0750 root:spyder (see spyderd.access)."""
-        from spyderd import access
+        """umask 027; state and runtime directories 0750 root:spyder (see spyderd.common.access)."""
+        from spyderd.common import access
 
         self.gid = access.group_id(self.cfg.get("access.group"))
         access.prepare_dirs([self.paths.runtime_dir, self.paths.state_dir], self.gid)
 
     def _setup_findings(self) -> None:
         """Sinks, suppressions, folding and traces between the rules and the outside."""
-        from spyderd import access
-        from spyderd.findings import Findings
+        from spyderd.common import access
+        from spyderd.findings.intake import Findings
         from spyderd.traces.fold import Folder
         from spyderd.traces.tracker import TraceTracker
 
@@ -199,7 +200,7 @@ class Daemon:
     def _start_live(self) -> None:
         """The control socket and the journal follower, both polled from the loop."""
         from spyderd.capture.journal import JournalFollower
-        from spyderd.control import ControlServer
+        from spyderd.daemon.control import ControlServer
 
         self.control = ControlServer(self.paths.runtime_dir, {
             "status": lambda req: {"ok": True, "status": self.status_dict(ready=True)},

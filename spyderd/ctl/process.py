@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
-from spyderd.ctl_output import EXIT_FAILURE, EXIT_NOT_FOUND, paged, use_color
+from spyderd.ctl.output import EXIT_FAILURE, EXIT_NOT_FOUND, paged, use_color
 from spyderd.graph.query import History
 from spyderd.model import Node
 from spyderd.traces import build_trace
@@ -122,7 +122,7 @@ def _svg(dot: str) -> str | None:
 
 def cmd_ps(args, store) -> int:
     """Processes as the store knows them: running ones (latest image per pid), or all."""
-    from spyderd.ctl_history import window
+    from spyderd.ctl.history import window
 
     since, until = window(args)
     rows = [n for n in store.nodes_between(since, until, kind="process")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spyderd import access
+from spyderd.common import access
 from spyderd.errors import AccessError, NotRunningError, SpyderError
 
 log = logging.getLogger("spyderd.control")

@@ -21,7 +21,7 @@ import sys
 from collections import OrderedDict
 from typing import Any
 
-from spyderd.ctl_output import EXIT_FAILURE, paged
+from spyderd.ctl.output import EXIT_FAILURE, paged
 from spyderd.errors import RuleError, SpyderError
 from spyderd.graph.query import History
 from spyderd.model import Node, event_from_dict
@@ -96,7 +96,7 @@ def run_query(store, pred, since: int, until: int | None, kind: str | None,
 
 
 def cmd_query(args, store, rule_paths: list[str]) -> int:
-    from spyderd.ctl_history import window
+    from spyderd.ctl.history import window
 
     since, until = window(args)
     try:

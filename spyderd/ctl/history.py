@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from spyderd.ctl_output import paged, use_color
+from spyderd.common.timeparse import parse_when
+from spyderd.ctl.output import paged, use_color
 from spyderd.errors import NotRunningError
-from spyderd.timeparse import parse_when
 from spyderd.traces.render import ts
 from spyderd.traces.score import SEVERITY_ORDER
 
@@ -168,7 +168,7 @@ def _follow(topic: str, history: Callable[[], Iterator[dict[str, Any]]],
     """History, then live items; over the control socket, else by polling the store."""
     import sys
 
-    from spyderd import control
+    from spyderd.daemon import control
 
     out = sys.stdout
     seen: set = set()

@@ -1,0 +1,1 @@
+"""What every stage and both programs share: config, access rules, time parsing."""

@@ -1,0 +1,3 @@
+from spyderd.ctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The daemon: wiring of every stage, the event loop, status, control socket, systemd glue."""

@@ -1,0 +1,1 @@
+"""Findings from rule match to sink: intake (suppress, fold, trace) and delivery with retry."""
