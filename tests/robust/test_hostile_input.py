@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from spyderd.capture.journal import JournalFollower
 from spyderd.capture.registry import DecodeContext, probes
 from spyderd.capture.snapshot import read_proc
-from spyderd.config import SCHEMA, load_config
+from spyderd.common.config import SCHEMA, load_config
 from spyderd.enrich import procfs
 from spyderd.enrich.runtimes import ContainerInfo, StateReader
 from spyderd.errors import ConfigError, RuleError
