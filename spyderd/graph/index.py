@@ -32,11 +32,11 @@ from spyderd.model import (
     connection_id,
     event_to_dict,
     process_id,
+    walks,
 )
 from spyderd.model.nodes import CLOCK_TICK_NS
 
 log = logging.getLogger("spyderd.graph")
-MAX_DEPTH = 64
 
 
 class Enricher(Protocol):
@@ -112,16 +112,8 @@ class Graph:
         return self.get(node.parent) if node.parent else None
 
     def ancestors(self, node: Node, depth: int | None = None) -> Iterator[Node]:
-        """Nearest first, bounded by `depth` (and MAX_DEPTH), stopping at cycles."""
-        seen = {node.id}
-        limit = min(depth or MAX_DEPTH, MAX_DEPTH)
-        cur = node
-        for _ in range(limit):
-            cur = self.parent(cur)
-            if cur is None or cur.id in seen:
-                return
-            seen.add(cur.id)
-            yield cur
+        """Nearest first (see `spyderd.model.walks` for what `depth` means)."""
+        return walks.ancestors(self.parent, node, depth)
 
     def children(self, node: Node) -> list[Node]:
         """Images spawned by or exec'd from `node`, oldest first."""
@@ -133,19 +125,9 @@ class Graph:
         return sorted(out, key=lambda n: n.start)
 
     def descendants(self, node: Node, within_ns: int | None = None,
-                    limit: int = 1000) -> Iterator[Node]:
+                    limit: int = walks.MAX_DESCENDANTS) -> Iterator[Node]:
         """Breadth-first below `node`; only images started within `within_ns` of it."""
-        horizon = node.start + within_ns if within_ns is not None else None
-        queue, seen, count = [node], {node.id}, 0
-        while queue and count < limit:
-            cur = queue.pop(0)
-            for c in self.children(cur):
-                if c.id in seen or (horizon is not None and c.start > horizon):
-                    continue
-                seen.add(c.id)
-                count += 1
-                queue.append(c)
-                yield c
+        return walks.descendants(self.children, node, within_ns, limit)
 
     def siblings(self, node: Node) -> list[Node]:
         """Other images spawned by the same parent image."""
@@ -256,15 +238,11 @@ class Graph:
         return node
 
     def _stored_ancestors(self, node: Node) -> list[Node]:
-        out, cur = [], node
-        for _ in range(MAX_DEPTH):
-            if not cur.parent:
-                break
-            cur = self.store.node(cur.parent) if self.store else None
-            if cur is None:
-                break
-            out.append(cur)
-        return out
+        """Ancestry read from the store only (memory does not hold these images)."""
+        store = self.store
+        if store is None:
+            return []
+        return list(walks.ancestors(lambda n: store.node(n.parent) if n.parent else None, node))
 
     # -- events ----------------------------------------------------------------------------
 

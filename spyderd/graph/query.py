@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from spyderd.graph.store import Store
-from spyderd.model import Edge, Node
+from spyderd.model import Edge, Node, walks
 
-MAX_DEPTH = 64
 PROC_EDGES = ("spawned", "exec")
 
 
@@ -45,14 +44,8 @@ class History:
         return self.store.node(node.parent) if node.parent else None
 
     def ancestors(self, node: Node, depth: int | None = None) -> Iterator[Node]:
-        """Nearest first, bounded by `depth` (and MAX_DEPTH), stopping at cycles."""
-        seen, cur = {node.id}, node
-        for _ in range(min(depth or MAX_DEPTH, MAX_DEPTH)):
-            cur = self.parent(cur)
-            if cur is None or cur.id in seen:
-                return
-            seen.add(cur.id)
-            yield cur
+        """Nearest first (see `spyderd.model.walks` for what `depth` means)."""
+        return walks.ancestors(self.parent, node, depth)
 
     def children(self, node: Node) -> list[Node]:
         out = [self.store.node(e.dst) for e in self.store.edges(node.id, "out")
@@ -60,18 +53,9 @@ class History:
         return sorted((n for n in out if n is not None), key=lambda n: n.start)
 
     def descendants(self, node: Node, within_ns: int | None = None,
-                    limit: int = 1000) -> Iterator[Node]:
+                    limit: int = walks.MAX_DESCENDANTS) -> Iterator[Node]:
         """Breadth-first below `node`, only images started within `within_ns` of it."""
-        horizon = node.start + within_ns if within_ns is not None else None
-        queue, seen, count = [node], {node.id}, 0
-        while queue and count < limit:
-            for c in self.children(queue.pop(0)):
-                if c.id in seen or (horizon is not None and c.start > horizon):
-                    continue
-                seen.add(c.id)
-                count += 1
-                queue.append(c)
-                yield c
+        return walks.descendants(self.children, node, within_ns, limit)
 
     def siblings(self, node: Node) -> list[Node]:
         parent = self.parent(node)

@@ -21,13 +21,16 @@ What each causal operator of the condition language asks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+from spyderd.model import walks
 from spyderd.model.nodes import Node
 
-MAX_DEPTH = 64  # longest ancestry walk; a deeper chain is cut, not followed
-MAX_DESCENDANTS = 1000  # most images descendant() looks at below one subject
+# every GraphContext walks with spyderd.model.walks: the bounds cannot drift apart
+MAX_DEPTH = walks.MAX_DEPTH
+MAX_DESCENDANTS = walks.MAX_DESCENDANTS
+walk_ancestors = walks.ancestors
 
 
 class GraphContext(Protocol):
@@ -38,7 +41,7 @@ class GraphContext(Protocol):
         ...
 
     def ancestors(self, node: Node, depth: int | None = None) -> Iterator[Node]:
-        """Ancestors nearest first, at most `depth` (default and cap MAX_DEPTH), no cycles."""
+        """Ancestors nearest first, at most `depth` (None: MAX_DEPTH; 0: none), no cycles."""
         ...
 
     def children(self, node: Node) -> list[Node]:
@@ -70,25 +73,6 @@ class GraphContext(Protocol):
     def machine(self, node: Node) -> Node | None:
         """The machine node the image runs on (`machine:<attrs machine_id>`), if known."""
         ...
-
-
-def walk_ancestors(
-    parent: Callable[[Node], Node | None], node: Node, depth: int | None = None
-) -> Iterator[Node]:
-    """Follow `parent` from `node`: bounded by depth and MAX_DEPTH, stopping at a cycle.
-
-    Shared by every GraphContext so no implementation can loop on a corrupt graph.
-    """
-    limit = MAX_DEPTH if depth is None else min(depth, MAX_DEPTH)
-    seen = {node.id}
-    current = node
-    for _ in range(limit):
-        up = parent(current)
-        if up is None or up.id in seen:
-            return
-        seen.add(up.id)
-        yield up
-        current = up
 
 
 def parent_process(ctx: GraphContext, node: Node) -> Node | None:
@@ -135,16 +119,7 @@ class DictContext:
         return sorted(found, key=lambda n: n.start)
 
     def descendants(self, node: Node, within_ns: int | None = None) -> Iterator[Node]:
-        horizon = None if within_ns is None else node.start + within_ns
-        queue, seen, count = [node], {node.id}, 0
-        while queue and count < MAX_DESCENDANTS:
-            for child in self.children(queue.pop(0)):
-                if child.id in seen or (horizon is not None and child.start > horizon):
-                    continue
-                seen.add(child.id)
-                count += 1
-                queue.append(child)
-                yield child
+        return walks.descendants(self.children, node, within_ns)
 
     def connections(self, node: Node) -> list[Node]:
         return [

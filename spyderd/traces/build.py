@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from spyderd.model import Edge, Node
+from spyderd.model import Edge, Node, walks
 
 MAX_TRACE_NODES = 2000
 CONTEXT_ANCESTORS = 3
@@ -42,20 +42,11 @@ def trace_id_for(root_id: str, epoch: int = 0) -> str:
     return "trc-" + hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def ancestors(g: GraphReader, node: Node, limit: int = 64, stop: str = "") -> list[Node]:
+def ancestors(g: GraphReader, node: Node, limit: int = walks.MAX_DEPTH,
+              stop: str = "") -> list[Node]:
     """Nearest first; stops after the node whose id is `stop` (the trace root)."""
-    out, seen, cur = [], {node.id}, node
-    if node.id == stop:
-        return out
-    for _ in range(limit):
-        cur = g.node(cur.parent) if cur.parent else None
-        if cur is None or cur.id in seen:
-            break
-        seen.add(cur.id)
-        out.append(cur)
-        if cur.id == stop:
-            break
-    return out
+    return list(walks.ancestors(lambda n: g.node(n.parent) if n.parent else None, node,
+                                limit, stop))
 
 
 def children(g: GraphReader, node_id: str) -> list[Node]:
@@ -69,16 +60,8 @@ def children(g: GraphReader, node_id: str) -> list[Node]:
 
 
 def descendants(g: GraphReader, root: Node, limit: int = MAX_TRACE_NODES) -> list[Node]:
-    """Breadth-first subtree below `root` (root excluded), bounded."""
-    out, queue, seen = [], [root.id], {root.id}
-    while queue and len(out) < limit:
-        nid = queue.pop(0)
-        for c in children(g, nid):
-            if c.id not in seen:
-                seen.add(c.id)
-                out.append(c)
-                queue.append(c.id)
-    return out
+    """Breadth-first subtree below `root` (root excluded), at most `limit` images."""
+    return list(walks.descendants(lambda n: children(g, n.id), root, None, limit))
 
 
 def _collapse(chain: list[Node]) -> list[Node]:
