@@ -63,13 +63,6 @@ def boot_wall_ns() -> int:
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
-def container_of(cgroup_text: str) -> str:
-    """Container id from /proc/<pid>/cgroup text (minimal; the enrich stage widens it)."""
-    from spyderd.enrich.container import container_from_cgroup
-
-    return container_from_cgroup(cgroup_text)[0]
-
-
 @dataclass
 class Daemon:
     cfg: Config
@@ -112,7 +105,7 @@ class Daemon:
             arg_bytes=self.cfg.get("capture.arg_bytes"),
             ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0,
             options=self.cfg.get("capture"))
-        _notify("STATUS=compiling and attaching probes")  # `systemctl status` while starting
+        service.notify("STATUS=compiling and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
         _release_compiler_memory()
         attached = time.time()
@@ -129,7 +122,7 @@ class Daemon:
                  __version__, n, len(self.ruleset.rules),
                  ", ".join(f"{k}={v.state}" for k, v in self.capture.status.items()))
         self.write_status(ready=True)
-        _notify("READY=1\nSTATUS=capturing")
+        service.notify("READY=1\nSTATUS=capturing")
 
     def _open_store(self):
         """The store behind a guard: a corrupted one is moved aside and a fresh one made,
@@ -373,7 +366,7 @@ class Daemon:
             events_per_s=rate, lost=sum(self.capture.lost().values()),
             decode_errors=sum(self.capture.decode_errors.values()),
             findings=self.counters.get("findings", 0), rules=len(self.ruleset.rules))
-        _notify(f"WATCHDOG=1\nSTATUS={line}")
+        service.notify(f"WATCHDOG=1\nSTATUS={line}")
         service.mark_alive(self.store, time.time())
 
     def _prune(self, now: float) -> None:
@@ -470,7 +463,7 @@ class Daemon:
         _atomic_write(self.paths.runtime_dir / "reload.json", self.last_reload)
 
     def shutdown(self) -> None:
-        _notify(service.STOPPING)  # and no watchdog kill while the probes are detached
+        service.notify(service.STOPPING)  # and no watchdog kill while the probes are detached
         self.findings.flush_all()  # send pending findings rather than hold them across a stop
         self._stop_live()
         self.graph.flush()
@@ -544,17 +537,6 @@ def _atomic_write(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
-
-
-def _notify(msg: str) -> None:
-    if not os.environ.get("NOTIFY_SOCKET"):
-        return
-    try:
-        from systemd import daemon as sd
-
-        sd.notify(msg)
-    except Exception as exc:  # noqa: BLE001 - notification is best effort, never fatal
-        log.debug("sd_notify failed: %s", exc)
 
 
 def check(cfg_path: str | None, rules: list[str] | None) -> int:

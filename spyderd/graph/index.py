@@ -197,7 +197,7 @@ class Graph:
 
     # -- snapshot --------------------------------------------------------------------------
 
-    def load_snapshot(self, procs: list[ProcInfo], container_of=None,
+    def load_snapshot(self, procs: list[ProcInfo],
                       listening: dict[int, list[int]] | None = None) -> int:
         """Put every running process in the graph before capture starts.
 
@@ -215,8 +215,6 @@ class Graph:
                 node.attrs["snapshot"] = True
                 if parent is not None:
                     self._link(parent.id, node.id, "spawned", node.start)
-            if container_of is not None:
-                node.attrs["container_id"] = container_of(p.cgroup)
             if listening and p.pid in listening:
                 ports = node.attrs.setdefault("listen_ports", [])
                 ports.extend(x for x in listening[p.pid] if x not in ports)

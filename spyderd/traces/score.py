@@ -13,7 +13,7 @@ medium ones make a trace worth its own journald entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 WEIGHTS: Mapping[str, int] = {"critical": 40, "high": 20, "medium": 8, "low": 3, "info": 1}
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
@@ -33,9 +33,3 @@ def score(rules: Mapping[str, str], suppressed_trace: bool = False) -> int:
         return 0
     return sum(WEIGHTS.get(sev, 0) for sev in rules.values())
 
-
-def top_severity(severities: Iterable[str]) -> str:
-    out = "info"
-    for s in severities:
-        out = worse(out, s)
-    return out
