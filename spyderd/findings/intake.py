@@ -35,6 +35,7 @@ from spyderd.sinks import Sink
 from spyderd.traces.build import build_trace, chain_for, view_counts
 from spyderd.traces.fold import Folder
 from spyderd.traces.roots import find_root
+from spyderd.traces.split import links, unit_of
 from spyderd.traces.suppress import Suppressions
 from spyderd.traces.tracker import TraceTracker
 
@@ -89,7 +90,9 @@ class Findings:
             trace_id="", root_id="", event=event_to_dict(ev), tags=list(rule.tags),
             message_id=rule.message_id, refs=[r.id for r in m.refs], last_time=ev.time,
             suppressed=policy.name if policy else "")
-        tr = self.tracker.add(f, find_root(self.graph, node), now)
+        root = find_root(self.graph, node)
+        tr = self.tracker.add(f, root, now, unit_of(root), links(self.graph, root))
+        self._apply_merges(skip=f.id)
         self.graph.add_finding(f, tr)
         self.counters["findings"] += 1
         if policy is not None:
@@ -137,8 +140,41 @@ class Findings:
         self.folder.expire(time.time_ns())
         self.tracker.forget_idle(time.time_ns())
 
+    def _rejoin(self, f: Finding, now: float) -> None:
+        """Links seen since the finding was made (the file a payload ran was written by an
+        earlier request: that event follows the exec) may join its trace to another."""
+        tr = self.tracker.current(f.trace_id)
+        subject = self.graph.get(f.process_id)
+        if tr is None or subject is None:
+            return
+        root = find_root(self.graph, subject)
+        if root.node.id == tr["root"]:
+            self.tracker.join(tr, links(self.graph, root), now)
+            self._apply_merges()
+
+    def _apply_merges(self, skip: str = "") -> None:
+        """Findings of traces merged into others take the surviving trace's id."""
+        for late, early, moved in self.tracker.merges:
+            log.info("trace %s merged into %s (causally joined)", late["id"], early["id"])
+            flushed = False
+            for fid in moved:
+                if fid == skip:
+                    continue
+                g = next((p.finding for p in self.pending if p.finding.id == fid), None)
+                if g is None and not flushed:
+                    self.graph.flush()
+                    flushed = True
+                g = g or self.store.finding(fid)
+                if g is not None:
+                    g.trace_id = early["id"]
+                    self.graph.add_finding(g, early)
+            self.store.write_batch([], [], [], [], {late["id"]: late})
+        self.tracker.merges.clear()
+
     def _deliver_finding(self, p: Pending, now: float) -> bool:
         f = p.finding
+        if not p.published:
+            self._rejoin(f, now)
         if not f.chain:
             subject = self.store.node(f.process_id)
             if subject is not None:

@@ -211,6 +211,11 @@ def resolve(store, ident: str) -> tuple[str, dict[str, Any] | None, list[dict[st
         ident = f.trace_id
     if ident.startswith("trc-"):
         tr = store.trace(ident)
+        for _ in range(16):  # a trace merged into another (see traces.split) shows that one
+            if tr is None or not tr.get("merged_into"):
+                break
+            ident = tr["merged_into"]
+            tr = store.trace(ident)
         if tr is None:
             raise KeyError(f"no trace {ident}")
         fs = [f.to_dict() for f in (store.finding(x) for x in tr["findings"]) if f]
@@ -235,9 +240,12 @@ def build_trace(store, ident: str) -> TraceView:
         _trace_processes(store, view, root, record, findings)
     else:
         _process_neighbourhood(store, view, root)
+    requests = _request_starts(store, view, record) if record else None
     for n in [n for n in view.nodes.values()
               if n.kind == "process" and view.roles.get(n.id) not in ("context", "ref")]:
-        _add_surroundings(store, view, n)  # context and peers: only how they touch the story
+        # context and peers: only how they touch the story; a server: only the connections
+        # that led to this trace's requests, not every request it answered
+        _add_surroundings(store, view, n, requests if n.id == root_id else None)
     _collect_edges(store, view)
     return view
 
@@ -286,9 +294,39 @@ def _trace_processes(store, view: TraceView, root: Node, record: dict[str, Any],
             view.add(d)
 
 
-def _add_surroundings(store, view: TraceView, proc: Node) -> None:
-    """A process's connections (and the process behind a local peer), files and alerts."""
-    for e in store.edges(proc.id, "out"):
+def _request_starts(store, view: TraceView, record: dict[str, Any]) -> list[int] | None:
+    """Start times of a server trace's requests (None: not split by request)."""
+    if record.get("root_kind") != "inbound" or not record.get("units"):
+        return None
+    out = []
+    for uid in record["units"]:
+        n = view.nodes.get(uid) or store.node(uid)
+        if n is not None:
+            out.append(n.start)
+    return out
+
+
+def _serving(e: Edge, starts: list[int], accepts: list[int]) -> bool:
+    """Is this server edge about one of the requests: a listener, or the latest connection
+    accepted before a request started."""
+    if e.kind != "accept":
+        return e.kind in ("listen", "alerted") or e.kind in FILE_EDGES
+    for start in starts:
+        before = [t for t in accepts if t <= start]
+        if before and e.time == max(before):
+            return True
+    return False
+
+
+def _add_surroundings(store, view: TraceView, proc: Node,
+                      requests: list[int] | None = None) -> None:
+    """A process's connections (and the process behind a local peer), files and alerts;
+    for a server split by request (`requests`: their start times), only theirs."""
+    out_edges = store.edges(proc.id, "out")
+    if requests is not None:
+        accepts = sorted(e.time for e in out_edges if e.kind == "accept")
+        out_edges = [e for e in out_edges if _serving(e, requests, accepts)]
+    for e in out_edges:
         if e.kind in CONN_EDGES:
             conn = store.node(e.dst)
             if conn is not None:

