@@ -386,8 +386,13 @@ def _add_history(sub) -> None:
 
 def _add_graph(sub) -> None:
     p = sub.add_parser("trace", help="show the trace of a finding, trace or process")
-    p.add_argument("id", nargs="?", help="fnd-..., trc-... or proc:...")
-    p.add_argument("--pid", type=int)
+    p.add_argument("id", nargs="?", help="fnd-..., trc-..., proc:... or a pid")
+    p.add_argument("--pid", type=int, help="the process with this pid (see --since)")
+    p.add_argument("-S", "--since", "--at", dest="since", metavar="WHEN",
+                   help="with --pid: the image of the pid running then (else the latest), and "
+                        "the trace of what it did: -10m, 12:30, @UNIX")
+    p.add_argument("-l", "--full", action="store_true",
+                   help="do not cut tree lines to the terminal's width")
     p.add_argument("--fleet", action="store_true",
                    help="follow stitched connections to other hosts (needs fleet.url)")
     p.add_argument("--depth", type=int, default=4, help="host hops to follow with --fleet")

@@ -128,10 +128,14 @@ def trace_text(tr: dict[str, Any], color: bool) -> str:
         score = f"\033[1;31m{score}\033[0m"
     c = tr.get("counts") or {}
     root = f"{tr.get('root_name') or '?'}[{tr.get('root_pid', '?')}]"
+    if tr.get("root_label"):
+        root = f"{tr['root_label']} [{tr.get('root_pid', '?')}]"
     sup = f" [suppressed: {tr['suppressed']}]" if tr.get("suppressed") else ""
+    merged = f" (merged into {tr['merged_into']})" if tr.get("merged_into") else ""
     return (f"{ts(tr.get('first', 0), True)} {tr['id']} score {score} "
-            f"{tr.get('root_kind', '?'):9} {root:24} findings={len(tr.get('findings', []))} "
-            f"procs={c.get('processes', '-')} rules: {', '.join(tr.get('rules', {}))}{sup}")
+            f"{tr.get('root_kind', '?'):9} {root}  findings={len(tr.get('findings', []))} "
+            f"procs={c.get('processes', '-')} rules: {', '.join(tr.get('rules', {}))}{sup}"
+            f"{merged}")
 
 
 def cmd_traces(args, open_store, runtime_dir: Path) -> int:

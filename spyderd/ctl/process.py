@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+from spyderd.ctl.history import window
 from spyderd.ctl.output import EXIT_FAILURE, EXIT_NOT_FOUND, paged, use_color
 from spyderd.graph.query import History
 from spyderd.model import Node
@@ -32,20 +33,40 @@ def _err(msg: str) -> None:
     print(f"spyderctl: {msg}", file=sys.stderr)
 
 
-def image_for_pid(store, pid: int) -> Node | None:
-    """The latest stored image of a pid (the running one, if it still runs)."""
-    images = store.processes_by_pid(pid)
-    return max(images, key=lambda n: n.start) if images else None
+def image_for_pid(store, pid: int, at: int = 0) -> Node | None:
+    """The stored image of a pid running at wall time `at` (else the first one started after
+    it, else the last before); without `at`, the latest (the running one, if it runs)."""
+    images = sorted(store.processes_by_pid(pid), key=lambda n: n.start)
+    if not images:
+        return None
+    if not at:
+        return images[-1]
+    running = [n for n in images if n.start <= at and (not n.end or n.end >= at)]
+    if running:
+        return running[-1]
+    after = [n for n in images if n.start > at]
+    return after[0] if after else images[-1]
+
+
+def _trace_of_pid(store, pid: int, at: int) -> str | None:
+    """The trace of what the pid's image did then: its latest finding's trace, else the
+    process itself."""
+    img = image_for_pid(store, pid, at)
+    if img is None:
+        return None
+    mine = [f for f in store.findings(max(img.start - 1, 0)) if f.process_id == img.id]
+    return mine[-1].trace_id if mine and mine[-1].trace_id else img.id
 
 
 def cmd_trace(args, store) -> int:
     ident = args.id
+    if ident and ident.isdigit() and args.pid is None:  # `spyderctl trace 1234`
+        ident, args.pid = None, int(ident)
     if args.pid is not None:
-        img = image_for_pid(store, args.pid)
-        if img is None:
+        ident = _trace_of_pid(store, args.pid, window(args)[0])
+        if ident is None:
             _err(f"no process with pid {args.pid} in the store")
             return EXIT_NOT_FOUND
-        ident = img.id
     if not ident:
         _err("trace needs an ID (finding fnd-..., trace trc-..., process proc:...) or --pid")
         return 2
@@ -61,8 +82,9 @@ def cmd_trace(args, store) -> int:
         return 0
     if args.output in ("dot", "svg", "html"):
         return _picture(view, args.output)
+    width = 0 if args.full or not sys.stdout.isatty() else shutil.get_terminal_size().columns
     with paged(args.no_pager) as out:
-        out.write(render_tree(view, color=use_color()) + "\n")
+        out.write(render_tree(view, color=use_color(), width=width) + "\n")
     return 0
 
 
@@ -122,8 +144,6 @@ def _svg(dot: str) -> str | None:
 
 def cmd_ps(args, store) -> int:
     """Processes as the store knows them: running ones (latest image per pid), or all."""
-    from spyderd.ctl.history import window
-
     since, until = window(args)
     rows = [n for n in store.nodes_between(since, until, kind="process")
             if (args.all or not n.end)

@@ -35,7 +35,7 @@ from spyderd.sinks import Sink
 from spyderd.traces.build import build_trace, chain_for, view_counts
 from spyderd.traces.fold import Folder
 from spyderd.traces.roots import find_root
-from spyderd.traces.split import links, unit_of
+from spyderd.traces.split import links, root_label, trace_key, unit_of
 from spyderd.traces.suppress import Suppressions
 from spyderd.traces.tracker import TraceTracker
 
@@ -91,7 +91,10 @@ class Findings:
             message_id=rule.message_id, refs=[r.id for r in m.refs], last_time=ev.time,
             suppressed=policy.name if policy else "")
         root = find_root(self.graph, node)
-        tr = self.tracker.add(f, root, now, unit_of(root), links(self.graph, root))
+        unit = unit_of(self.graph, root)
+        known = trace_key(root.node.id, unit) in self.tracker.by_key
+        label = "" if known else root_label(self.graph, root, unit)
+        tr = self.tracker.add(f, root, now, unit, links(self.graph, root), label)
         self._apply_merges(skip=f.id)
         self.graph.add_finding(f, tr)
         self.counters["findings"] += 1

@@ -114,7 +114,7 @@ def _fit(text: str) -> str:
 def trace_message(tr: dict[str, Any]) -> str:
     rules = list(tr.get("rules", {}))
     shown = ", ".join(rules[:4]) + (f" and {len(rules) - 4} more" if len(rules) > 4 else "")
-    root = f"{tr.get('root_name') or '?'}[{tr.get('root_pid', '')}]"
+    root = f"{tr.get('root_label') or tr.get('root_name') or '?'} [{tr.get('root_pid', '')}]"
     return (f"Trace {tr['id']} scored {tr['score']} (threshold {tr.get('threshold')}): "
             f"{len(rules)} rule{'s' if len(rules) != 1 else ''} ({shown}) in "
             f"{len(tr.get('findings', []))} findings below {root} "
@@ -137,6 +137,8 @@ def trace_fields(tr: dict[str, Any], machine_id: str) -> dict[str, Any]:
         "SPYDER_TRACE_ROOT_KIND": tr.get("root_kind", ""),
         "SPYDER_TRACE_ROOT_PID": str(tr.get("root_pid", "")),
         "SPYDER_TRACE_ROOT_NAME": tr.get("root_name", ""),
+        "SPYDER_TRACE_ROOT_LABEL": tr.get("root_label", ""),
+        "SPYDER_TRACE_CMD": f"spyderctl trace {tr['id']}",
         "SPYDER_TRACE_RULES": ",".join(tr.get("rules", {})),
         "SPYDER_TRACE_FINDINGS": " ".join(tr.get("findings", [])),
         "SPYDER_TRACE_TRIGGER": tr.get("trigger", ""),

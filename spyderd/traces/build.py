@@ -252,8 +252,8 @@ def build_trace(store, ident: str) -> TraceView:
 
 def summary_fields(record: dict[str, Any]) -> dict[str, Any]:
     """The trace record's fields shown next to the graph (score, rules, counts, ...)."""
-    keys = ("root_kind", "trigger", "score", "threshold", "rules", "counts", "users",
-            "containers", "machines", "first", "last", "suppressed")
+    keys = ("root_kind", "root_label", "units", "trigger", "score", "threshold", "rules",
+            "counts", "users", "containers", "machines", "first", "last", "suppressed")
     return {k: record[k] for k in keys if k in record}
 
 

@@ -389,8 +389,9 @@ def _title(view: TraceView) -> str:
         return f"process {view.id}"
     root = view.nodes.get(view.root)
     who = f"{root.name}[{root.pid}]" if root else view.root
+    who = s.get("root_label") or who
     return (f"trace {view.id}  score {s.get('score', '?')}  {len(s.get('rules', {}))} rules  "
-            f"root {who} ({s.get('root_kind', '?')})")
+            f"root: {who} ({s.get('root_kind', '?')})")
 
 
 # -- text helpers --------------------------------------------------------------------------------

@@ -144,8 +144,19 @@ def _did_lines(view: TraceView, nid: str, idx: dict[str, Any]) -> list[tuple[str
     return out
 
 
-def render_tree(view: TraceView, color: bool = False) -> str:
-    """Indented causal tree, findings marked inline with '!!'."""
+def fit(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the cut marked with `…` (0: no limit)."""
+    return text if width <= 0 or len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def _room(width: int, used: int) -> int:
+    """What is left of a line `width` wide after `used` columns of tree (0: no limit)."""
+    return max(width - used, 12) if width else 0
+
+
+def render_tree(view: TraceView, color: bool = False, width: int = 0) -> str:
+    """Indented causal tree, findings marked inline with '!!'; with `width`, every line is
+    cut to it (`…` marks the cut), as systemctl does on a terminal."""
     paint = _Paint(color)
     idx = edge_index(view)
     marks: dict[str, list[tuple[str, str]]] = {}
@@ -155,7 +166,7 @@ def render_tree(view: TraceView, color: bool = False) -> str:
         marks.setdefault(f["process_id"], []).append(
             (f["severity"], f"!! {f['rule']} ({f['severity']}){count}{sup}  {f['id']}"))
     copies = fork_copies(view, idx)
-    lines = [_header(view, paint)]
+    lines = [_header(view, paint, width)]
 
     def walk(nid: str, prefix: str, last: bool, depth: int) -> None:
         n = view.nodes[nid]
@@ -163,12 +174,14 @@ def render_tree(view: TraceView, color: bool = False) -> str:
         role = view.roles.get(nid, "")
         text = proc_line(n) + ("   <- trace root" if role == "root" else "")
         style = "dim" if role == "context" else ("bold" if role in ("root", "subject") else "")
-        lines.append(prefix + branch + paint(style, text))
+        lead = prefix + branch
+        lines.append(lead + paint(style, fit(text, _room(width, len(lead)))))
         sub = prefix + ("" if depth == 0 else ("   " if last else "│  "))
+        room = _room(width, len(sub) + 3)
         for sev, m in marks.get(nid, []):
-            lines.append(sub + "   " + paint(sev, m))
+            lines.append(sub + "   " + paint(sev, fit(m, room)))
         for style, d in _did_lines(view, nid, idx):
-            lines.append(sub + "   " + paint(style, d))
+            lines.append(sub + "   " + paint(style, fit(d, room)))
         ch = [copies.get(k, k) for k in idx["kids"].get(nid, []) if k in view.nodes]
         for i, k in enumerate(ch):
             walk(k, sub, i == len(ch) - 1, depth + 1)
@@ -203,13 +216,13 @@ def fork_copies(view: TraceView, idx: dict[str, Any] | None = None) -> dict[str,
     return out
 
 
-def _header(view: TraceView, paint: Callable[[str, str], str]) -> str:
+def _header(view: TraceView, paint: Callable[[str, str], str], width: int = 0) -> str:
     s = view.summary
     if view.kind != "trace":
         return paint("bold", f"process {view.id}  findings={len(view.findings)}")
     c = s.get("counts") or {}
     head = (f"trace {view.id}  score={s.get('score', '?')} (threshold {s.get('threshold', '?')})"
-            f"  root={view.root} ({s.get('root_kind', '?')})")
+            f"  root: {s.get('root_label') or view.root} ({s.get('root_kind', '?')})")
     rest = (f"  rules: {', '.join(s.get('rules', {}))}\n"
             f"  {ts(s.get('first', 0), True)} .. {ts(s.get('last', 0), True)}  "
             f"findings={len(view.findings)} processes={c.get('processes', '?')} "
@@ -217,4 +230,5 @@ def _header(view: TraceView, paint: Callable[[str, str], str]) -> str:
             f"alerts={c.get('alerts', '?')}")
     if s.get("suppressed"):
         rest += f"\n  suppressed by policy '{s['suppressed']}' (score zeroed)"
-    return paint("bold", head) + "\n" + rest
+    rest = "\n".join(fit(line, width) for line in rest.split("\n"))
+    return paint("bold", fit(head, width)) + "\n" + rest

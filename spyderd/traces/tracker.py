@@ -44,13 +44,16 @@ class TraceTracker:
     merges: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = field(default_factory=list)
 
     def add(self, f: Finding, root: Root, now: float, unit: str = "",
-            links: Links | None = None) -> dict[str, Any]:
+            links: Links | None = None, label: str = "") -> dict[str, Any]:
         """Put a new finding in its trace; returns the updated trace record.
 
         Sets `f.trace_id` and `f.root_id`. `now` is the monotonic clock (for scheduling).
-        `unit` is the request below a server root, `links` what joins it to other traces.
+        `unit` is the request below a server root, `links` what joins it to other traces,
+        `label` names the root in human terms (for a new trace).
         """
         tr = self._active(root, unit, f.time)
+        if label and not tr.get("root_label"):
+            tr["root_label"] = label
         if f.id not in tr["findings"]:
             tr["findings"].append(f.id)
         tr["first"] = min(tr["first"], f.time)

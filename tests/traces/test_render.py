@@ -116,3 +116,14 @@ def test_web_shell_picture_fits_a_screen_top_down(tmp_path):
     outbound = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("class") == "edge"
                 and g.find(f"{SVG}path").get("stroke") == OUT_COLOR]
     assert len(inbound) >= 1 and len(outbound) == 3  # download, payload, container
+
+
+def test_tree_fits_the_terminal_width(tmp_path):
+    view, _a = web_shell_view(tmp_path)
+    full = render_tree(view)
+    assert max(len(line) for line in full.splitlines()) > 100
+    narrow = render_tree(view, width=80)
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "…" in narrow and len(narrow.splitlines()) == len(full.splitlines())
+    colored = render_tree(view, color=True, width=80)
+    assert "\033[" in colored

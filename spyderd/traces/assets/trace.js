@@ -100,7 +100,8 @@
         (s.threshold ?? "?") + ")"
       : "Process " + data.id));
     const c = s.counts || {};
-    h.appendChild(el("div", "root " + (root.name || "?") + "[" + (root.pid ?? "?") + "] (" +
+    h.appendChild(el("div", "root " + (s.root_label || root.name || "?") + " [" +
+      (root.pid ?? "?") + "] (" +
       (s.root_kind || data.kind) + ")  \u00b7  " + time(s.first) + " .. " + time(s.last) +
       "  \u00b7  " + data.findings.length + " findings, " + (c.processes ?? "?") +
       " processes, " + (c.connections ?? "?") + " connections, " + (c.files ?? "?") +
