@@ -260,8 +260,10 @@ def _check_html(daemon, tid: str, attack: dict, tmp_path: Path) -> None:
         url = b.open(page)
         boxes = b.js("[...document.querySelectorAll('g.node')].map(g => g.dataset.id)")
         assert trace["root"] in boxes and curl["id"] in boxes
-        payload = next(f for f in trace["findings"] if f["rule"] == "Test: program run from /tmp")
-        b.click(f'div.finding[data-finding="{payload["id"]}"]')
+        download = next(f for f in trace["findings"]
+                        if f["rule"] == "Test: download tool below a web server")
+        b.click(f'div.finding[data-finding="{download["id"]}"]')
+        assert b.js("document.querySelectorAll('g.node.chain').length") >= 3
         b.click(f'g.node[data-id="{curl["id"]}"]')
         text = b.js("document.getElementById('details').innerText")
         assert f"pid\t{curl['pid']}" in text, text
