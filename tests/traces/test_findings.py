@@ -296,7 +296,7 @@ def test_traces_name_their_root_in_human_terms(tmp_path):
 
 
 def test_trace_of_a_pid_around_a_time(tmp_path):
-    from spyderd.ctl_process import _trace_of_pid, image_for_pid
+    from spyderd.ctl.process import _trace_of_pid, image_for_pid
 
     w, sink = World(tmp_path), FakeSink()
     p = pipeline(w, sink)
