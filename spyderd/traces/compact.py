@@ -19,6 +19,7 @@ entry says so in `SPYDER_TRACE_CMD`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 FIELD_MAX = 4096  # journald's JSON output shows bigger fields as null
@@ -31,8 +32,14 @@ MINIMAL = ("id", "role", "pid", "name", "count")
 TAIL = 4  # nodes kept above and including the subject when the middle is left out
 
 
+_ESCAPE = re.compile("[\x7f-\x9f\ud800-\udfff]")
+
+
 def dumps(chain: list[dict[str, Any]]) -> str:
-    return json.dumps(chain, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON; DEL, the C1 controls and lone surrogates (an argv is any bytes) escaped
+    as JSON does other controls, so the text is printable and its size is what is sent."""
+    text = json.dumps(chain, separators=(",", ":"), ensure_ascii=False)
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def size(chain: list[dict[str, Any]]) -> int:

@@ -345,6 +345,9 @@ def test_one_trace_per_attack_on_a_long_lived_server(daemon, server):
     assert len(roots) == 1  # all below the same server
     traces = {t["id"]: t for t in daemon.json_lines("traces")}
     assert traces[t3]["root_pid"] == web.pid and len(traces[t3]["units"]) == 2  # 2 requests
+    listed = daemon.ctl("traces", "--no-pager", check=True).stdout
+    line = next(x for x in listed.splitlines() if t1 in x)
+    assert f"python on :{port} (request from 127.0.0.1:" in line, line  # the root, in words
     merged = [t for t in traces.values() if t.get("merged_into") == t3]
     assert merged, "the run from the second request started a trace of its own first"
     view = json.loads(daemon.ctl("trace", merged[0]["id"], "-o", "json", check=True).stdout)

@@ -50,6 +50,11 @@ def test_trace_fields():
     assert (f["SPYDER_TRACE_SCORE"], f["SPYDER_TRACE_ROOT"], f["SPYDER_TRACE_RULES"]) == \
         ("28", "p1", "Shell,Recon")
     assert f["SPYDER_TRACE_FINDINGS"] == "fnd-1 fnd-2" and f["SPYDER_TRACE_FILES"] == "2"
+    assert f["SPYDER_TRACE_CMD"] == "spyderctl trace trc-1"
+    labelled = trace_fields({**tr, "root_label": "nginx on :80 (request from 10.0.0.5:5000)"},
+                            "m1")
+    assert labelled["SPYDER_TRACE_ROOT_LABEL"] == "nginx on :80 (request from 10.0.0.5:5000)"
+    assert "below nginx on :80 (request from 10.0.0.5:5000) [10]" in labelled["MESSAGE"]
     assert f["SPYDER_TRACE_FIRST"] == "2001-09-09T01:46:40.000Z"
     assert "scored 28 (threshold 20): 2 rules (Shell, Recon)" in f["MESSAGE"]
     assert f["PRIORITY"] == "3"
@@ -138,3 +143,16 @@ def test_deep_chain_fits_journald_json_and_says_where_the_rest_is():
     deep = json.loads(finding_fields(finding(chain=deep_chain(40)), "m1")["SPYDER_CHAIN_JSON"])
     middle = [c for c in deep if c["role"] == "elided"][1]
     assert middle["count"] >= 20 and "…" in middle["names"]
+
+
+def test_chain_json_with_hostile_arguments_stays_valid_and_under_the_limit():
+    from spyderd.sinks.journald import safe_fields
+
+    chain = deep_chain(30)
+    for c in chain[1:-1]:
+        c["args"] = ["x\x85\x1b\udcff\x7f" * 40, "é…" * 30]
+    f = safe_fields(finding_fields(finding(chain=chain), "m1"))
+    raw = f["SPYDER_CHAIN_JSON"]
+    assert len(raw.encode()) < 4096 and not raw.endswith("…")
+    parsed = json.loads(raw)
+    assert parsed[1]["role"] == "root" and "\x85" in parsed[1]["args"][0]
