@@ -7,9 +7,16 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from test_findings import FakeSink, ev_of, pipeline
 from trace_browser import svg_width_px
-from traces_support import FakeMatch, FakeRule, World, web_shell_attack
+from traces_support import (
+    FakeMatch,
+    FakeRule,
+    FakeSink,
+    World,
+    ev_of,
+    pipeline,
+    web_shell_attack,
+)
 
 from spyderd.traces import build_trace
 from spyderd.traces.dot import HOST_COLOR, IN_COLOR, OUT_COLOR, PALETTE, picture, render_dot

@@ -5,52 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from traces_support import FakeMatch, FakeRule, World
+from traces_support import FakeMatch, FakeRule, FakeSink, World, ev_of, pipeline
 
-from spyderd.findings.intake import RETRY_S, Findings
-from spyderd.model import ExecEvent, FileEvent, WroteExecEvent
+from spyderd.findings.intake import RETRY_S
+from spyderd.model import FileEvent, WroteExecEvent
 from spyderd.traces.build import chain_text
-from spyderd.traces.fold import Folder
-from spyderd.traces.suppress import load_suppressions
-from spyderd.traces.tracker import TraceTracker
-
-
-class FakeSink:
-    name = "journald"
-
-    def __init__(self) -> None:
-        self.up = True
-        self.findings: list = []
-        self.traces: list = []
-        self.errors = 0
-
-    def send(self, f) -> bool:
-        if not self.up:
-            self.errors += 1
-            return False
-        self.findings.append(f.to_dict())
-        return True
-
-    def send_trace(self, tr) -> bool:
-        if not self.up:
-            self.errors += 1
-            return False
-        self.traces.append(dict(tr))
-        return True
-
-    def status(self) -> dict:
-        return {"errors": self.errors}
-
-
-def pipeline(w: World, sink: FakeSink, suppress: list[str] | None = None) -> Findings:
-    tracker = TraceTracker(threshold=40, settle=2.0, sinks=(sink.name,), lookup=w.store.trace)
-    return Findings(w.graph, w.store, [sink], tracker, Folder(60.0),
-                    load_suppressions(suppress or []), settle=1.0)
-
-
-def ev_of(node) -> ExecEvent:
-    return ExecEvent(time=node.start, pid=node.pid, filename=node.attrs["exe"],
-                     args=node.attrs["args"], process_id=node.id)
 
 
 def attack(w: World):

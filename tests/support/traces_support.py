@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spyderd.capture.snapshot import ProcInfo
+from spyderd.findings.intake import Findings
 from spyderd.graph import Graph, Store
 from spyderd.model import (
     AcceptEvent,
@@ -16,6 +17,9 @@ from spyderd.model import (
     ListenEvent,
     Node,
 )
+from spyderd.traces.fold import Folder
+from spyderd.traces.suppress import load_suppressions
+from spyderd.traces.tracker import TraceTracker
 
 BOOT = "b00t"
 S = 1_000_000_000
@@ -137,3 +141,41 @@ def web_shell_attack(w: World) -> dict[str, Node]:
     for i in range(6):  # housekeeping by the shell: more one-off commands
         w.run(190 + i, 150, "/bin/true", str(i))
     return out
+
+
+class FakeSink:
+    name = "journald"
+
+    def __init__(self) -> None:
+        self.up = True
+        self.findings: list = []
+        self.traces: list = []
+        self.errors = 0
+
+    def send(self, f) -> bool:
+        if not self.up:
+            self.errors += 1
+            return False
+        self.findings.append(f.to_dict())
+        return True
+
+    def send_trace(self, tr) -> bool:
+        if not self.up:
+            self.errors += 1
+            return False
+        self.traces.append(dict(tr))
+        return True
+
+    def status(self) -> dict:
+        return {"errors": self.errors}
+
+
+def pipeline(w: World, sink: FakeSink, suppress: list[str] | None = None) -> Findings:
+    tracker = TraceTracker(threshold=40, settle=2.0, sinks=(sink.name,), lookup=w.store.trace)
+    return Findings(w.graph, w.store, [sink], tracker, Folder(60.0),
+                    load_suppressions(suppress or []), settle=1.0)
+
+
+def ev_of(node) -> ExecEvent:
+    return ExecEvent(time=node.start, pid=node.pid, filename=node.attrs["exe"],
+                     args=node.attrs["args"], process_id=node.id)
