@@ -7,9 +7,12 @@ from pathlib import Path
 
 from traces_support import FakeMatch, FakeRule, FakeSink, World, ev_of, pipeline
 
-from spyderd.findings.intake import RETRY_S
+from spyderd.findings.intake import RETRY_S, Findings
 from spyderd.model import FileEvent, WroteExecEvent
 from spyderd.traces.build import chain_text
+from spyderd.traces.fold import Folder
+from spyderd.traces.suppress import load_suppressions
+from spyderd.traces.tracker import TraceTracker
 
 
 def attack(w: World):
