@@ -53,7 +53,7 @@ SCHEMA: dict[str, Any] = {
     "access": {"group": (str, "spyder")},
     "fleet": {"url": (str, ""), "name": (str, ""), "user": (str, ""), "password": (str, ""),
               "token": (str, ""), "creds": (str, ""), "tls_ca": (str, ""),
-              "tls_cert": (str, ""), "tls_key": (str, ""), "outbox_max": (int, 200_000)},
+              "tls_cert": (str, ""), "tls_key": (str, ""), "outbox_max": (int, 200_000), "nat": (bool, True)},
 }
 
 

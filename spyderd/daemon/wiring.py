@@ -236,7 +236,14 @@ class Daemon:
 
         alerts = FleetAlerts(self.store, name, self.machine_id,
                              self.cfg.get("findings.trace_threshold"), journal.send)
-        exporter = Exporter(bus, self.graph.outbox, trace_answerer(self.store, name), alerts)
+        nat = None
+        if sec["nat"]:
+            from spyderd.fleet.nat import NatWatcher
+
+            scope = self.cfg.get("capture.scope")
+            nat = NatWatcher(scope[6:] if scope.startswith("netns:/") else "")
+        exporter = Exporter(bus, self.graph.outbox, trace_answerer(self.store, name), alerts,
+                            nat)
         exporter.start()
         return exporter
 

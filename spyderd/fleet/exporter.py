@@ -18,6 +18,7 @@ from typing import Any
 
 from spyderd.fleet import messages as m
 from spyderd.fleet.bus import BusConfig, ensure_stream
+from spyderd.fleet.nat import NatWatcher, nat_messages
 from spyderd.fleet.outbox import Entry, Outbox
 
 log = logging.getLogger("spyderd.fleet")
@@ -29,8 +30,9 @@ class Exporter:
 
     def __init__(self, bus: BusConfig, outbox: Outbox,
                  answer: Callable[[dict[str, Any]], dict[str, Any]],
-                 alerts: FleetAlerts | None = None) -> None:
+                 alerts: FleetAlerts | None = None, nat: NatWatcher | None = None) -> None:
         self.bus = bus
+        self.nat = nat
         self.outbox = outbox
         self.answer = answer  # request dict -> reply dict (trace lookups in the store)
         self.alerts = alerts
@@ -86,6 +88,7 @@ class Exporter:
         js = nc.jetstream()
         await nc.subscribe(m.rpc_subject(self.bus.name), cb=functools.partial(self._rpc, nc))
         checker = asyncio.create_task(self._checks(nc)) if self.alerts else None
+        nat = asyncio.create_task(self._nat()) if self.nat else None
         stream_ok = False
         while not self._stop.is_set():
             if not stream_ok:
@@ -100,8 +103,9 @@ class Exporter:
             if not sent:
                 await self._sleep(0.2)
         await self._drain(js)
-        if checker is not None:
-            checker.cancel()
+        for task in (checker, nat):
+            if task is not None:
+                task.cancel()
         await nc.close()
 
     async def _drain(self, js) -> int:
@@ -154,6 +158,23 @@ class Exporter:
         except Exception as exc:  # noqa: BLE001 - a bad request must not end the thread
             body = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"v": m.VERSION, "machine": self.bus.name, **body}
+
+    async def _nat(self) -> None:
+        """Translated connections from conntrack into the outbox, once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                pairs = await asyncio.to_thread(self.nat.poll)
+                if pairs:
+                    msgs = nat_messages(self.bus.name, pairs)
+                    await asyncio.to_thread(self.outbox.put, [(b"n", s, b) for s, b in msgs])
+                    self.wake()
+            except Exception as exc:  # noqa: BLE001 - conntrack unreadable: say so, go on
+                self._note_error(f"conntrack: {exc!r}")
+            self.stats["nat_pairs"] = self.nat.published
+
+    def wake(self) -> None:
+        self._wake.set()
 
     async def _checks(self, nc) -> None:
         """Cross-host traces: score them once stitched links and remote findings settle."""

@@ -129,6 +129,18 @@ def ends_message(machine: str, ends: list[Endpoint]) -> dict[str, Any]:
                      for e in ends]}
 
 
+def nat_from(msg: dict[str, Any]) -> list[tuple[tuple, tuple]]:
+    """Alias pairs of a NAT message (see spyderd.fleet.nat), canonicalised, else BadMessage."""
+    out = []
+    try:
+        for a, b in msg["nat"]:
+            out.append((canonical_tuple(str(a[0]), int(a[1]), str(a[2]), int(a[3])),
+                        canonical_tuple(str(b[0]), int(b[1]), str(b[2]), int(b[3]))))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BadMessage(f"malformed NAT pairs: {exc}") from None
+    return out
+
+
 def endpoints_from(msg: dict[str, Any]) -> list[Endpoint]:
     """The Endpoints of a decoded conn message (a batch `ends`, or one end), else
     BadMessage."""

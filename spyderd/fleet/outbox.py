@@ -3,7 +3,7 @@ graph batch they describe, so a crash can never publish what the store lost or l
 it kept. A publisher thread sends them in order and deletes what the broker acknowledged.
 
 Layout: named database `outbox` in the store, key = big-endian sequence number, value =
-`kind` byte (g graph delta, c connection end, f finding) + subject + NUL + message id +
+`kind` byte (g graph delta, c connection ends, n NAT aliases, f finding) + subject + NUL + message id +
 NUL + payload. Meta keys: `outbox_seq` (next number), `outbox_acked`, `outbox_dropped`.
 The outbox is bounded: when full, the oldest graph deltas and connection ends go first;
 findings are never dropped. Every drop is counted.
@@ -21,7 +21,7 @@ from spyderd.model import Edge, Finding, Node
 
 U64 = struct.Struct(">Q")
 NODES_PER_DELTA = 400
-DROPPABLE = (b"g", b"c")
+DROPPABLE = (b"g", b"c", b"n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +108,12 @@ class Outbox:
         over = txn.stat(self.db)["entries"] - self.limit
         if over > 0:
             self._drop_oldest(txn, over)
+
+    def put(self, entries: list[tuple[bytes, str, dict[str, Any]]]) -> None:
+        """Queue messages that belong to no graph batch (NAT aliases), in their own
+        transaction."""
+        with self.env.begin(write=True) as txn:
+            self.append(txn, entries)
 
     def _drop_oldest(self, txn, over: int) -> None:
         dropped = 0

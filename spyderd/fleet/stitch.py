@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -42,13 +43,34 @@ class Peer:
 
 @dataclass
 class Matcher:
-    """Unmatched ends by canonical tuple; each end joins at most one other end."""
+    """Unmatched ends by canonical tuple; each end joins at most one other end. A NAT
+    alias makes two tuples one: ends are kept under the alias's representative."""
 
     window_ns: int = WINDOW_NS
     open: OrderedDict[tuple, list[m.Endpoint]] = field(default_factory=OrderedDict)
     size: int = 0
+    aliases: OrderedDict[tuple, tuple] = field(default_factory=OrderedDict)
+
+    def alias(self, a: tuple, b: tuple) -> list[Peer]:
+        """`a` and `b` are one connection on either side of a NAT; joins what it can."""
+        rep = self.aliases.get(a, a)
+        self.aliases[b] = rep
+        self.aliases[a] = rep
+        while len(self.aliases) > MAX_OPEN:
+            self.aliases.popitem(last=False)
+        waiting = self.open.pop(b, []) + (self.open.pop(a, []) if rep != a else [])
+        self.size -= len(waiting)
+        peers = []
+        for e in waiting:
+            p = self.add(e)
+            if p is not None:
+                peers.append(Peer(p.a, p.b, round(p.confidence * 0.9, 3)))
+        return peers
 
     def add(self, e: m.Endpoint) -> Peer | None:
+        rep = self.aliases.get(e.tup)
+        if rep is not None and rep != e.tup:
+            e = dataclasses.replace(e, tup=rep)
         cands = [x for x in self.open.get(e.tup, ())
                  if x.machine != e.machine and x.direction != e.direction
                  and abs(x.time - e.time) <= self.window_ns]
@@ -92,7 +114,8 @@ class Stitcher:
 
             self.store = Store(state_dir)
         self.stats: dict[str, Any] = {"ends": 0, "peers": 0, "rejected": 0, "nodes": 0,
-                                      "findings": 0, "errors": 0, "last_error": ""}
+                                      "findings": 0, "errors": 0, "nat_aliases": 0,
+                                      "last_error": ""}
         self._stop = asyncio.Event()
 
     def shards(self) -> list[int]:
@@ -159,6 +182,12 @@ class Stitcher:
                 await msg.ack()
 
     async def _on_end(self, msg: dict[str, Any]) -> None:
+        if "nat" in msg:
+            for a, b in m.nat_from(msg):
+                self.stats["nat_aliases"] += 1
+                for peer in self.matcher.alias(a, b):
+                    await self._record(peer)
+            return
         for end in m.endpoints_from(msg):  # all validated before any is used
             self.stats["ends"] += 1
             peer = self.matcher.add(end)

@@ -30,6 +30,12 @@ TEST_RULES = """
   severity: high
   tags: [T1021]
   output: "{process.name} reaches C"
+- rule: Fleet test NAT client on A
+  event: exec
+  condition: process.name = sh and process.cmdline contains "7004"
+  severity: high
+  tags: [T1021]
+  output: "{process.name} reaches C through B's NAT"
 """
 
 

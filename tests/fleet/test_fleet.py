@@ -51,6 +51,11 @@ def netns():
         for ns, dev, ip in ((names[x], vx, ipx), (names[y], vy, ipy)):
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
+    # B also routes A's traffic to C's network and masquerades it (the NAT test)
+    sh("ip", "netns", "exec", names["b"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    sh("ip", "-n", names["a"], "route", "add", "10.251.2.0/24", "via", "10.251.1.2")
+    sh("ip", "netns", "exec", names["b"], "iptables", "-t", "nat", "-A", "POSTROUTING",
+       "-s", "10.251.1.0/24", "-j", "MASQUERADE")
     yield names
     for n in names.values():
         sh("ip", "netns", "del", n, check=False)
@@ -215,6 +220,28 @@ def test_one_journald_entry_on_the_host_where_it_started(fleet, chain):
         e["SPYDER_TRACE_RULES"].split(","))
     assert e["SPYDER_FLEET_ORIGIN"] == "host-a"
     assert not entries("b") and not entries("c")
+
+
+def test_nat_on_a_spyderd_host_still_joins(fleet, chain):
+    """A connects straight to C through B, which masquerades it: C sees B's address. B's
+    conntrack aliases join A's end with C's."""
+    ns, st = fleet["netns"], fleet["stitcher"]
+    server = in_ns(ns["c"], "python3", HOP, "serve", "7004", stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline().strip() == b"listening"
+        before = st.stats()["peers"]
+        a = in_ns(ns["a"], "sh", "-c", f"python3 {HOP} connect 10.251.2.2 7004; true")
+        assert a.wait(60) == 0
+        assert wait_for(lambda: st.stats()["peers"] > before, 30), st.stats()
+        assert st.stats()["nat_aliases"] >= 1
+        found = wait_findings(fleet["hosts"]["a"], "Fleet test NAT client on A")
+        assert found
+        doc = fleet_trace(fleet, "a", found[0]["id"])
+        assert "host-c" in doc["hosts"] and "host-b" not in doc["hosts"]
+        assert any("7004" in n.get("args", []) for n in doc["nodes"] if n["host"] == "host-c")
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_trace_reads_a_host_that_is_down_from_the_stitchers_copy(fleet, chain):

@@ -132,3 +132,47 @@ def test_credentials_in_a_world_readable_file_keep_the_fleet_off(tmp_path):
     creds.write_text("-----BEGIN NATS USER JWT-----\n")
     creds.chmod(0o604)
     assert "world-readable" in secret_problem(str(cfg), {"creds": str(creds)})
+
+
+CONNTRACK = """\
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.251.1.1 dst=10.251.2.2 sport=40000 \
+dport=7004 src=10.251.2.2 dst=10.251.2.1 sport=7004 dport=61000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.1 dst=10.0.0.2 sport=5000 dport=80 \
+src=10.0.0.2 dst=10.0.0.1 sport=80 dport=5000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 udp      17 29 src=10.0.0.1 dst=10.0.0.9 sport=53 dport=53 src=10.0.0.9 \
+dst=10.9.9.9 sport=53 dport=53 mark=0 zone=0 use=2
+garbage line
+"""
+
+
+def test_nat_pairs_are_the_rewritten_tcp_entries_only():
+    from spyderd.fleet.nat import nat_messages, nat_pairs
+
+    pairs = nat_pairs(CONNTRACK)
+    assert pairs == [(m.canonical_tuple("10.251.1.1", 40000, "10.251.2.2", 7004),
+                      m.canonical_tuple("10.251.2.1", 61000, "10.251.2.2", 7004))]
+    msgs = nat_messages("host-b", pairs)
+    shards = {m.shard_of(pairs[0][0]), m.shard_of(pairs[0][1])}
+    assert {s for s, _ in msgs} == {m.conn_subject("host-b", x) for x in shards}
+    assert m.nat_from(m.decode(m.encode(msgs[0][1]))) == pairs
+
+
+def test_matcher_joins_across_a_nat_alias_whichever_comes_first():
+    inside = m.canonical_tuple("10.251.1.1", 40000, "10.251.2.2", 7004)
+    outside = m.canonical_tuple("10.251.2.1", 61000, "10.251.2.2", 7004)
+    a = m.Endpoint("host-a", "c-a", "p-a", "out", inside, 1)
+    c = m.Endpoint("host-c", "c-c", "p-c", "in", outside, 2)
+
+    ends_first = Matcher()
+    assert ends_first.add(a) is None and ends_first.add(c) is None
+    peers = ends_first.alias(inside, outside)
+
+    alias_first = Matcher()
+    assert alias_first.alias(inside, outside) == []
+    assert alias_first.add(a) is None
+    late = alias_first.add(c)
+    for got in (peers[0] if len(peers) == 1 else None, late):
+        assert got is not None and {got.a.conn_id, got.b.conn_id} == {"c-a", "c-c"}
+    assert ends_first.size == alias_first.size == 0
+    with pytest.raises(m.BadMessage):
+        m.nat_from({"v": 1, "machine": "b", "nat": [[1, 2]]})
