@@ -208,7 +208,7 @@ def capture_worker(ready: str) -> int:
     """Run the probes with the shipped capture settings; decode and drop every event."""
     import yaml
 
-    from spyderd.capture.bpf import Capture
+    from spyderd.capture.loader import Capture
 
     opts = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())["capture"]
     cap = Capture(ring_pages=opts["ring_buffer_pages"], ignore_tgid=os.getpid(), options=opts)

@@ -1,10 +1,11 @@
 /* Shared record header, ring buffer and helpers for every spyderd probe.
  *
  * Kernel struct fields are never read at header offsets (the headers bcc compiles
- * against may belong to another kernel): offsets arrive as -D OFF_* macros that
- * spyderd computes from the running kernel's BTF. */
-#include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
+ * against may belong to another kernel): offsets come from KOFF() (probes/compat.h),
+ * relocated by libbpf or computed by spyderd from the running kernel's BTF. */
+#ifndef SPYDER_COMMON_H
+#define SPYDER_COMMON_H
+#include "compat.h"
 
 #define K_FORK    1
 #define K_EXEC    2
@@ -35,6 +36,10 @@ struct hdr {
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
+/* Configuration (capture.*), written by the loader. */
+SPY_CONFIG(ignore_tgid, 0)     /* the daemon's own tgid, in its pid namespace */
+SPY_CONFIG(ignore_comms, 0)    /* capture.ignore_comms is not empty */
+
 /* Losses per event kind: ring buffer full (reserve/output failed). */
 BPF_ARRAY(lost, u64, 32);
 
@@ -47,7 +52,7 @@ BPF_ARRAY(lost, u64, 32);
 BPF_ARRAY(kcount, u64, 8);
 
 static __always_inline void count_event(u32 idx) {
-    u64 *v = kcount.lookup(&idx);
+    u64 *v = bpf_map_lookup_elem(&kcount, &idx);
     if (v)
         __sync_fetch_and_add(v, 1);
 }
@@ -57,26 +62,24 @@ struct comm_key { char comm[16]; };
 BPF_HASH(ignore_comm, struct comm_key, u8, 64);
 
 static __always_inline void count_loss(u32 kind) {
-    u64 *v = lost.lookup(&kind);
+    u64 *v = bpf_map_lookup_elem(&lost, &kind);
     if (v)
         __sync_fetch_and_add(v, 1);
 }
 
-/* True for the daemon's own activity (tgid == IGNORE_TGID) and, when capture.ignore_comms
+/* True for the daemon's own activity (tgid == CFG(ignore_tgid)) and, when capture.ignore_comms
  * is set, for the current task's command name. Always called with the current tgid. */
 static __always_inline int is_self(u32 tgid) {
-#if IGNORE_TGID
-    if (tgid == IGNORE_TGID)
+    if (CFG(ignore_tgid) && tgid == CFG(ignore_tgid))
         return 1;
-#endif
-#ifdef HAVE_IGNORE_COMMS
-    struct comm_key k = {};
-    bpf_get_current_comm(&k.comm, sizeof(k.comm));
-    if (ignore_comm.lookup(&k)) {
-        count_event(C_FILTERED);
-        return 1;
+    if (CFG(ignore_comms)) {
+        struct comm_key k = {};
+        bpf_get_current_comm(&k.comm, sizeof(k.comm));
+        if (bpf_map_lookup_elem(&ignore_comm, &k)) {
+            count_event(C_FILTERED);
+            return 1;
+        }
     }
-#endif
     return 0;
 }
 
@@ -107,3 +110,4 @@ static __always_inline u32 read_u32(u64 base, u64 off) {
         bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
     return v;
 }
+#endif

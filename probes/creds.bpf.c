@@ -2,8 +2,15 @@
  *
  * Arguments and the caller's uid/euid before the call are kept at syscall entry (per
  * thread), the record is sent at exit with the result. */
+#include "common.h"
 
-#include <linux/capability.h> /* cap_user_*_t in the capset tracepoint's arguments */
+
+/* Kernel struct fields (CO-RE relocated; see probes/compat.h). */
+#define OFF_TASK_CRED KOFF(task_struct, cred)
+#define OFF_CRED_EUID KOFF(cred, euid)
+
+
+
 
 #define CR_SETUID    0
 #define CR_SETREUID  1
@@ -31,7 +38,7 @@ struct cred_rec {
     char name[16];     /* prctl(PR_SET_NAME) */
 };
 
-BPF_TABLE("lru_hash", u32, struct cred_rec, cred_pending, 1024);
+BPF_LRU_HASH(cred_pending, u32, struct cred_rec, 1024);
 
 static __always_inline int cred_enter(u32 kind, u32 call, u32 nargs, s64 a0, s64 a1, s64 a2,
                                       s64 a3) {
@@ -49,81 +56,81 @@ static __always_inline int cred_enter(u32 kind, u32 call, u32 nargs, s64 a0, s64
     r.args[2] = a2;
     r.args[3] = a3;
     u32 tid = (u32)pt;
-    cred_pending.update(&tid, &r);
+    bpf_map_update_elem(&cred_pending, &tid, &r, BPF_ANY);
     return 0;
 }
 
 static __always_inline int cred_exit(long ret) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct cred_rec *p = cred_pending.lookup(&tid);
+    struct cred_rec *p = bpf_map_lookup_elem(&cred_pending, &tid);
     if (!p)
         return 0;
-    struct cred_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct cred_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(p->h.kind);
-        cred_pending.delete(&tid);
+        bpf_map_delete_elem(&cred_pending, &tid);
         return 0;
     }
     __builtin_memcpy(r, p, sizeof(*r));
     r->result = ret;
     r->h.ktime = bpf_ktime_get_boot_ns();
-    events.ringbuf_submit(r, 0);
-    cred_pending.delete(&tid);
+    bpf_ringbuf_submit(r, 0);
+    bpf_map_delete_elem(&cred_pending, &tid);
     return 0;
 }
 
 /* uid_t arguments are 32-bit; (uid_t)-1 means "unchanged" and is kept as -1. */
 #define ID(x) ((s64)(s32)(x))
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setuid) {
+SYSCALL_PROBE(sys_enter_setuid) {
     return cred_enter(K_CRED, CR_SETUID, 1, ID(args->uid), 0, 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setuid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setuid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setreuid) {
+SYSCALL_PROBE(sys_enter_setreuid) {
     return cred_enter(K_CRED, CR_SETREUID, 2, ID(args->ruid), ID(args->euid), 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setreuid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setreuid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setresuid) {
+SYSCALL_PROBE(sys_enter_setresuid) {
     return cred_enter(K_CRED, CR_SETRESUID, 3, ID(args->ruid), ID(args->euid),
                       ID(args->suid), 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setresuid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setresuid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setgid) {
+SYSCALL_PROBE(sys_enter_setgid) {
     return cred_enter(K_CRED, CR_SETGID, 1, ID(args->gid), 0, 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setgid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setgid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setregid) {
+SYSCALL_PROBE(sys_enter_setregid) {
     return cred_enter(K_CRED, CR_SETREGID, 2, ID(args->rgid), ID(args->egid), 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setregid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setregid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setresgid) {
+SYSCALL_PROBE(sys_enter_setresgid) {
     return cred_enter(K_CRED, CR_SETRESGID, 3, ID(args->rgid), ID(args->egid),
                       ID(args->sgid), 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setresgid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setresgid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setfsuid) {
+SYSCALL_PROBE(sys_enter_setfsuid) {
     return cred_enter(K_CRED, CR_SETFSUID, 1, ID(args->uid), 0, 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setfsuid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setfsuid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setfsgid) {
+SYSCALL_PROBE(sys_enter_setfsgid) {
     return cred_enter(K_CRED, CR_SETFSGID, 1, ID(args->gid), 0, 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setfsgid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setfsgid) { return cred_exit(args->ret); }
 
 /* capset(header, data): args = [target pid, effective, permitted, inheritable]; the 64-bit
  * sets of _LINUX_CAPABILITY_VERSION_2/3 are joined from the two 32-bit halves. */
-TRACEPOINT_PROBE(syscalls, sys_enter_capset) {
+SYSCALL_PROBE(sys_enter_capset) {
     u32 hdr[2] = {};
     u32 data[6] = {};
     bpf_probe_read_user(hdr, sizeof(hdr), (void *)args->header);
@@ -135,14 +142,14 @@ TRACEPOINT_PROBE(syscalls, sys_enter_capset) {
                       data[0] | ((u64)data[3] << 32), data[1] | ((u64)data[4] << 32),
                       data[2] | ((u64)data[5] << 32));
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_capset) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_capset) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setsid) {
+SYSCALL_PROBE(sys_enter_setsid) {
     return cred_enter(K_SETSID, CR_SETSID, 0, 0, 0, 0, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_setsid) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_setsid) { return cred_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_prctl) {
+SYSCALL_PROBE(sys_enter_prctl) {
     if (args->option != PR_SET_NAME_)
         return 0;
     u64 pt = bpf_get_current_pid_tgid();
@@ -155,7 +162,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_prctl) {
     r.old_uid = r.h.uid;
     bpf_probe_read_user_str(r.name, sizeof(r.name), (void *)args->arg2);
     u32 tid = (u32)pt;
-    cred_pending.update(&tid, &r);
+    bpf_map_update_elem(&cred_pending, &tid, &r, BPF_ANY);
     return 0;
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_prctl) { return cred_exit(args->ret); }
+SYSCALL_PROBE(sys_exit_prctl) { return cred_exit(args->ret); }

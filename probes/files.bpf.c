@@ -19,6 +19,39 @@
  * string with "." / ".." / "//" components is sent flagged RF_NORM whatever its prefix;
  * user space normalises it and applies the same watch list (count: "file filtered").
  * Kernel struct offsets all come from BTF (-DOFF_*), never from headers. */
+#include "common.h"
+
+
+/* Kernel struct fields (CO-RE relocated; see probes/compat.h). */
+#define OFF_TASK_FILES KOFF(task_struct, files)
+#define OFF_TASK_FS KOFF(task_struct, fs)
+#define OFF_TASK_START_BOOTTIME KOFF(task_struct, start_boottime)
+#define OFF_FILES_FDT KOFF(files_struct, fdt)
+#define OFF_FDT_FD KOFF(fdtable, fd)
+#define OFF_FDT_MAX_FDS KOFF(fdtable, max_fds)
+#define OFF_FS_ROOT_DENTRY KOFF(fs_struct, root.dentry)
+#define OFF_FS_ROOT_MNT KOFF(fs_struct, root.mnt)
+#define OFF_FS_PWD_DENTRY KOFF(fs_struct, pwd.dentry)
+#define OFF_FS_PWD_MNT KOFF(fs_struct, pwd.mnt)
+#define OFF_MOUNT_MNT KOFF(mount, mnt)
+#define OFF_MOUNT_MNT_PARENT KOFF(mount, mnt_parent)
+#define OFF_MOUNT_MNT_MOUNTPOINT KOFF(mount, mnt_mountpoint)
+#define OFF_VFSMOUNT_MNT_ROOT KOFF(vfsmount, mnt_root)
+#define OFF_DENTRY_D_PARENT KOFF(dentry, d_parent)
+#define OFF_DENTRY_D_NAME_LEN KOFF(dentry, d_name.len)
+#define OFF_DENTRY_D_NAME_NAME KOFF(dentry, d_name.name)
+#define OFF_FILE_F_PATH_DENTRY KOFF(file, f_path.dentry)
+#define OFF_FILE_F_PATH_MNT KOFF(file, f_path.mnt)
+#define OFF_FILE_F_INODE KOFF(file, f_inode)
+#define OFF_FILE_F_MODE KOFF(file, f_mode)
+#define OFF_INODE_I_INO KOFF(inode, i_ino)
+#define OFF_INODE_I_SB KOFF(inode, i_sb)
+#define OFF_INODE_I_MODE KOFF(inode, i_mode)
+#define OFF_SB_S_DEV KOFF(super_block, s_dev)
+#define OFF_BPRM_FILE KOFF(linux_binprm, file)
+#define OFF_BPRM_FILENAME KOFF(linux_binprm, filename)
+#define OFF_BPRM_INTERP KOFF(linux_binprm, interp)
+
 
 #define K_FILE       7
 #define K_WROTE_EXEC 8
@@ -213,10 +246,10 @@ BPF_HASH(fpending, u32, struct file_rec, 2048);
  * replaces the older entry, like an eviction. */
 BPF_ARRAY(written, struct wval, WRITTEN_MAX);           /* shared: exec may run elsewhere */
 BPF_PERCPU_ARRAY(fseen, struct fslot, FOLD_SLOTS);      /* per CPU: repeats of one process */
-BPF_TABLE("lru_hash", u32, struct swait, script_wait, 4096);
+BPF_LRU_HASH(script_wait, u32, struct swait, 4096);
 
 static __always_inline u32 setting(u32 idx) {
-    u32 *v = fsettings.lookup(&idx);
+    u32 *v = bpf_map_lookup_elem(&fsettings, &idx);
     return v ? *v : 0;
 }
 
@@ -395,7 +428,7 @@ static __always_inline u32 file_path(struct fscratch *sc, u64 file, struct lpm_k
 static __always_inline u64 watch_ops(struct fscratch *sc, struct lpm_key *k) {
     if (!k->bits)
         return 0;
-    u64 *v = watch.lookup(k);
+    u64 *v = bpf_map_lookup_elem(&watch, k);
     if (!v)
         return 0;
     u64 val = *v;
@@ -426,7 +459,7 @@ static __always_inline u64 watch_ops(struct fscratch *sc, struct lpm_key *k) {
     tk->s[0] = wid;
     bpf_probe_read_kernel(&tk->s[1], PATHB - 2, &k->s[t0 & (PATHB - 1)]);
     tk->bits = (1 + tlen) * 8;
-    u64 *tv = watch_tail.lookup(tk);
+    u64 *tv = bpf_map_lookup_elem(&watch_tail, tk);
     if (tv)
         ops |= *tv;
     return ops;
@@ -434,7 +467,7 @@ static __always_inline u64 watch_ops(struct fscratch *sc, struct lpm_key *k) {
 
 static __always_inline struct fscratch *scratch(void) {
     u32 zero = 0;
-    return fscratch.lookup(&zero);
+    return bpf_map_lookup_elem(&fscratch, &zero);
 }
 
 /* A fresh file record in the scratch, header filled; the work order cleared. */
@@ -479,7 +512,7 @@ static __always_inline void set_slot(struct fscratch *sc, u32 i, u32 type, s32 d
 
 /* Hand the work order to the stages; returns only if the tail call failed. */
 static __always_inline int run(void *ctx, u32 kind) {
-    fstages.call(ctx, STAGE_RESOLVE);
+    bpf_tail_call(ctx, &fstages, STAGE_RESOLVE);
     count_loss(kind);
     return 0;
 }
@@ -495,7 +528,7 @@ static __always_inline void send_rec(struct file_rec *r) {
     u32 size = rec_size(r);
     if (size > sizeof(*r))
         size = sizeof(*r);
-    if (events.ringbuf_output(r, size, 0))
+    if (bpf_ringbuf_output(&events, r, size, 0))
         count_loss(K_FILE);
 }
 
@@ -546,7 +579,7 @@ static __always_inline struct fslot *fold_slot(struct fold_key *k) {
     for (int i = 0; i < (int)(sizeof(*k) / 8); i++)
         h = mix64(h ^ w[i]) + i;
     u32 idx = h & (FOLD_SLOTS - 1);
-    return fseen.lookup(&idx);
+    return bpf_map_lookup_elem(&fseen, &idx);
 }
 
 static __always_inline int same_key(struct fold_key *a, struct fold_key *b) {
@@ -599,7 +632,7 @@ static __always_inline int repeated(struct fscratch *sc, struct file_rec *r, u64
  * code once instead of once per syscall hook that needs it ---------------------------- */
 
 /* Resolve slot `cur` into rec.p1 / rec.p2 and look it up in the watch list. */
-int files_resolve(void *ctx) {
+TAIL_PROGRAM(files_resolve) {
     struct fscratch *sc = scratch();
     if (!sc)
         return 0;
@@ -636,15 +669,15 @@ int files_resolve(void *ctx) {
     }
     sc->cur = cur + 1;
     if (cur + 1 < VOL(sc->nslots))
-        fstages.call(ctx, STAGE_RESOLVE);
+        bpf_tail_call(ctx, &fstages, STAGE_RESOLVE);
     else
-        fstages.call(ctx, STAGE_FINISH);
+        bpf_tail_call(ctx, &fstages, STAGE_FINISH);
     count_loss(K_FILE);
     return 0;
 }
 
 /* Keep, send or drop the resolved record. */
-int files_finish(void *ctx) {
+TAIL_PROGRAM(files_finish) {
     struct fscratch *sc = scratch();
     if (!sc)
         return 0;
@@ -656,7 +689,7 @@ int files_finish(void *ctx) {
         e->dev = r->dev;
         e->rflags = r->rflags;
         __builtin_memcpy(&e->path, &r->p1, sizeof(e->path));
-        if (events.ringbuf_output(e, sizeof(*e), 0))
+        if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
             count_loss(K_WROTE_EXEC);
         return 0;
     }
@@ -676,7 +709,7 @@ int files_finish(void *ctx) {
         return 0;
     if (fin == FIN_STASH) {
         u32 tid = (u32)bpf_get_current_pid_tgid();
-        if (fpending.update(&tid, r))
+        if (bpf_map_update_elem(&fpending, &tid, r, BPF_ANY))
             count_loss(K_FILE);
         return 0;
     }
@@ -749,13 +782,13 @@ static __always_inline int two_path_op(void *ctx, u32 op, u32 t1, s32 d1, const 
 
 static __always_inline int file_exit(long ret) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct file_rec *r = fpending.lookup(&tid);
+    struct file_rec *r = bpf_map_lookup_elem(&fpending, &tid);
     if (!r)
         return 0;
     r->result = ret;
     r->h.ktime = bpf_ktime_get_boot_ns();
     send_rec(r);
-    fpending.delete(&tid);
+    bpf_map_delete_elem(&fpending, &tid);
     return 0;
 }
 
@@ -763,7 +796,7 @@ static __always_inline int file_exit(long ret) {
 
 static __always_inline struct wval *writer_slot(u64 ino, u32 dev) {
     u32 idx = mix64(ino * 0x9E3779B97F4A7C15ULL ^ dev) & (WRITTEN_MAX - 1);
-    return written.lookup(&idx);
+    return bpf_map_lookup_elem(&written, &idx);
 }
 
 /* The writer of the file, if the cache still holds it. */
@@ -788,7 +821,7 @@ static __always_inline void fill_wexec(struct wexec_rec *e, struct wval *w, u32 
 /* A #! script was just exec'd by this process: is this open the interpreter reading it
  * (same last path component as the name exec'd)? Then check the writer of that file. */
 static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
-    struct swait *w = script_wait.lookup(&tgid);
+    struct swait *w = bpf_map_lookup_elem(&script_wait, &tgid);
     if (!w)
         return 0;
     struct fscratch *sc = scratch();
@@ -821,7 +854,7 @@ static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
     }
     if (!same && w->left)
         return 0;
-    script_wait.delete(&tgid);
+    bpf_map_delete_elem(&script_wait, &tgid);
     struct wval *wr = same ? writer_of(file) : 0;
     if (!wr)
         return 0;
@@ -924,14 +957,18 @@ static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 p
 #define A_OPEN    3
 #define A_CREAT   4
 
-#if defined(FILES_TASK_PT_REGS) && defined(OFF_PT_REGS_R10)
-/* The open family's arguments are read at sys_exit from the task's saved user registers
- * (x86_64 syscall ABI: di, si, dx, r10), so sys_enter needs no hook and no per-thread map:
- * a read-only open that succeeds costs one register read and one hash miss. */
+/* With CFG(task_pt_regs) (x86_64, kernel 5.15+: bpf_task_pt_regs), the open family's
+ * arguments are read at sys_exit from the task's saved user registers (x86_64 syscall ABI:
+ * di, si, dx, r10), so sys_enter needs no hook and no per-thread map: a read-only open
+ * that succeeds costs one register read and one hash miss. Elsewhere they are saved at
+ * sys_enter in a per-thread map (the sys_enter_open* hooks are attached only then). */
+SPY_CONFIG(task_pt_regs, 0)
 
 static __always_inline u64 sys_arg(u64 regs, u32 i) {
-    u64 off = i == 0 ? OFF_PT_REGS_DI : i == 1 ? OFF_PT_REGS_SI :
-              i == 2 ? OFF_PT_REGS_DX : OFF_PT_REGS_R10;
+    if (!KFIELD_EXISTS(pt_regs, r10))
+        return 0;
+    u64 off = i == 0 ? KOFF(pt_regs, di) : i == 1 ? KOFF(pt_regs, si) :
+              i == 2 ? KOFF(pt_regs, dx) : KOFF(pt_regs, r10);
     return read_ptr(regs, off);
 }
 
@@ -941,7 +978,7 @@ static __always_inline u32 how_flags(u64 how) {
     return (u32)f;
 }
 
-static __always_inline int open_exit(void *ctx, long ret, u32 call) {
+static __always_inline int open_exit_regs(void *ctx, long ret, u32 call) {
     u64 pt = bpf_get_current_pid_tgid();
     if (!ready() || is_self(pt >> 32))
         return 0;
@@ -978,10 +1015,6 @@ static __always_inline int open_exit(void *ctx, long ret, u32 call) {
     return open_done(ctx, ret, &a, pt);
 }
 
-#define OPEN_HOOKS(call, sc) \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { return open_exit(args, args->ret, call); }
-
-#else
 /* No bpf_task_pt_regs (kernel < 5.15) or not x86_64: arguments saved at sys_enter in a
  * per-thread map (read-only opens only when failed opens are recorded). */
 
@@ -995,19 +1028,19 @@ static __always_inline int open_enter(s32 dfd, const char *p, u32 flags, u32 mod
         return 0;
     struct oargs a = {.ptr = (u64)p, .dfd = dfd, .flags = flags, .mode = mode, .pad = 0};
     u32 tid = (u32)pt;
-    if (open_args.update(&tid, &a))
+    if (bpf_map_update_elem(&open_args, &tid, &a, BPF_ANY))
         count_loss(K_FILE);
     return 0;
 }
 
-static __always_inline int open_exit(void *ctx, long ret, u32 call) {
+static __always_inline int open_exit_saved(void *ctx, long ret, u32 call) {
     u64 pt = bpf_get_current_pid_tgid();
     u32 tid = (u32)pt;
-    struct oargs *p = open_args.lookup(&tid);
+    struct oargs *p = bpf_map_lookup_elem(&open_args, &tid);
     if (!p)
         return ret >= 0 ? script_open(ctx, pt >> 32, ret) : 0;
     struct oargs a = *p;
-    open_args.delete(&tid);
+    bpf_map_delete_elem(&open_args, &tid);
     if (!ready())
         return 0;
     if (ret >= 0 && !(a.flags & O_WRITEISH))
@@ -1015,47 +1048,38 @@ static __always_inline int open_exit(void *ctx, long ret, u32 call) {
     return open_done(ctx, ret, &a, pt);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_openat) {
+SYSCALL_PROBE(sys_enter_openat) {
     return open_enter(args->dfd, args->filename, args->flags, args->mode);
 }
-#ifdef HAVE_SYSCALLS_SYS_ENTER_OPENAT2
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2) {
+SYSCALL_PROBE(sys_enter_openat2) {
     u64 how[2] = {};
     bpf_probe_read_user(how, sizeof(how), args->how);
     return open_enter(args->dfd, args->filename, (u32)how[0], (u32)how[1]);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_OPEN
-TRACEPOINT_PROBE(syscalls, sys_enter_open) {
+SYSCALL_PROBE(sys_enter_open) {
     return open_enter(AT_FDCWD_, args->filename, args->flags, args->mode);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_CREAT
-TRACEPOINT_PROBE(syscalls, sys_enter_creat) {
+SYSCALL_PROBE(sys_enter_creat) {
     return open_enter(AT_FDCWD_, args->pathname, 1 | O_CREAT_ | O_TRUNC_, args->mode);
 }
-#endif
 
-#define OPEN_HOOKS(call, sc) \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { return open_exit(args, args->ret, call); }
-#endif
+#define OPEN_HOOKS(call, sc)                                                        \
+    SYSCALL_PROBE(sys_exit_##sc) {                                                  \
+        if (CFG(task_pt_regs))                                                      \
+            return open_exit_regs(args, args->ret, call);                           \
+        return open_exit_saved(args, args->ret, call);                              \
+    }
 
 OPEN_HOOKS(A_OPENAT, openat)
-#ifdef HAVE_SYSCALLS_SYS_EXIT_OPENAT2
 OPEN_HOOKS(A_OPENAT2, openat2)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_OPEN
 OPEN_HOOKS(A_OPEN, open)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_CREAT
 OPEN_HOOKS(A_CREAT, creat)
-#endif
 
-/* ---- exec of a written file. Attached by probe_files.setup: the process probe owns the
- * bcc-named program on this raw tracepoint. A raw tracepoint program cannot tail-call the
+/* ---- exec of a written file: a second program on the process probe's raw tracepoint.
+ * A raw tracepoint program cannot tail-call the
  * (tracepoint-type) stages, so it walks the path itself. --------------------------------- */
 
-int files_on_exec(struct bpf_raw_tracepoint_args *ctx) {
+RAW_TRACEPOINT_PROBE_AS(sched_process_exec, files_on_exec) {
     u64 bprm = ctx->args[2];
     u64 pt = bpf_get_current_pid_tgid();
     if (!ready() || is_self(pt >> 32))
@@ -1074,7 +1098,7 @@ int files_on_exec(struct bpf_raw_tracepoint_args *ctx) {
         e->rflags = file_path(sc, file, &e->path, task, &ino, &dev);
         e->inode = ino;
         e->dev = dev;
-        if (events.ringbuf_output(e, sizeof(*e), 0))
+        if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
             count_loss(K_WROTE_EXEC);
     }
     u64 filename = read_ptr(bprm, OFF_BPRM_FILENAME);
@@ -1089,190 +1113,138 @@ int files_on_exec(struct bpf_raw_tracepoint_args *ctx) {
     sw->n = n - 1;
     sw->left = 64;
     u32 tgid = pt >> 32;
-    script_wait.update(&tgid, sw);
+    bpf_map_update_elem(&script_wait, &tgid, sw, BPF_ANY);
     return 0;
 }
 
 /* ---- path changes --------------------------------------------------------------------- */
 
 #define EXIT_PROBE(sc) \
-    TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { return file_exit(args->ret); }
+    SYSCALL_PROBE(sys_exit_##sc) { return file_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat) {
+SYSCALL_PROBE(sys_enter_unlinkat) {
     return path_op(args, OP_UNLINK, args->dfd, args->pathname, args->flag, 0, -1, -1, 0);
 }
 EXIT_PROBE(unlinkat)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_UNLINK
-TRACEPOINT_PROBE(syscalls, sys_enter_unlink) {
+SYSCALL_PROBE(sys_enter_unlink) {
     return path_op(args, OP_UNLINK, AT_FDCWD_, args->pathname, 0, 0, -1, -1, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_UNLINK
 EXIT_PROBE(unlink)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_RMDIR
-TRACEPOINT_PROBE(syscalls, sys_enter_rmdir) {
+SYSCALL_PROBE(sys_enter_rmdir) {
     return path_op(args, OP_UNLINK, AT_FDCWD_, args->pathname, 0x200 /* AT_REMOVEDIR */, 0, -1, -1, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_RMDIR
 EXIT_PROBE(rmdir)
-#endif
 
-#ifdef HAVE_SYSCALLS_SYS_ENTER_RENAMEAT2
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat2) {
+SYSCALL_PROBE(sys_enter_renameat2) {
     return two_path_op(args, OP_RENAME, SLOT_USER, args->olddfd, args->oldname, args->newdfd, args->newname,
                        args->flags);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_RENAMEAT2
 EXIT_PROBE(renameat2)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_RENAMEAT
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat) {
+SYSCALL_PROBE(sys_enter_renameat) {
     return two_path_op(args, OP_RENAME, SLOT_USER, args->olddfd, args->oldname, args->newdfd, args->newname, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_RENAMEAT
 EXIT_PROBE(renameat)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_RENAME
-TRACEPOINT_PROBE(syscalls, sys_enter_rename) {
+SYSCALL_PROBE(sys_enter_rename) {
     return two_path_op(args, OP_RENAME, SLOT_USER, AT_FDCWD_, args->oldname, AT_FDCWD_, args->newname, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_RENAME
 EXIT_PROBE(rename)
-#endif
 
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat) {
+SYSCALL_PROBE(sys_enter_fchmodat) {
     return path_op(args, OP_CHMOD, args->dfd, args->filename, 0, args->mode, -1, -1, 0);
 }
 EXIT_PROBE(fchmodat)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_FCHMODAT2
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2) {
+SYSCALL_PROBE(sys_enter_fchmodat2) {
     return path_op(args, OP_CHMOD, args->dfd, args->filename, args->flags, args->mode, -1, -1, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_FCHMODAT2
 EXIT_PROBE(fchmodat2)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_CHMOD
-TRACEPOINT_PROBE(syscalls, sys_enter_chmod) {
+SYSCALL_PROBE(sys_enter_chmod) {
     return path_op(args, OP_CHMOD, AT_FDCWD_, args->filename, 0, args->mode, -1, -1, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_CHMOD
 EXIT_PROBE(chmod)
-#endif
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmod) {
+SYSCALL_PROBE(sys_enter_fchmod) {
     return fd_op(args, OP_CHMOD, args->fd, 0, args->mode, -1, -1, 0);
 }
 EXIT_PROBE(fchmod)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_fchownat) {
+SYSCALL_PROBE(sys_enter_fchownat) {
     return path_op(args, OP_CHOWN, args->dfd, args->filename, args->flag, 0, args->user,
                    args->group, 0);
 }
 EXIT_PROBE(fchownat)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_CHOWN
-TRACEPOINT_PROBE(syscalls, sys_enter_chown) {
+SYSCALL_PROBE(sys_enter_chown) {
     return path_op(args, OP_CHOWN, AT_FDCWD_, args->filename, 0, 0, args->user, args->group, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_CHOWN
 EXIT_PROBE(chown)
-#endif
-#ifdef HAVE_SYSCALLS_SYS_ENTER_LCHOWN
-TRACEPOINT_PROBE(syscalls, sys_enter_lchown) {
+SYSCALL_PROBE(sys_enter_lchown) {
     return path_op(args, OP_CHOWN, AT_FDCWD_, args->filename, 0x100 /* AT_SYMLINK_NOFOLLOW */, 0,
                    args->user, args->group, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_LCHOWN
 EXIT_PROBE(lchown)
-#endif
-TRACEPOINT_PROBE(syscalls, sys_enter_fchown) {
+SYSCALL_PROBE(sys_enter_fchown) {
     return fd_op(args, OP_CHOWN, args->fd, 0, 0, args->user, args->group, 0);
 }
 EXIT_PROBE(fchown)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setxattr) {
+SYSCALL_PROBE(sys_enter_setxattr) {
     return path_op(args, OP_SETXATTR, AT_FDCWD_, args->pathname, args->flags, 0, -1, -1, args->name);
 }
 EXIT_PROBE(setxattr)
-TRACEPOINT_PROBE(syscalls, sys_enter_lsetxattr) {
+SYSCALL_PROBE(sys_enter_lsetxattr) {
     return path_op(args, OP_SETXATTR, AT_FDCWD_, args->pathname, args->flags, 0, -1, -1, args->name);
 }
 EXIT_PROBE(lsetxattr)
-TRACEPOINT_PROBE(syscalls, sys_enter_fsetxattr) {
+SYSCALL_PROBE(sys_enter_fsetxattr) {
     return fd_op(args, OP_SETXATTR, args->fd, args->flags, 0, -1, -1, args->name);
 }
 EXIT_PROBE(fsetxattr)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_SETXATTRAT
-TRACEPOINT_PROBE(syscalls, sys_enter_setxattrat) {
+SYSCALL_PROBE(sys_enter_setxattrat) {
     return path_op(args, OP_SETXATTR, args->dfd, args->pathname, args->at_flags, 0, -1, -1,
                    args->name);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_SETXATTRAT
 EXIT_PROBE(setxattrat)
-#endif
-TRACEPOINT_PROBE(syscalls, sys_enter_removexattr) {
+SYSCALL_PROBE(sys_enter_removexattr) {
     return path_op(args, OP_REMOVEXATTR, AT_FDCWD_, args->pathname, 0, 0, -1, -1, args->name);
 }
 EXIT_PROBE(removexattr)
-TRACEPOINT_PROBE(syscalls, sys_enter_lremovexattr) {
+SYSCALL_PROBE(sys_enter_lremovexattr) {
     return path_op(args, OP_REMOVEXATTR, AT_FDCWD_, args->pathname, 0, 0, -1, -1, args->name);
 }
 EXIT_PROBE(lremovexattr)
-TRACEPOINT_PROBE(syscalls, sys_enter_fremovexattr) {
+SYSCALL_PROBE(sys_enter_fremovexattr) {
     return fd_op(args, OP_REMOVEXATTR, args->fd, 0, 0, -1, -1, args->name);
 }
 EXIT_PROBE(fremovexattr)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_REMOVEXATTRAT
-TRACEPOINT_PROBE(syscalls, sys_enter_removexattrat) {
+SYSCALL_PROBE(sys_enter_removexattrat) {
     return path_op(args, OP_REMOVEXATTR, args->dfd, args->pathname, args->at_flags, 0, -1, -1,
                    args->name);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_REMOVEXATTRAT
 EXIT_PROBE(removexattrat)
-#endif
 
-TRACEPOINT_PROBE(syscalls, sys_enter_truncate) {
+SYSCALL_PROBE(sys_enter_truncate) {
     return path_op(args, OP_TRUNCATE, AT_FDCWD_, args->path, 0, 0, -1, -1, 0);
 }
 EXIT_PROBE(truncate)
-TRACEPOINT_PROBE(syscalls, sys_enter_ftruncate) {
+SYSCALL_PROBE(sys_enter_ftruncate) {
     return fd_op(args, OP_TRUNCATE, args->fd, 0, 0, -1, -1, 0);
 }
 EXIT_PROBE(ftruncate)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_linkat) {
+SYSCALL_PROBE(sys_enter_linkat) {
     return two_path_op(args, OP_LINK, SLOT_USER, args->olddfd, args->oldname, args->newdfd, args->newname,
                        args->flags);
 }
 EXIT_PROBE(linkat)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_LINK
-TRACEPOINT_PROBE(syscalls, sys_enter_link) {
+SYSCALL_PROBE(sys_enter_link) {
     return two_path_op(args, OP_LINK, SLOT_USER, AT_FDCWD_, args->oldname, AT_FDCWD_, args->newname, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_LINK
 EXIT_PROBE(link)
-#endif
-TRACEPOINT_PROBE(syscalls, sys_enter_symlinkat) {
+SYSCALL_PROBE(sys_enter_symlinkat) {
     return two_path_op(args, OP_SYMLINK, SLOT_RAW, 0, args->oldname, args->newdfd,
                        args->newname, 0);
 }
 EXIT_PROBE(symlinkat)
-#ifdef HAVE_SYSCALLS_SYS_ENTER_SYMLINK
-TRACEPOINT_PROBE(syscalls, sys_enter_symlink) {
+SYSCALL_PROBE(sys_enter_symlink) {
     return two_path_op(args, OP_SYMLINK, SLOT_RAW, 0, args->oldname, AT_FDCWD_,
                        args->newname, 0);
 }
-#endif
-#ifdef HAVE_SYSCALLS_SYS_EXIT_SYMLINK
 EXIT_PROBE(symlink)
-#endif

@@ -3,8 +3,13 @@
  * processes. Arguments are kept at syscall entry (per thread), the record is sent at exit.
  *
  * Module and kexec syscalls have no tracepoints on kernels built without them; there
- * (SC_FALLBACK) their attempts are caught on raw_syscalls:sys_enter, filtered in
+ * (CFG(sc_fallback), hook raw_syscalls:sys_enter) their attempts are caught on raw_syscalls:sys_enter, filtered in
  * the kernel by syscall number (sc_watch), and sent as call "syscall" with `nr`. */
+#include "common.h"
+
+SPY_CONFIG(filter_ptrace, 0)    /* ptrace requests limited to ptrace_req_filter */
+SPY_CONFIG(filter_bpf_cmds, 0)  /* bpf commands limited to bpf_cmd_filter */
+SPY_CONFIG(kill_sigmask, ~0ULL) /* bit n-1: signal n is recorded */
 
 #define KC_INIT_MODULE     0
 #define KC_FINIT_MODULE    1
@@ -43,7 +48,7 @@ struct kern_rec {
 };
 
 BPF_PERCPU_ARRAY(kern_scratch, struct kern_rec, 1);
-BPF_TABLE("lru_hash", u32, struct kern_rec, kern_pending, 1024);
+BPF_LRU_HASH(kern_pending, u32, struct kern_rec, 1024);
 BPF_HASH(ptrace_req_filter, u32, u8, 64);
 BPF_HASH(bpf_cmd_filter, u32, u8, 64);
 
@@ -51,7 +56,7 @@ static __always_inline struct kern_rec *kbegin(u32 call) {
     u32 zero = 0;
     if (is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
-    struct kern_rec *r = kern_scratch.lookup(&zero);
+    struct kern_rec *r = bpf_map_lookup_elem(&kern_scratch, &zero);
     if (!r)
         return 0;
     fill_hdr(&r->h, K_KERNEL);
@@ -70,38 +75,37 @@ static __always_inline struct kern_rec *kbegin(u32 call) {
 
 static __always_inline int kstash(struct kern_rec *r) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    kern_pending.update(&tid, r);
+    bpf_map_update_elem(&kern_pending, &tid, r, BPF_ANY);
     return 0;
 }
 
 static __always_inline int kexit(long ret, int fallback) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct kern_rec *p = kern_pending.lookup(&tid);
+    struct kern_rec *p = bpf_map_lookup_elem(&kern_pending, &tid);
     if (!p || (p->call == KC_SYSCALL) != fallback)
         return 0;
-    struct kern_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct kern_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(K_KERNEL);
-        kern_pending.delete(&tid);
+        bpf_map_delete_elem(&kern_pending, &tid);
         return 0;
     }
     __builtin_memcpy(r, p, sizeof(*r));
     r->result = ret;
-    events.ringbuf_submit(r, 0);
-    kern_pending.delete(&tid);
+    bpf_ringbuf_submit(r, 0);
+    bpf_map_delete_elem(&kern_pending, &tid);
     return 1;
 }
 
-#define KEXIT(sc) TRACEPOINT_PROBE(syscalls, sys_exit_##sc) { kexit(args->ret, 0); return 0; }
+#define KEXIT(sc) SYSCALL_PROBE(sys_exit_##sc) { kexit(args->ret, 0); return 0; }
 
 /* ---- modules and kexec (only where the kernel has these syscalls) ---- */
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_INIT_MODULE) && defined(HAVE_SYSCALLS_SYS_EXIT_INIT_MODULE)
-TRACEPOINT_PROBE(syscalls, sys_enter_init_module) {
+SYSCALL_PROBE(sys_enter_init_module) {
     struct kern_rec *r = kbegin(KC_INIT_MODULE);
     if (!r)
         return 0;
@@ -110,10 +114,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_init_module) {
     return kstash(r);
 }
 KEXIT(init_module)
-#endif
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_FINIT_MODULE) && defined(HAVE_SYSCALLS_SYS_EXIT_FINIT_MODULE)
-TRACEPOINT_PROBE(syscalls, sys_enter_finit_module) {
+SYSCALL_PROBE(sys_enter_finit_module) {
     struct kern_rec *r = kbegin(KC_FINIT_MODULE);
     if (!r)
         return 0;
@@ -123,10 +125,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_finit_module) {
     return kstash(r);
 }
 KEXIT(finit_module)
-#endif
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_DELETE_MODULE) && defined(HAVE_SYSCALLS_SYS_EXIT_DELETE_MODULE)
-TRACEPOINT_PROBE(syscalls, sys_enter_delete_module) {
+SYSCALL_PROBE(sys_enter_delete_module) {
     struct kern_rec *r = kbegin(KC_DELETE_MODULE);
     if (!r)
         return 0;
@@ -135,10 +135,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_delete_module) {
     return kstash(r);
 }
 KEXIT(delete_module)
-#endif
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_KEXEC_LOAD) && defined(HAVE_SYSCALLS_SYS_EXIT_KEXEC_LOAD)
-TRACEPOINT_PROBE(syscalls, sys_enter_kexec_load) {
+SYSCALL_PROBE(sys_enter_kexec_load) {
     struct kern_rec *r = kbegin(KC_KEXEC_LOAD);
     if (!r)
         return 0;
@@ -146,10 +144,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_kexec_load) {
     return kstash(r);
 }
 KEXIT(kexec_load)
-#endif
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_KEXEC_FILE_LOAD) && defined(HAVE_SYSCALLS_SYS_EXIT_KEXEC_FILE_LOAD)
-TRACEPOINT_PROBE(syscalls, sys_enter_kexec_file_load) {
+SYSCALL_PROBE(sys_enter_kexec_file_load) {
     struct kern_rec *r = kbegin(KC_KEXEC_FILE_LOAD);
     if (!r)
         return 0;
@@ -158,11 +154,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_kexec_file_load) {
     return kstash(r);
 }
 KEXIT(kexec_file_load)
-#endif
 
 /* ---- fallback: raw_syscalls filtered by number ---- */
 
-#ifdef SC_FALLBACK
 /* Only syscalls this kernel does not implement are watched here (their tracepoints are
  * missing because the calls are not built in), so every attempt fails with ENOSYS: the
  * record is sent at entry with that result, and no sys_exit program is needed. One array
@@ -174,7 +168,7 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
     if (id >= 512)
         return 0;
     u32 idx = id;
-    u8 *w = sc_watch.lookup(&idx);
+    u8 *w = bpf_map_lookup_elem(&sc_watch, &idx);
     if (!w || !*w)
         return 0;
     struct kern_rec *r = kbegin(KC_SYSCALL);
@@ -182,21 +176,19 @@ RAW_TRACEPOINT_PROBE(sys_enter) {
         return 0;
     r->nr = idx;
     r->result = -38; /* -ENOSYS */
-#ifdef OFF_PT_REGS_ARG0
-    r->flags = read_ptr(ctx->args[0], OFF_PT_REGS_ARG0);
-#endif
-    if (events.ringbuf_output(r, sizeof(*r), 0)) {
+    if (KFIELD_EXISTS(pt_regs, di))
+        r->flags = read_ptr(ctx->args[0], KOFF(pt_regs, di));
+    if (bpf_ringbuf_output(&events, r, sizeof(*r), 0)) {
         count_event(C_RETRIES);
-        if (events.ringbuf_output(r, sizeof(*r), 0))
+        if (bpf_ringbuf_output(&events, r, sizeof(*r), 0))
             count_loss(K_KERNEL);
     }
     return 0;
 }
-#endif
 
 /* ---- mounts ---- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_mount) {
+SYSCALL_PROBE(sys_enter_mount) {
     struct kern_rec *r = kbegin(KC_MOUNT);
     if (!r)
         return 0;
@@ -208,7 +200,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mount) {
 }
 KEXIT(mount)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_umount) {
+SYSCALL_PROBE(sys_enter_umount) {
     struct kern_rec *r = kbegin(KC_UMOUNT);
     if (!r)
         return 0;
@@ -218,8 +210,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_umount) {
 }
 KEXIT(umount)
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_MOVE_MOUNT) && defined(HAVE_SYSCALLS_SYS_EXIT_MOVE_MOUNT)
-TRACEPOINT_PROBE(syscalls, sys_enter_move_mount) {
+SYSCALL_PROBE(sys_enter_move_mount) {
     struct kern_rec *r = kbegin(KC_MOVE_MOUNT);
     if (!r)
         return 0;
@@ -229,16 +220,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_move_mount) {
     return kstash(r);
 }
 KEXIT(move_mount)
-#endif
 
 /* ---- ptrace, memfd_create, bpf ---- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_ptrace) {
-#ifdef FILTER_PTRACE
+SYSCALL_PROBE(sys_enter_ptrace) {
     u32 req = args->request;
-    if (!ptrace_req_filter.lookup(&req))
+    if (CFG(filter_ptrace) && !bpf_map_lookup_elem(&ptrace_req_filter, &req))
         return 0;
-#endif
     struct kern_rec *r = kbegin(KC_PTRACE);
     if (!r)
         return 0;
@@ -248,7 +236,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_ptrace) {
 }
 KEXIT(ptrace)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create) {
+SYSCALL_PROBE(sys_enter_memfd_create) {
     struct kern_rec *r = kbegin(KC_MEMFD_CREATE);
     if (!r)
         return 0;
@@ -258,12 +246,10 @@ TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create) {
 }
 KEXIT(memfd_create)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_bpf) {
+SYSCALL_PROBE(sys_enter_bpf) {
     u32 cmd = args->cmd;
-#ifdef FILTER_BPF_CMDS
-    if (!bpf_cmd_filter.lookup(&cmd))
+    if (CFG(filter_bpf_cmds) && !bpf_map_lookup_elem(&bpf_cmd_filter, &cmd))
         return 0;
-#endif
     struct kern_rec *r = kbegin(KC_BPF);
     if (!r)
         return 0;
@@ -280,7 +266,7 @@ KEXIT(bpf)
 
 /* ---- time: only calls that would change the clock ---- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_settimeofday) {
+SYSCALL_PROBE(sys_enter_settimeofday) {
     if (!args->tv && !args->tz)
         return 0;
     struct kern_rec *r = kbegin(KC_SETTIMEOFDAY);
@@ -292,7 +278,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_settimeofday) {
 }
 KEXIT(settimeofday)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clock_settime) {
+SYSCALL_PROBE(sys_enter_clock_settime) {
     struct kern_rec *r = kbegin(KC_CLOCK_SETTIME);
     if (!r)
         return 0;
@@ -315,12 +301,12 @@ static __always_inline int adj_enter(u32 call, u32 clock, const void *tx) {
     return kstash(r);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_adjtimex) {
+SYSCALL_PROBE(sys_enter_adjtimex) {
     return adj_enter(KC_ADJTIMEX, 0, args->txc_p);
 }
 KEXIT(adjtimex)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clock_adjtime) {
+SYSCALL_PROBE(sys_enter_clock_adjtime) {
     return adj_enter(KC_CLOCK_ADJTIME, args->which_clock, args->utx);
 }
 KEXIT(clock_adjtime)
@@ -343,12 +329,12 @@ static __always_inline int name_enter(u32 call, const char *name, int len) {
     return kstash(r);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sethostname) {
+SYSCALL_PROBE(sys_enter_sethostname) {
     return name_enter(KC_SETHOSTNAME, args->name, args->len);
 }
 KEXIT(sethostname)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_setdomainname) {
+SYSCALL_PROBE(sys_enter_setdomainname) {
     return name_enter(KC_SETDOMAINNAME, args->name, args->len);
 }
 KEXIT(setdomainname)
@@ -361,7 +347,7 @@ static __always_inline int kill_enter(u32 call, s32 target, s32 sig) {
         return 0;
     if (target == (s32)(pt >> 32) || target == (s32)(u32)pt)
         return 0;
-    if (!((KILL_SIGMASK >> (sig - 1)) & 1))
+    if (!((CFG(kill_sigmask) >> (sig - 1)) & 1))
         return 0;
     struct kern_rec *r = kbegin(call);
     if (!r)
@@ -371,17 +357,17 @@ static __always_inline int kill_enter(u32 call, s32 target, s32 sig) {
     return kstash(r);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_kill) {
+SYSCALL_PROBE(sys_enter_kill) {
     return kill_enter(KC_KILL, args->pid, args->sig);
 }
 KEXIT(kill)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_tkill) {
+SYSCALL_PROBE(sys_enter_tkill) {
     return kill_enter(KC_TKILL, args->pid, args->sig);
 }
 KEXIT(tkill)
 
-TRACEPOINT_PROBE(syscalls, sys_enter_tgkill) {
+SYSCALL_PROBE(sys_enter_tgkill) {
     return kill_enter(KC_TGKILL, args->tgid, args->sig);
 }
 KEXIT(tgkill)

@@ -2,8 +2,33 @@
  * bind (TCP/UDP), UDP destinations (sendto/sendmsg/sendmmsg with an address, connect on a
  * UDP socket), Unix-socket connects (path from the sockaddr_un).
  *
- * UDP repeats (same process, same destination within UDP_REPEAT_NS) are folded in the
+ * UDP repeats (same process, same destination within CFG(udp_repeat_ns)) are folded in the
  * kernel and counted (C_UDP_REPEATS); capture.udp_ports limits UDP to some ports. */
+#include "common.h"
+
+SPY_CONFIG(udp_repeat_ns, 1000000000ULL) /* capture.udp_repeat_seconds */
+SPY_CONFIG(filter_udp_ports, 0)          /* capture.udp_ports is not empty */
+
+
+/* Kernel struct fields (CO-RE relocated; see probes/compat.h). */
+#define OFF_TASK_FILES KOFF(task_struct, files)
+#define OFF_FILES_FDT KOFF(files_struct, fdt)
+#define OFF_FDT_FD KOFF(fdtable, fd)
+#define OFF_FDT_MAX_FDS KOFF(fdtable, max_fds)
+#define OFF_FILE_PRIVATE_DATA KOFF(file, private_data)
+#define OFF_SOCKET_SK KOFF(socket, sk)
+#define OFF_SOCKET_TYPE KOFF(socket, type)
+#define OFF_SOCK_SK_ERR KOFF(sock, sk_err)
+#define OFF_SKC_FAMILY KOFF(sock_common, skc_family)
+#define OFF_SKC_NUM KOFF(sock_common, skc_num)
+#define OFF_SKC_DPORT KOFF(sock_common, skc_dport)
+#define OFF_SKC_DADDR KOFF(sock_common, skc_daddr)
+#define OFF_SKC_RCV_SADDR KOFF(sock_common, skc_rcv_saddr)
+#define OFF_SKC_V6_DADDR KOFF(sock_common, skc_v6_daddr)
+#define OFF_SKC_V6_RCV_SADDR KOFF(sock_common, skc_v6_rcv_saddr)
+#define OFF_SKC_NET KOFF(sock_common, skc_net)
+#define OFF_NET_NS_INUM KOFF(net, ns.inum)
+
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
@@ -52,7 +77,7 @@ static __always_inline u16 socket_type(u64 sock) {
 
 /* Who started a connect: the SYN_SENT transition runs in the caller's context,
  * the outcome later in softirq, so the caller is remembered by socket address. */
-BPF_TABLE("lru_hash", u64, struct hdr, connecting, 16384);
+BPF_LRU_HASH(connecting, u64, struct hdr, 16384);
 
 static __always_inline void copy_addrs(struct conn_rec *r, u16 family,
                                        const u8 *s4, const u8 *d4,
@@ -76,21 +101,21 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         if (is_self(bpf_get_current_pid_tgid() >> 32))
             return 0;
         fill_hdr(&h, K_CONNECT);
-        connecting.update(&sk, &h);
+        bpf_map_update_elem(&connecting, &sk, &h, BPF_ANY);
         return 0;
     }
     if (o == TCP_SYN_SENT) {
-        struct hdr *h = connecting.lookup(&sk);
+        struct hdr *h = bpf_map_lookup_elem(&connecting, &sk);
         if (!h)
             return 0;
-        struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
+        struct conn_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
         if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
             count_event(C_RETRIES);
-            r = events.ringbuf_reserve(sizeof(*r));
+            r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
         }
         if (!r) {
             count_loss(K_CONNECT);
-            connecting.delete(&sk);
+            bpf_map_delete_elem(&connecting, &sk);
             return 0;
         }
         __builtin_memcpy(&r->h, h, sizeof(r->h));
@@ -109,17 +134,17 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         __builtin_memset(r->laddr, 0, 16);
         __builtin_memset(r->raddr, 0, 16);
         copy_addrs(r, args->family, args->saddr, args->daddr, args->saddr_v6, args->daddr_v6);
-        events.ringbuf_submit(r, 0);
-        connecting.delete(&sk);
+        bpf_ringbuf_submit(r, 0);
+        bpf_map_delete_elem(&connecting, &sk);
         return 0;
     }
     if (n == TCP_LISTEN) {
         if (is_self(bpf_get_current_pid_tgid() >> 32))
             return 0;
-        struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
+        struct conn_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
         if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
             count_event(C_RETRIES);
-            r = events.ringbuf_reserve(sizeof(*r));
+            r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
         }
         if (!r) {
             count_loss(K_LISTEN);
@@ -135,7 +160,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         __builtin_memset(r->laddr, 0, 16);
         __builtin_memset(r->raddr, 0, 16);
         copy_addrs(r, args->family, args->saddr, args->daddr, args->saddr_v6, args->daddr_v6);
-        events.ringbuf_submit(r, 0);
+        bpf_ringbuf_submit(r, 0);
     }
     return 0;
 }
@@ -154,10 +179,10 @@ static __always_inline int on_accept_exit(long ret) {
     bpf_probe_read_kernel(&family, sizeof(family), (void *)(sk + OFF_SKC_FAMILY));
     if (family != AF_INET_ && family != AF_INET6_)
         return 0;
-    struct conn_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct conn_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(K_ACCEPT);
@@ -182,15 +207,15 @@ static __always_inline int on_accept_exit(long ret) {
         bpf_probe_read_kernel(r->laddr, 16, (void *)(sk + OFF_SKC_V6_RCV_SADDR));
         bpf_probe_read_kernel(r->raddr, 16, (void *)(sk + OFF_SKC_V6_DADDR));
     }
-    events.ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, 0);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_accept) {
+SYSCALL_PROBE(sys_exit_accept) {
     return on_accept_exit(args->ret);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_accept4) {
+SYSCALL_PROBE(sys_exit_accept4) {
     return on_accept_exit(args->ret);
 }
 
@@ -216,8 +241,8 @@ struct unix_rec {
     char path[128];        /* sun_path is 108 bytes; the rest keeps the verifier's bound */
 };
 
-BPF_TABLE("lru_hash", u32, struct addr_rec, addr_pending, 4096);
-BPF_TABLE("lru_hash", u32, struct unix_rec, unix_pending, 1024);
+BPF_LRU_HASH(addr_pending, u32, struct addr_rec, 4096);
+BPF_LRU_HASH(unix_pending, u32, struct unix_rec, 1024);
 BPF_PERCPU_ARRAY(unix_scratch, struct unix_rec, 1);
 
 struct udp_key {
@@ -226,7 +251,7 @@ struct udp_key {
     u16 family;
     u8 addr[16];
 };
-BPF_TABLE("lru_hash", struct udp_key, u64, udp_seen, 8192);
+BPF_LRU_HASH(udp_seen, struct udp_key, u64, 8192);
 BPF_HASH(udp_port_filter, u16, u8, 256);
 
 /* sockaddr_in / sockaddr_in6 from user memory: family, port (host order), address. */
@@ -251,30 +276,28 @@ static __always_inline void net_stash(struct addr_rec *r, u32 kind) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     fill_hdr(&r->h, kind);
     r->result = 0;
-    addr_pending.update(&tid, r);
+    bpf_map_update_elem(&addr_pending, &tid, r, BPF_ANY);
 }
 
 /* A UDP destination worth sending: port filter, then repeats folded per process. */
 static __always_inline int udp_wanted(struct addr_rec *r) {
-#ifdef FILTER_UDP_PORTS
     u16 port = r->port;
-    if (!udp_port_filter.lookup(&port))
+    if (CFG(filter_udp_ports) && !bpf_map_lookup_elem(&udp_port_filter, &port))
         return 0;
-#endif
-#if UDP_REPEAT_NS
+    if (CFG(udp_repeat_ns)) {
     struct udp_key k = {};
     k.tgid = bpf_get_current_pid_tgid() >> 32;
     k.port = r->port;
     k.family = r->family;
     __builtin_memcpy(k.addr, r->addr, 16);
     u64 now = bpf_ktime_get_boot_ns();
-    u64 *last = udp_seen.lookup(&k);
-    if (last && now - *last < UDP_REPEAT_NS) {
+    u64 *last = bpf_map_lookup_elem(&udp_seen, &k);
+    if (last && now - *last < CFG(udp_repeat_ns)) {
         count_event(C_UDP_REPEATS);
         return 0;
     }
-    udp_seen.update(&k, &now);
-#endif
+    bpf_map_update_elem(&udp_seen, &k, &now, BPF_ANY);
+    }
     return 1;
 }
 
@@ -298,17 +321,17 @@ static __always_inline int udp_enter(u64 fd, const void *uaddr, u16 call) {
 
 static __always_inline int addr_exit(long ret) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct addr_rec *p = addr_pending.lookup(&tid);
+    struct addr_rec *p = bpf_map_lookup_elem(&addr_pending, &tid);
     if (!p)
         return 0;
-    struct addr_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct addr_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(p->h.kind);
-        addr_pending.delete(&tid);
+        bpf_map_delete_elem(&addr_pending, &tid);
         return 0;
     }
     __builtin_memcpy(r, p, sizeof(*r));
@@ -319,12 +342,12 @@ static __always_inline int addr_exit(long ret) {
         r->port = port;
     }
     r->sk = 0;
-    events.ringbuf_submit(r, 0);
-    addr_pending.delete(&tid);
+    bpf_ringbuf_submit(r, 0);
+    bpf_map_delete_elem(&addr_pending, &tid);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_bind) {
+SYSCALL_PROBE(sys_enter_bind) {
     if (is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
     struct addr_rec r = {};
@@ -341,15 +364,15 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bind) {
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_bind) {
+SYSCALL_PROBE(sys_exit_bind) {
     return addr_exit(args->ret);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto) {
+SYSCALL_PROBE(sys_enter_sendto) {
     return udp_enter(args->fd, args->addr, 0);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_sendto) {
+SYSCALL_PROBE(sys_exit_sendto) {
     return addr_exit(args->ret);
 }
 
@@ -361,25 +384,23 @@ static __always_inline int msg_enter(u64 fd, const void *msg, u16 call) {
     return udp_enter(fd, name, call);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg) {
+SYSCALL_PROBE(sys_enter_sendmsg) {
     return msg_enter(args->fd, args->msg, 1);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg) {
+SYSCALL_PROBE(sys_exit_sendmsg) {
     return addr_exit(args->ret);
 }
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_SENDMMSG) && defined(HAVE_SYSCALLS_SYS_EXIT_SENDMMSG)
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg) {
+SYSCALL_PROBE(sys_enter_sendmmsg) {
     return msg_enter(args->fd, args->mmsg, 3); /* the first message's destination */
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmmsg) {
+SYSCALL_PROBE(sys_exit_sendmmsg) {
     return addr_exit(args->ret);
 }
-#endif
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
+SYSCALL_PROBE(sys_enter_connect) {
     const void *ua = args->uservaddr;
     u16 fam = 0;
     if (!ua || bpf_probe_read_user(&fam, 2, ua))
@@ -388,7 +409,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
         if (is_self(bpf_get_current_pid_tgid() >> 32))
             return 0;
         u32 zero = 0, tid = (u32)bpf_get_current_pid_tgid();
-        struct unix_rec *r = unix_scratch.lookup(&zero);
+        struct unix_rec *r = bpf_map_lookup_elem(&unix_scratch, &zero);
         if (!r)
             return 0;
         long alen = args->addrlen;
@@ -396,11 +417,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
             return 0;
         u32 len = alen - 2 > UNIX_PATH ? UNIX_PATH : (u32)(alen - 2);
         __builtin_memset(r->path, 0, sizeof(r->path));
+        asm volatile("" : "+r"(len)); /* keep the mask: the verifier needs the bound */
         bpf_probe_read_user(r->path, len & 127, (u8 *)ua + 2);
         r->len = len;
         fill_hdr(&r->h, K_UNIX_CONNECT);
         r->result = 0;
-        unix_pending.update(&tid, r);
+        bpf_map_update_elem(&unix_pending, &tid, r, BPF_ANY);
         return 0;
     }
     if (fam == AF_INET_ || fam == AF_INET6_)
@@ -408,24 +430,24 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect) {
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_connect) {
+SYSCALL_PROBE(sys_exit_connect) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct unix_rec *p = unix_pending.lookup(&tid);
+    struct unix_rec *p = bpf_map_lookup_elem(&unix_pending, &tid);
     if (!p)
         return addr_exit(args->ret);
-    struct unix_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct unix_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(K_UNIX_CONNECT);
-        unix_pending.delete(&tid);
+        bpf_map_delete_elem(&unix_pending, &tid);
         return 0;
     }
     __builtin_memcpy(r, p, sizeof(*r));
     r->result = args->ret;
-    events.ringbuf_submit(r, 0);
-    unix_pending.delete(&tid);
+    bpf_ringbuf_submit(r, 0);
+    bpf_map_delete_elem(&unix_pending, &tid);
     return 0;
 }

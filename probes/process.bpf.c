@@ -1,44 +1,73 @@
 /* Process lifecycle: fork/clone (process or thread, with clone flags), exec (filename, argv,
  * cwd, script interpreter, euid after exec, loginuid/sessionid, execveat), exit (status).
  *
- * Every kernel struct field comes at a BTF offset (OFF_*). Hooks wrapped in #ifdef HAVE_*
- * are optional: the probe runs without them on kernels that lack them. */
+ * Every kernel struct field comes at a BTF offset (OFF_* = KOFF()). Optional hooks
+ * (clone3, execveat, ...) are marked in spyderd/capture/probe_process.py. */
+#include "common.h"
+
+/* Compile-time bounds (bcc sets them from capture.max_args / capture.arg_bytes); the
+ * CO-RE object is built with these maxima and limited at run time by CFG(). */
+#ifndef MAX_ARGS
+#define MAX_ARGS 64
+#endif
+#ifndef ARGBUF
+#define ARGBUF 4096            /* power of two */
+#endif
+SPY_CONFIG(max_args, 32)       /* capture.max_args (<= MAX_ARGS) */
+SPY_CONFIG(arg_bytes, 2048)    /* capture.arg_bytes, power of two (<= ARGBUF) */
+SPY_CONFIG(capture_threads, 0) /* capture.threads */
+
+/* Kernel struct fields (CO-RE relocated; see probes/compat.h). */
+#define OFF_TASK_PID KOFF(task_struct, pid)
+#define OFF_TASK_TGID KOFF(task_struct, tgid)
+#define OFF_TASK_START_BOOTTIME KOFF(task_struct, start_boottime)
+#define OFF_TASK_REAL_PARENT KOFF(task_struct, real_parent)
+#define OFF_TASK_EXIT_CODE KOFF(task_struct, exit_code)
+#define OFF_TASK_CRED KOFF(task_struct, cred)
+#define OFF_CRED_EUID KOFF(cred, euid)
+#define OFF_TASK_FS KOFF(task_struct, fs)
+#define OFF_FS_PWD KOFF(fs_struct, pwd)
+#define OFF_FS_ROOT KOFF(fs_struct, root)
+#define OFF_PATH_DENTRY KOFF(path, dentry)
+#define OFF_PATH_MNT KOFF(path, mnt)
+#define OFF_DENTRY_D_PARENT KOFF(dentry, d_parent)
+#define OFF_DENTRY_D_NAME KOFF(dentry, d_name)
+#define OFF_QSTR_NAME KOFF(qstr, name)
+#define OFF_MOUNT_MNT KOFF(mount, mnt)
+#define OFF_MOUNT_MNT_PARENT KOFF(mount, mnt_parent)
+#define OFF_MOUNT_MNT_MOUNTPOINT KOFF(mount, mnt_mountpoint)
+#define OFF_VFSMOUNT_MNT_ROOT KOFF(vfsmount, mnt_root)
+#define OFF_BPRM_FILENAME KOFF(linux_binprm, filename)
+#define OFF_BPRM_INTERP KOFF(linux_binprm, interp)
+
 
 /* ---- clone flags: remembered at syscall entry (per thread), consumed at the fork ---- */
 
-BPF_TABLE("lru_hash", u32, u64, clone_flags_of, 4096);
+BPF_LRU_HASH(clone_flags_of, u32, u64, 4096);
 
 static __always_inline int remember_flags(u64 flags) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    clone_flags_of.update(&tid, &flags);
+    bpf_map_update_elem(&clone_flags_of, &tid, &flags, BPF_ANY);
     return 0;
 }
 
-#ifdef HAVE_SYSCALLS_SYS_ENTER_CLONE
-TRACEPOINT_PROBE(syscalls, sys_enter_clone) {
+SYSCALL_PROBE(sys_enter_clone) {
     return remember_flags((u64)args->clone_flags);
 }
-#endif
 
-#ifdef HAVE_SYSCALLS_SYS_ENTER_CLONE3
-TRACEPOINT_PROBE(syscalls, sys_enter_clone3) {
+SYSCALL_PROBE(sys_enter_clone3) {
     u64 flags = 0; /* struct clone_args starts with u64 flags */
     bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
     return remember_flags(flags);
 }
-#endif
 
-#ifdef HAVE_SYSCALLS_SYS_ENTER_FORK
-TRACEPOINT_PROBE(syscalls, sys_enter_fork) {
+SYSCALL_PROBE(sys_enter_fork) {
     return remember_flags(17 /* SIGCHLD */);
 }
-#endif
 
-#ifdef HAVE_SYSCALLS_SYS_ENTER_VFORK
-TRACEPOINT_PROBE(syscalls, sys_enter_vfork) {
+SYSCALL_PROBE(sys_enter_vfork) {
     return remember_flags(0x4000 | 0x100 | 17 /* CLONE_VFORK | CLONE_VM | SIGCHLD */);
 }
-#endif
 
 struct fork_rec {
     struct hdr h;
@@ -57,25 +86,24 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     u32 cpid = read_u32(child, OFF_TASK_PID);
     u32 tid = (u32)bpf_get_current_pid_tgid();
     u64 flags = 0;
-    u64 *fl = clone_flags_of.lookup(&tid);
+    u64 *fl = bpf_map_lookup_elem(&clone_flags_of, &tid);
     if (fl) {
         flags = *fl;
-        clone_flags_of.delete(&tid);
+        bpf_map_delete_elem(&clone_flags_of, &tid);
     }
     u32 thread = ctgid != cpid;
     if (thread) {
         count_event(C_THREADS); /* counted even when not sent */
-#if !CAPTURE_THREADS
-        return 0;
-#endif
+        if (!CFG(capture_threads))
+            return 0;
     }
     u32 ptgid = read_u32(parent, OFF_TASK_TGID);
     if (is_self(ptgid))
         return 0;
-    struct fork_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct fork_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(K_FORK);
@@ -88,7 +116,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
     r->thread = thread;
     r->clone_flags = flags;
     r->child_start = read_ptr(child, OFF_TASK_START_BOOTTIME);
-    events.ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, 0);
     return 0;
 }
 
@@ -120,13 +148,13 @@ struct exec_rec {
 };
 
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_rec, 1);
-BPF_TABLE("lru_hash", u32, struct exec_rec, exec_pending, 1024);
+BPF_LRU_HASH(exec_pending, u32, struct exec_rec, 1024);
 
 static __always_inline int save_argv(const char *const *argv, u32 at) {
     u32 zero = 0, tid = (u32)bpf_get_current_pid_tgid();
     if (is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
-    struct exec_rec *r = exec_scratch.lookup(&zero);
+    struct exec_rec *r = bpf_map_lookup_elem(&exec_scratch, &zero);
     if (!r)
         return 0;
     r->argc = 0;
@@ -134,56 +162,59 @@ static __always_inline int save_argv(const char *const *argv, u32 at) {
     r->truncated = 0;
     r->execveat = at;
     u32 off = 0;
+    u32 nargs = CFG(max_args) < MAX_ARGS ? CFG(max_args) : MAX_ARGS;
+    u32 limit = CFG(arg_bytes) < ARGBUF ? CFG(arg_bytes) : ARGBUF;
 #pragma unroll
     for (int i = 0; i < MAX_ARGS; i++) {
+        if (i >= nargs)
+            goto last;
         const char *p = NULL;
         if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) || !p)
             goto done;
-        if (off >= ARGBUF) {
+        if (off >= limit) {
             r->truncated |= TRUNC_ARGS;
             goto done;
         }
-        int n = bpf_probe_read_user_str(&r->args[off & ARGBUF_MASK], ARGBUF, p);
+        int n = bpf_probe_read_user_str(&r->args[off & ARGBUF_MASK], limit, p);
         if (n <= 0)
             goto done;
-        if (n >= ARGBUF)
+        if (n >= limit)
             r->truncated |= TRUNC_ARGS;
         off += n;
         r->argc++;
     }
+last:
     {
         const char *p = NULL;
-        bpf_probe_read_user(&p, sizeof(p), &argv[MAX_ARGS]);
+        bpf_probe_read_user(&p, sizeof(p), &argv[nargs]);
         if (p)
             r->truncated |= TRUNC_ARGS;
     }
 done:
     r->args_len = off;
-    exec_pending.update(&tid, r);
+    bpf_map_update_elem(&exec_pending, &tid, r, BPF_ANY);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve) {
+SYSCALL_PROBE(sys_enter_execve) {
     return save_argv((const char *const *)args->argv, 0);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execve) {
+SYSCALL_PROBE(sys_exit_execve) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    exec_pending.delete(&tid);
+    bpf_map_delete_elem(&exec_pending, &tid);
     return 0;
 }
 
-#if defined(HAVE_SYSCALLS_SYS_ENTER_EXECVEAT) && defined(HAVE_SYSCALLS_SYS_EXIT_EXECVEAT)
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat) {
+SYSCALL_PROBE(sys_enter_execveat) {
     return save_argv((const char *const *)args->argv, 1);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat) {
+SYSCALL_PROBE(sys_exit_execveat) {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    exec_pending.delete(&tid);
+    bpf_map_delete_elem(&exec_pending, &tid);
     return 0;
 }
-#endif
 
 /* The working directory as the process sees it: dentry names from task->fs->pwd up to
  * task->fs->root, crossing mounts through mount->mnt_mountpoint, leaf first. */
@@ -235,9 +266,9 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     u64 bprm = ctx->args[2];
     if (is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
-    struct exec_rec *r = exec_pending.lookup(&old);
+    struct exec_rec *r = bpf_map_lookup_elem(&exec_pending, &old);
     if (!r) {
-        r = exec_scratch.lookup(&zero);
+        r = bpf_map_lookup_elem(&exec_scratch, &zero);
         if (!r)
             return 0;
         r->argc = 0;
@@ -249,13 +280,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     r->start = read_ptr(task, OFF_TASK_START_BOOTTIME);
     r->ppid = read_u32(read_ptr(task, OFF_TASK_REAL_PARENT), OFF_TASK_TGID);
     r->euid = read_u32(read_ptr(task, OFF_TASK_CRED), OFF_CRED_EUID);
-#ifdef OFF_TASK_LOGINUID
-    r->loginuid = read_u32(task, OFF_TASK_LOGINUID);
-    r->sessionid = read_u32(task, OFF_TASK_SESSIONID);
-#else
-    r->loginuid = 0xffffffff;
+    r->loginuid = 0xffffffff; /* kernels without CONFIG_AUDIT have neither field */
     r->sessionid = 0xffffffff;
-#endif
+    if (KFIELD_EXISTS(task_struct, loginuid))
+        r->loginuid = read_u32(task, KOFF(task_struct, loginuid));
+    if (KFIELD_EXISTS(task_struct, sessionid))
+        r->sessionid = read_u32(task, KOFF(task_struct, sessionid));
     u64 fname = read_ptr(bprm, OFF_BPRM_FILENAME);
     u64 interp = read_ptr(bprm, OFF_BPRM_INTERP);
     bpf_probe_read_kernel_str(r->filename, sizeof(r->filename), (void *)fname);
@@ -267,12 +297,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     u32 size = offsetof(struct exec_rec, args) + (r->args_len & (ARGBUF * 2 - 1));
     if (size > sizeof(struct exec_rec))
         size = sizeof(struct exec_rec);
-    if (events.ringbuf_output(r, size, 0)) { /* retried once, as reservations are */
+    if (bpf_ringbuf_output(&events, r, size, 0)) { /* retried once, as reservations are */
         count_event(C_RETRIES);
-        if (events.ringbuf_output(r, size, 0))
+        if (bpf_ringbuf_output(&events, r, size, 0))
             count_loss(K_EXEC);
     }
-    exec_pending.delete(&old);
+    bpf_map_delete_elem(&exec_pending, &old);
     return 0;
 }
 
@@ -284,21 +314,32 @@ struct exit_rec {
     u32 pad;
 };
 
+/* Whether the exiting task is the last of its thread group: the tracepoint's group_dead
+ * (6.x) where it has one, else "the thread group leader exits". */
+#ifdef SPYDER_BCC
+#ifdef HAVE_GROUP_DEAD
+#define group_dead(args, pt) ((args)->group_dead)
+#else
+#define group_dead(args, pt) ((u32)(pt) == ((pt) >> 32))
+#endif
+#else
+static __always_inline int group_dead(void *args, u64 pt) {
+    if (bpf_core_field_exists(struct trace_event_raw_sched_process_exit, group_dead))
+        return ((struct trace_event_raw_sched_process_exit *)args)->group_dead;
+    return (u32)pt == (pt >> 32);
+}
+#endif
+
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 pt = bpf_get_current_pid_tgid();
-#ifdef HAVE_GROUP_DEAD
-    if (!args->group_dead)
+    if (!group_dead(args, pt))
         return 0;
-#else
-    if ((u32)pt != (pt >> 32))
-        return 0;
-#endif
     if (is_self(pt >> 32))
         return 0;
-    struct exit_rec *r = events.ringbuf_reserve(sizeof(*r));
+    struct exit_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
         count_event(C_RETRIES);
-        r = events.ringbuf_reserve(sizeof(*r));
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     }
     if (!r) {
         count_loss(K_EXIT);
@@ -307,6 +348,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     fill_hdr(&r->h, K_EXIT);
     r->exit_code = read_u32(bpf_get_current_task(), OFF_TASK_EXIT_CODE);
     r->pad = 0;
-    events.ringbuf_submit(r, 0);
+    bpf_ringbuf_submit(r, 0);
     return 0;
 }

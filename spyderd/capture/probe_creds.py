@@ -73,9 +73,5 @@ register(Probe(
     attach=_hooks(),
     decoders={K_CRED: ("cred", decode_cred), K_SETSID: ("setsid", decode_setsid),
               K_PRCTL: ("prctl", decode_prctl)},
-    offsets={
-        "OFF_TASK_CRED": ("task_struct", "cred"),
-        "OFF_CRED_EUID": ("cred", "euid"),
-    },
     selftest=selftest,
 ))

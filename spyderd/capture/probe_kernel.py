@@ -29,7 +29,7 @@ import struct
 from typing import Any
 
 from spyderd.capture.records import HDR, K_KERNEL, fallback_syscalls
-from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
+from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import KernelEvent
 
 _REC = struct.Struct("<" + HDR.format.lstrip("<") + "IiiIQiI256s256s32s")
@@ -42,6 +42,9 @@ FALLBACK_CALLS = ("init_module", "finit_module", "delete_module", "kexec_load",
 OTHER_CALLS = ("mount", "umount", "move_mount", "ptrace", "memfd_create", "bpf",
                "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "sethostname",
                "setdomainname", "kill", "tkill", "tgkill")
+# Hooks some kernels lack (built without modules/kexec; move_mount before 5.2).
+OPTIONAL = frozenset(FALLBACK_CALLS + ("move_mount",))
+SC_HOOK = "raw_syscalls:sys_enter"  # attached only for missing FALLBACK_CALLS
 # Requests that attach to or write into another process (audit.rules' ptrace keys).
 DEFAULT_PTRACE = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206]
 
@@ -76,27 +79,26 @@ def _int_list(options: dict[str, Any], key: str, default: list[int]) -> list[int
     return [int(x) for x in (default if value is None else value)]
 
 
-def configure(options: dict[str, Any], missing: frozenset[str]) -> tuple[list[str], str]:
-    flags: list[str] = []
+def configure(options: dict[str, Any], missing: frozenset[str]) -> Settings:
     note = ""
     watched = [c for c in _missing_fallback(missing) if c in fallback_syscalls()]
     if not options.get("syscall_fallback", True):
         watched = []
     if watched:
-        flags.append("-DSC_FALLBACK=1")
         note = "attempts seen through raw_syscalls"
         if len(watched) < len(_missing_fallback(missing)):
             note = ", ".join(f"{c}()" for c in watched) + " " + note
-    if _int_list(options, "ptrace_requests", DEFAULT_PTRACE):
-        flags.append("-DFILTER_PTRACE=1")
-    if _int_list(options, "bpf_cmds", [5]):
-        flags.append("-DFILTER_BPF_CMDS=1")
     mask = 0
     for sig in _int_list(options, "kill_signals", []) or range(1, 65):
         if 1 <= sig <= 64:
             mask |= 1 << (sig - 1)
-    flags.append(f"-DKILL_SIGMASK={mask}ULL")
-    return flags, note
+    values = {
+        "filter_ptrace": 1 if _int_list(options, "ptrace_requests", DEFAULT_PTRACE) else 0,
+        "filter_bpf_cmds": 1 if _int_list(options, "bpf_cmds", [5]) else 0,
+        "kill_sigmask": mask,
+    }
+    skip = frozenset() if watched else frozenset({SC_HOOK})
+    return Settings(values, skip, note)
 
 
 def maps(options: dict[str, Any], missing: frozenset[str]) -> dict[str, dict[Any, int]]:
@@ -116,9 +118,9 @@ def selftest() -> None:
 
 
 def _hooks() -> tuple[AttachPoint, ...]:
-    return tuple(AttachPoint("tracepoint", f"syscalls:sys_{d}_{c}")
+    return tuple(AttachPoint("tracepoint", f"syscalls:sys_{d}_{c}", optional=c in OPTIONAL)
                  for c in FALLBACK_CALLS + OTHER_CALLS for d in ("enter", "exit")) + (
-        AttachPoint("raw_tracepoint", "raw_syscalls:sys_enter"),
+        AttachPoint("raw_tracepoint", SC_HOOK, optional=True),
     )
 
 
@@ -127,7 +129,6 @@ register(Probe(
     source="kernel.bpf.c",
     attach=_hooks(),
     decoders={K_KERNEL: ("kernel", decode_kernel)},
-    optional_offsets={"OFF_PT_REGS_ARG0": ("pt_regs", "di")},
     configure=configure,
     maps=maps,
     selftest=selftest,

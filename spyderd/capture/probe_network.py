@@ -30,7 +30,7 @@ from spyderd.capture.records import (
     K_UNIX_CONNECT,
     ip_text,
 )
-from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
+from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import (
     AcceptEvent,
     BindEvent,
@@ -113,12 +113,10 @@ def decode_unix(buf: bytes, ctx: DecodeContext) -> UnixConnectEvent:
     return UnixConnectEvent(**_head(v, ctx), path=unix_path(path, length), result=result)
 
 
-def configure(options: dict[str, Any], _missing: frozenset[str]) -> tuple[list[str], str]:
+def configure(options: dict[str, Any], _missing: frozenset[str]) -> Settings:
     ns = int(float(options.get("udp_repeat_seconds", 1.0)) * 1e9)
-    flags = [f"-DUDP_REPEAT_NS={max(ns, 0)}ULL"]
-    if options.get("udp_ports"):
-        flags.append("-DFILTER_UDP_PORTS=1")
-    return flags, ""
+    return Settings({"udp_repeat_ns": max(ns, 0),
+                     "filter_udp_ports": 1 if options.get("udp_ports") else 0})
 
 
 def maps(options: dict[str, Any], _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
@@ -155,31 +153,12 @@ register(Probe(
         AttachPoint("tracepoint", "syscalls:sys_exit_sendto"),
         AttachPoint("tracepoint", "syscalls:sys_enter_sendmsg"),
         AttachPoint("tracepoint", "syscalls:sys_exit_sendmsg"),
-        AttachPoint("tracepoint", "syscalls:sys_enter_sendmmsg"),
-        AttachPoint("tracepoint", "syscalls:sys_exit_sendmmsg"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_sendmmsg", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_exit_sendmmsg", optional=True),
     ),
     decoders={K_CONNECT: ("connect", decode_connect), K_ACCEPT: ("accept", decode_accept),
               K_LISTEN: ("listen", decode_listen), K_BIND: ("bind", decode_bind),
               K_UDP: ("udp", decode_udp), K_UNIX_CONNECT: ("unix_connect", decode_unix)},
-    offsets={
-        "OFF_TASK_FILES": ("task_struct", "files"),
-        "OFF_FILES_FDT": ("files_struct", "fdt"),
-        "OFF_FDT_FD": ("fdtable", "fd"),
-        "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
-        "OFF_FILE_PRIVATE_DATA": ("file", "private_data"),
-        "OFF_SOCKET_SK": ("socket", "sk"),
-        "OFF_SOCKET_TYPE": ("socket", "type"),
-        "OFF_SOCK_SK_ERR": ("sock", "sk_err"),
-        "OFF_SKC_FAMILY": ("sock_common", "skc_family"),
-        "OFF_SKC_NUM": ("sock_common", "skc_num"),
-        "OFF_SKC_DPORT": ("sock_common", "skc_dport"),
-        "OFF_SKC_DADDR": ("sock_common", "skc_daddr"),
-        "OFF_SKC_RCV_SADDR": ("sock_common", "skc_rcv_saddr"),
-        "OFF_SKC_V6_DADDR": ("sock_common", "skc_v6_daddr"),
-        "OFF_SKC_V6_RCV_SADDR": ("sock_common", "skc_v6_rcv_saddr"),
-        "OFF_SKC_NET": ("sock_common", "skc_net"),
-        "OFF_NET_NS_INUM": ("net", "ns.inum"),
-    },
     configure=configure,
     maps=maps,
     selftest=selftest,

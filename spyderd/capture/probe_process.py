@@ -18,7 +18,7 @@ import struct
 from typing import Any
 
 from spyderd.capture.records import HDR, K_EXEC, K_EXIT, K_FORK, signed32
-from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
+from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import ExecEvent, ExitEvent, ForkEvent
 
 _FORK = struct.Struct("<" + HDR.format.lstrip("<") + "IIQQII")
@@ -76,8 +76,8 @@ def decode_exit(buf: bytes, ctx: DecodeContext) -> ExitEvent:
                      signal=status & 0x7F)
 
 
-def configure(options: dict[str, Any], _missing: frozenset[str]) -> tuple[list[str], str]:
-    return [f"-DCAPTURE_THREADS={1 if options.get('threads') else 0}"], ""
+def configure(options: dict[str, Any], _missing: frozenset[str]) -> Settings:
+    return Settings({"capture_threads": 1 if options.get("threads") else 0})
 
 
 def selftest() -> None:
@@ -96,42 +96,15 @@ register(Probe(
         AttachPoint("tracepoint", "sched:sched_process_exit"),
         AttachPoint("tracepoint", "syscalls:sys_enter_execve"),
         AttachPoint("tracepoint", "syscalls:sys_exit_execve"),
-        AttachPoint("tracepoint", "syscalls:sys_enter_execveat"),
-        AttachPoint("tracepoint", "syscalls:sys_exit_execveat"),
-        AttachPoint("tracepoint", "syscalls:sys_enter_clone"),
-        AttachPoint("tracepoint", "syscalls:sys_enter_clone3"),
-        AttachPoint("tracepoint", "syscalls:sys_enter_fork"),
-        AttachPoint("tracepoint", "syscalls:sys_enter_vfork"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_execveat", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_exit_execveat", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_enter_clone", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_enter_clone3", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_enter_fork", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_enter_vfork", optional=True),
     ),
     decoders={K_FORK: ("fork", decode_fork), K_EXEC: ("exec", decode_exec),
               K_EXIT: ("exit", decode_exit)},
-    offsets={
-        "OFF_TASK_PID": ("task_struct", "pid"),
-        "OFF_TASK_TGID": ("task_struct", "tgid"),
-        "OFF_TASK_START_BOOTTIME": ("task_struct", "start_boottime"),
-        "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
-        "OFF_TASK_EXIT_CODE": ("task_struct", "exit_code"),
-        "OFF_TASK_CRED": ("task_struct", "cred"),
-        "OFF_CRED_EUID": ("cred", "euid"),
-        "OFF_TASK_FS": ("task_struct", "fs"),
-        "OFF_FS_PWD": ("fs_struct", "pwd"),
-        "OFF_FS_ROOT": ("fs_struct", "root"),
-        "OFF_PATH_DENTRY": ("path", "dentry"),
-        "OFF_PATH_MNT": ("path", "mnt"),
-        "OFF_DENTRY_D_PARENT": ("dentry", "d_parent"),
-        "OFF_DENTRY_D_NAME": ("dentry", "d_name"),
-        "OFF_QSTR_NAME": ("qstr", "name"),
-        "OFF_MOUNT_MNT": ("mount", "mnt"),
-        "OFF_MOUNT_MNT_PARENT": ("mount", "mnt_parent"),
-        "OFF_MOUNT_MNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
-        "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
-        "OFF_BPRM_FILENAME": ("linux_binprm", "filename"),
-        "OFF_BPRM_INTERP": ("linux_binprm", "interp"),
-    },
-    optional_offsets={
-        "OFF_TASK_LOGINUID": ("task_struct", "loginuid"),
-        "OFF_TASK_SESSIONID": ("task_struct", "sessionid"),
-    },
     configure=configure,
     selftest=selftest,
 ))

@@ -1,37 +1,60 @@
 """Self-registering probes: each probe module declares its BPF source, attach points and decoders.
 
 The core never lists probes; it asks the registry. Adding an event kind means one
-BPF file under `probes/` and one decoder module here.
+BPF file under `probes/` and one decoder module here (docs/probes.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from spyderd.model import Event
 
 Decoder = Callable[[bytes, "DecodeContext"], Event]
-# (capture options, hooks missing on this kernel) -> (extra cflags, note for the status line)
-Configure = Callable[[dict[str, Any], frozenset[str]], tuple[list[str], str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a probe's configuration makes of its source: `.rodata` values (CFG(name) in
+    the C, -DCFG_name for bcc), hooks not to attach, a note for the status line."""
+
+    values: dict[str, int] = field(default_factory=dict)
+    skip: frozenset[str] = frozenset()
+    note: str = ""
+
+
+# (capture options, hooks missing on this kernel) -> Settings
+Configure = Callable[[dict[str, Any], frozenset[str]], Settings]
 # (capture options, hooks missing) -> {map name: {key: value}} written after the load
 Maps = Callable[[dict[str, Any], frozenset[str]], dict[str, dict[Any, int]]]
 
 
+class MapAccess(Protocol):
+    """A loaded map by name (either loader): `update(key, value)`, `lookup`, `items`."""
+
+    def update(self, key: bytes | int, value: bytes | int) -> None: ...
+    def lookup(self, key: bytes | int) -> bytes | None: ...
+
+
+class Loaded(Protocol):
+    """What a probe's `setup` may use of the loaded programs, whichever loader."""
+
+    def map(self, name: str) -> MapAccess: ...
+    def prog_fd(self, name: str) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AttachPoint:
-    """One kernel hook: ("tracepoint", "sched:sched_process_exec") or ("raw_tracepoint", ...)."""
+    """One kernel hook: ("tracepoint", "sched:sched_process_exec") or ("raw_tracepoint", ...).
+
+    A required hook missing on this kernel makes its probe unavailable; an optional one is
+    listed in the probe's status line and the probe runs without it."""
 
     type: str
     name: str
-
-    @property
-    def guard(self) -> str:
-        """Macro defined (-DHAVE_...=1) when the hook exists on this kernel. A probe whose
-        source wraps the hook in `#ifdef` of it keeps running without the hook; a hook
-        used unguarded is required, and the whole probe is unavailable without it."""
-        return "HAVE_" + "".join(c if c.isalnum() else "_" for c in self.name).upper()
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +65,21 @@ class Probe:
     source: str  # file name under probes/
     attach: tuple[AttachPoint, ...]
     decoders: dict[int, tuple[str, Decoder]] = field(default_factory=dict)
-    offsets: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # Fields that some kernels lack (e.g. loginuid without CONFIG_AUDIT): defined only if found.
-    optional_offsets: dict[str, tuple[str, str]] = field(default_factory=dict)
     configure: Configure | None = None
     maps: Maps | None = None
     # Runs in a forked child after attach; must cause one event of this probe's kinds from
     # that child or its children (status: "attached, self-test ok").
     selftest: Callable[[], None] | None = None
-    # Runs once after load and map fill as setup(bpf, capture options, decode context):
-    # attaches programs bcc cannot attach by name (a second program on a hook another probe
-    # uses), and keeps state its decoders need in `decode_context.state[probe name]`.
+    # Runs once after load and map fill, before attach, as setup(loaded, capture options,
+    # decode context): fills maps and tail-call tables (`Loaded`), and keeps state its
+    # decoders need in `decode_context.state[probe name]`.
     # ConfigError propagates (bad setting); any other exception marks the probe failed.
-    setup: Callable[[Any, dict[str, Any], DecodeContext], None] | None = None
+    setup: Callable[[Loaded, dict[str, Any], DecodeContext], None] | None = None
+
+    @property
+    def object(self) -> str:
+        """The CO-RE object's file name under probes/build/."""
+        return self.source.removesuffix(".c") + ".o"
 
 
 @dataclass(slots=True)

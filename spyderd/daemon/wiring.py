@@ -76,7 +76,7 @@ class Daemon:
     exporter: Any = None  # spyderd.fleet.exporter.Exporter when fleet.url is set
 
     def setup(self) -> None:
-        from spyderd.capture.bpf import Capture
+        from spyderd.capture.loader import Capture
         from spyderd.capture.snapshot import listening_sockets, snapshot
         from spyderd.graph import Graph
         from spyderd.rules import load_rules

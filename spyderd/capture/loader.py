@@ -1,43 +1,47 @@
-"""bcc loader: picks the hooks this kernel has, compiles the probes with BTF offsets, polls.
+"""Capture: picks the probes and hooks this kernel has, loads them with libbpf (CO-RE
+objects built with the package) or bcc (the fallback: no BTF, or `capture.loader: bcc`),
+attaches, self-tests, and decodes what the ring buffer delivers.
 
-bcc stays inside this module; everything above it receives typed `Event`s.
+Neither loader leaks above this module; everything above receives typed `Event`s.
 
 Robustness rules:
-- a hook is checked before compiling; a missing hook that the source guards with its
-  `HAVE_*` macro is reported per hook while the rest of the probe runs, a missing
-  unguarded hook makes only that probe unavailable;
-- if the combined program does not compile or attach, each probe is tried alone and the
-  ones that fail are reported `failed` while the others run;
+- a hook is checked before loading: a missing optional hook is reported per hook while the
+  rest of the probe runs, a missing required hook makes only that probe unavailable;
+- a probe that does not load or attach is reported `failed` while the others run (libbpf:
+  one object per probe; bcc: the culprit is found in the compiler's or loader's message,
+  else each probe is tried alone);
 - after attach a forked child triggers one cheap event per probe (the self-test), so
   `spyderctl status` says which probes really deliver.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import re
 import struct
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from spyderd.capture import ringbuf
-from spyderd.capture.btf import BTF, kernel_offsets
-from spyderd.capture.progstats import ProgStats, bpf_programs, program_label
+from spyderd.capture.btf import BTF, VMLINUX_BTF
+from spyderd.capture.libbpf import CallbackRing, Libbpf
+from spyderd.capture.load_bcc import BccLoader, LoadError, blame
+from spyderd.capture.load_libbpf import LibbpfLoader, hook_key
+from spyderd.capture.progstats import ProgStats, program_label
 from spyderd.capture.records import COUNTER_NAMES, KIND_NAMES
-from spyderd.capture.registry import DecodeContext, Probe, probes
-from spyderd.errors import CaptureError, SpyderError
+from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, probes
+from spyderd.errors import CaptureError, ConfigError, SpyderError
 from spyderd.model import Event
 
 log = logging.getLogger("spyderd.capture")
 TRACEFS = Path("/sys/kernel/tracing")
 _KIND = struct.Struct("<I")
 SELFTEST_TIMEOUT = 3.0
+LOADERS = ("auto", "libbpf", "bcc")
+# Compile-time bounds of the CO-RE objects (probes/process.bpf.c MAX_ARGS, ARGBUF).
+CORE_MAX_ARGS, CORE_ARGBUF = 64, 4096
 
 
 @dataclass(slots=True)
@@ -104,83 +108,40 @@ def probes_dir() -> Path:
     return Path("/usr/share/spyderd/probes")
 
 
-def _comm_key(name: str) -> bytes:
-    return name.encode()[:15].ljust(16, b"\0")
+def objects_dir(source_dir: Path) -> Path:
+    """Where the CO-RE objects are: $SPYDERD_OBJECTS_DIR, else <probes>/build."""
+    env = os.environ.get("SPYDERD_OBJECTS_DIR")
+    return Path(env) if env else source_dir / "build"
+
+
+def choose_loader(options: dict[str, Any], have_btf: bool, object_dir: Path) -> str:
+    """`capture.loader` (or $SPYDERD_LOADER): auto picks libbpf where the kernel has BTF
+    and the objects are built, bcc otherwise."""
+    want = os.environ.get("SPYDERD_LOADER") or options.get("loader") or "auto"
+    if want not in LOADERS:
+        raise ConfigError(f"capture.loader: {want!r} is not one of {', '.join(LOADERS)}")
+    if want == "auto":
+        built = any(object_dir.glob("*.bpf.o"))
+        want = "libbpf" if have_btf and built else "bcc"
+        if want == "bcc":
+            log.warning("loading probes with bcc: %s", "objects not built in "
+                        f"{object_dir}" if have_btf else "the kernel has no BTF")
+    elif want == "libbpf" and not have_btf:
+        raise CaptureError("capture.loader: libbpf needs kernel BTF (/sys/kernel/btf/vmlinux)")
+    return want
 
 
 @dataclass(slots=True)
-class LoadError:
-    """bcc's exception text and what the compiler/verifier printed on stderr."""
+class Plan:
+    """One probe as it will be loaded: the hooks to attach and its configuration values."""
 
-    text: str
-    detail: str
-
-    def reason(self) -> str:
-        """The most telling line: the first compiler error, else the exception."""
-        m = _CLANG_ERR.search(self.detail)
-        if m:
-            return f"{self.text}: {m.group(2).strip()}"
-        return self.text
+    probe: Probe
+    hooks: list[AttachPoint]
+    values: dict[str, int]
 
 
-_CLANG_ERR = re.compile(r"^/virtual/main\.c:(\d+):\d+: error: (.*)$", re.MULTILINE)
-_PROG = re.compile(r"Failed to (?:load|attach) BPF program b?'?([A-Za-z0-9_]+)")
-
-
-def blame(err: LoadError, chosen: list[Probe], texts: dict[str, str]) -> Probe | None:
-    """Which probe's source a failure points at: the line of the first compiler error in
-    the combined text, or the probe whose source defines the program that failed to load."""
-    m = _CLANG_ERR.search(err.detail)
-    if m:
-        line = int(m.group(1))
-        for p, (first, last) in zip(chosen, source_spans(chosen, texts), strict=True):
-            if first <= line <= last:
-                return p
-        return None
-    m = _PROG.search(err.text)
-    if m:
-        fn = m.group(1)
-        event = fn.split("__")[-1]
-        owners = [p for p in chosen if event in texts[p.name] or fn in texts[p.name]]
-        if len(owners) == 1:
-            return owners[0]
-    return None
-
-
-def source_spans(chosen: list[Probe], texts: dict[str, str]) -> list[tuple[int, int]]:
-    """1-based (first, last) line of each probe's text in `Capture._source`'s output."""
-    line = common_h_lines() + 1
-    out = []
-    for p in chosen:
-        n = texts[p.name].count("\n") + 1
-        line += 1  # the "/* ---- x ---- */" marker
-        out.append((line + 1, line + n))
-        line += n
-    return out
-
-
-def common_h_lines(source_dir: Path | None = None) -> int:
-    return ((source_dir or probes_dir()) / "common.h").read_text().count("\n")
-
-
-class StderrCapture:
-    """Collects what bcc, clang and the verifier write to fd 2 (logged on failure)."""
-
-    def __enter__(self) -> Self:
-        self._tmp = tempfile.TemporaryFile()
-        sys.stderr.flush()
-        self._saved = os.dup(2)
-        os.dup2(self._tmp.fileno(), 2)
-        self.text = ""
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._tmp.seek(0)
-        self.text = self._tmp.read().decode("utf-8", "replace")
-        self._tmp.close()
+def _comm_key(name: str) -> bytes:
+    return name.encode()[:15].ljust(16, b"\0")
 
 
 class Capture:
@@ -196,6 +157,8 @@ class Capture:
         self.options: dict[str, Any] = dict(options or {})
         self.batch_s = max(0.0, float(self.options.get("batch_ms", 20))) / 1000.0
         self.source_dir = source_dir or probes_dir()
+        self.object_dir = objects_dir(self.source_dir)
+        self.loader_name = ""
         self.status: dict[str, ProbeStatus] = {}
         self.decode_errors: dict[str, int] = {}
         self.filtered: dict[str, int] = {}  # records a decoder dropped (user-space filter)
@@ -203,8 +166,9 @@ class Capture:
         self._decoders: dict[int, tuple[str, object]] = {}
         self._ctx = DecodeContext(boot_to_wall=boot_to_wall_ns())
         self._out: list[Event] = []
-        self._bpf = None
+        self._loader: Any = None  # LibbpfLoader | BccLoader once started
         self._ring: ringbuf.RingReader | None = None
+        self._cbring: CallbackRing | None = None
         self._drain: ringbuf.Drain | None = None
         self._progstats: ProgStats | None = None
         self._chosen: list[Probe] = []
@@ -212,19 +176,26 @@ class Capture:
     # -- start -----------------------------------------------------------------------------
 
     def start(self) -> dict[str, ProbeStatus]:
-        """Select, compile, attach and self-test; raises CaptureError only when nothing runs."""
-        btf = BTF.load()
-        chosen, cflags, texts = self._select(probes(), btf)
-        if not chosen:
-            raise CaptureError("no probe can attach on this kernel: " + "; ".join(
-                f"{s.name}: {s.reason}" for s in self.status.values()))
-        chosen = self._compile(chosen, cflags, texts)
-        self._chosen = chosen
-        self._progstats = ProgStats(btf, bpf_programs(self._bpf))
-        for p in chosen:
-            self._decoders.update(p.decoders)
-        self._fill_maps(chosen)
-        self._setup(chosen)
+        """Select, load, attach and self-test; raises CaptureError only when nothing runs."""
+        btf = BTF.load() if Path(VMLINUX_BTF).exists() else None
+        self.loader_name = choose_loader(self.options, btf is not None, self.object_dir)
+        plans = self._select(probes())
+        if not plans:
+            raise CaptureError("no probe can attach on this kernel: " + self._reasons())
+        if self.loader_name == "libbpf":
+            plans = self._load_libbpf(plans)
+        else:
+            plans = self._load_bcc(plans, btf)
+        self._chosen = [p.probe for p in plans]
+        for plan in plans:
+            self._decoders.update(plan.probe.decoders)
+        self._fill_maps(plans)
+        plans = self._setup(plans)
+        plans = self._attach(plans)
+        if not plans:
+            raise CaptureError("no probe loads and attaches: " + self._reasons())
+        self._chosen = [p.probe for p in plans]
+        self._progstats = ProgStats(btf, self._loader.programs()) if btf else None
         self._open_ring()
         if self.options.get("self_test", True):
             self.self_test()
@@ -233,172 +204,200 @@ class Capture:
             self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
         return self.status
 
-    def _base_cflags(self) -> list[str]:
-        cflags = [
-            f"-DRINGBUF_PAGES={self.ring_pages}",
-            f"-DMAX_ARGS={self.max_args}",
-            f"-DARGBUF={self.arg_bytes}",
-            f"-DIGNORE_TGID={self.ignore_tgid}",
-            "-Wno-macro-redefined",
-        ]
-        if self.options.get("ignore_comms"):
-            cflags.append("-DHAVE_IGNORE_COMMS=1")
-        fmt = TRACEFS / "events/sched/sched_process_exit/format"
-        if fmt.exists() and "group_dead" in fmt.read_text():
-            cflags.append("-DHAVE_GROUP_DEAD=1")
-        return cflags
+    def _reasons(self) -> str:
+        return "; ".join(f"{s.name}: {s.reason}" for s in self.status.values())
 
-    def _select(self, candidates: list[Probe], btf: BTF
-                ) -> tuple[list[Probe], list[str], dict[str, str]]:
-        """Per probe: which hooks exist, which fields BTF has; the cflags for the rest."""
-        cflags = self._base_cflags()
-        chosen: list[Probe] = []
-        texts: dict[str, str] = {}
+    def _common_values(self) -> dict[str, int]:
+        max_args, arg_bytes = self.max_args, self.arg_bytes
+        if self.loader_name == "libbpf" and (max_args > CORE_MAX_ARGS
+                                             or arg_bytes > CORE_ARGBUF):
+            max_args, arg_bytes = min(max_args, CORE_MAX_ARGS), min(arg_bytes, CORE_ARGBUF)
+            log.warning("capture.max_args/arg_bytes above the CO-RE objects' limits (%d, %d):"
+                        " using %d, %d", CORE_MAX_ARGS, CORE_ARGBUF, max_args, arg_bytes)
+        return {"ignore_tgid": self.ignore_tgid,
+                "ignore_comms": 1 if self.options.get("ignore_comms") else 0,
+                "max_args": max_args, "arg_bytes": arg_bytes}
+
+    def _select(self, candidates: list[Probe]) -> list[Plan]:
+        """Per probe: which hooks exist, what its configuration makes of it."""
+        plans: list[Plan] = []
         disabled = set(self.options.get("disable") or [])
         for p in candidates:
             if p.name in disabled:
                 self.status[p.name] = ProbeStatus(p.name, "disabled", "capture.disable")
                 continue
-            try:
-                text = (self.source_dir / p.source).read_text()
-            except OSError as exc:
-                self._unavailable(p, f"source {p.source}: {exc.strerror}")
-                continue
             present = [a for a in p.attach if tracepoint_exists(a.name)]
             missing = [a for a in p.attach if a not in present]
-            required = [a.name for a in missing if a.guard not in text]
-            found, absent = kernel_offsets(btf, p.offsets)
-            if required or absent or not present:
+            required = [a.name for a in missing if not a.optional]
+            if required or not present:
                 why = ("missing hooks: " + ", ".join(required)) if required else (
-                    "missing kernel fields: " + "; ".join(absent.values())) if absent else (
                     "none of its hooks exist")
                 self._unavailable(p, why)
                 continue
-            opt, _ = kernel_offsets(btf, p.optional_offsets)
             missing_names = frozenset(a.name for a in missing)
-            extra, note = p.configure(self.options, missing_names) if p.configure else ([], "")
-            cflags += [f"-D{a.guard}=1" for a in present]
-            cflags += [f"-D{k}={v}" for k, v in {**found, **opt}.items()]
-            cflags += extra
-            texts[p.name] = text
-            chosen.append(p)
+            settings = p.configure(self.options, missing_names) if p.configure else Settings()
+            hooks = [a for a in present if a.name not in settings.skip]
+            plans.append(Plan(p, hooks, {**self._common_values(), **settings.values}))
             self.status[p.name] = ProbeStatus(
-                p.name, "attached", hooks=[a.name for a in present],
-                missing=sorted(missing_names), note=note)
+                p.name, "attached", hooks=[a.name for a in hooks],
+                missing=sorted(missing_names), note=settings.note)
             if missing:
                 log.warning("probe %s: hooks unavailable on this kernel: %s%s", p.name,
                             ", ".join(hook_labels(sorted(missing_names))),
-                            f" ({note})" if note else "")
-        return chosen, sorted(set(cflags)), texts
+                            f" ({settings.note})" if settings.note else "")
+        return plans
 
     def _unavailable(self, p: Probe, why: str) -> None:
         self.status[p.name] = ProbeStatus(p.name, "unavailable", why)
         log.warning("probe %s unavailable: %s", p.name, why)
 
-    def _source(self, chosen: list[Probe], texts: dict[str, str]) -> str:
-        text = (self.source_dir / "common.h").read_text()
-        for p in chosen:
-            text += f"\n/* ---- {p.source} ---- */\n" + texts[p.name]
-        return text
+    def _fail(self, p: Probe, why: str) -> None:
+        self.status[p.name] = ProbeStatus(p.name, "failed", why[:300])
+        log.error("probe %s failed: %s", p.name, why)
 
-    def _compile(self, chosen: list[Probe], cflags: list[str],
-                 texts: dict[str, str]) -> list[Probe]:
+    # -- libbpf ----------------------------------------------------------------------------
+
+    def _load_libbpf(self, plans: list[Plan]) -> list[Plan]:
+        loader = LibbpfLoader(self.object_dir, ring_pages=self.ring_pages)
+        self._loader = loader
+        good = []
+        for plan in plans:
+            why = loader.available(plan.probe) or loader.load(plan.probe, plan.hooks,
+                                                              plan.values)
+            if why:
+                self._fail(plan.probe, why)
+            else:
+                good.append(plan)
+        return good
+
+    # -- bcc -------------------------------------------------------------------------------
+
+    def _load_bcc(self, plans: list[Plan], btf: BTF | None) -> list[Plan]:
+        loader = BccLoader(self.source_dir, btf, ring_pages=self.ring_pages,
+                           max_args=self.max_args, arg_bytes=self.arg_bytes)
+        self._loader = loader
+        texts: dict[str, str] = {}
+        good: list[Plan] = []
+        for plan in plans:
+            try:
+                text = (self.source_dir / plan.probe.source).read_text()
+            except OSError as exc:
+                self._unavailable(plan.probe, f"source {plan.probe.source}: {exc.strerror}")
+                continue
+            why = loader.check(plan.probe, text)
+            if why:
+                self._unavailable(plan.probe, why)
+                continue
+            texts[plan.probe.name] = text
+            good.append(plan)
+        values: dict[str, int] = {}
+        for plan in good:
+            values.update(plan.values)
+        return self._compile(loader, good, texts, values)
+
+    def _compile(self, loader: BccLoader, plans: list[Plan], texts: dict[str, str],
+                 values: dict[str, int]) -> list[Plan]:
         """One program for all probes. If it fails, the probe at fault is found from the
         compiler's or loader's message (or, failing that, by trying each probe alone),
         reported `failed`, and the rest is compiled again."""
-        good = list(chosen)
+        good = list(plans)
         while good:
-            err = self._try_load(good, texts, cflags)
+            chosen = [p.probe for p in good]
+            err = loader.try_load(chosen, texts, values)
             if err is None:
                 return good
-            culprit = blame(err, good, texts)
+            culprit = blame(err, chosen, texts, loader.head_lines())
             if culprit is None:
                 log.warning("BPF program failed; trying each probe alone: %s", err.text)
-                return self._compile_alone(good, cflags, texts)
-            self._fail(culprit, err)
-            good.remove(culprit)
-        raise CaptureError("no probe compiles and attaches: " + "; ".join(
-            f"{s.name}: {s.reason}" for s in self.status.values()))
+                return self._compile_alone(loader, good, texts, values)
+            self._bcc_fail(culprit, err)
+            good = [p for p in good if p.probe is not culprit]
+        raise CaptureError("no probe compiles and attaches: " + self._reasons())
 
-    def _try_load(self, chosen: list[Probe], texts: dict[str, str],
-                  cflags: list[str]) -> LoadError | None:
-        from bcc import BPF  # imported here so replay and tests run without bcc
-
-        with StderrCapture() as cap:
-            try:
-                self._bpf = BPF(text=self._source(chosen, texts), cflags=cflags)
-                return None
-            except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
-                self._bpf = None
-                failure = exc
-        return LoadError(str(failure), cap.text)
-
-    def _compile_alone(self, chosen: list[Probe], cflags: list[str],
-                       texts: dict[str, str]) -> list[Probe]:
-        good: list[Probe] = []
-        for p in chosen:
-            err = self._try_load([p], texts, cflags)
+    def _compile_alone(self, loader: BccLoader, plans: list[Plan], texts: dict[str, str],
+                       values: dict[str, int]) -> list[Plan]:
+        good: list[Plan] = []
+        for plan in plans:
+            err = loader.try_load([plan.probe], texts, values)
             if err is None:
-                self._bpf.cleanup()
-                good.append(p)
+                loader.close()
+                good.append(plan)
             else:
-                self._fail(p, err)
-        if not good or self._try_load(good, texts, cflags) is not None:
-            raise CaptureError("no probe compiles and attaches: " + "; ".join(
-                f"{s.name}: {s.reason}" for s in self.status.values()))
+                self._bcc_fail(plan.probe, err)
+        if not good or loader.try_load([p.probe for p in good], texts, values) is not None:
+            raise CaptureError("no probe compiles and attaches: " + self._reasons())
         return good
 
-    def _fail(self, p: Probe, err: LoadError | Exception) -> None:
-        if not isinstance(err, LoadError):
-            err = LoadError(f"{type(err).__name__}: {err}", "")
-        self.status[p.name] = ProbeStatus(p.name, "failed", err.reason()[:300])
-        log.error("probe %s failed to compile/attach: %s\n%s", p.name, err.text,
-                  err.detail[-4000:])
+    def _bcc_fail(self, p: Probe, err: LoadError) -> None:
+        self._fail(p, err.reason())
+        log.error("probe %s: bcc output:\n%s", p.name, err.detail[-4000:])
 
-    def _fill_maps(self, chosen: list[Probe]) -> None:
+    # -- after the load --------------------------------------------------------------------
+
+    def _fill_maps(self, plans: list[Plan]) -> None:
         """Write the in-kernel filter maps from the configuration."""
         comms = self.options.get("ignore_comms") or []
         entries: dict[str, dict[Any, int]] = {"ignore_comm": {_comm_key(c): 1 for c in comms}}
-        for p in chosen:
-            if p.maps:
-                st = self.status[p.name]
-                entries.update(p.maps(self.options, frozenset(st.missing)))
+        for plan in plans:
+            if plan.probe.maps:
+                st = self.status[plan.probe.name]
+                entries.update(plan.probe.maps(self.options, frozenset(st.missing)))
         for name, values in entries.items():
-            if not values:
-                continue
-            table = self._bpf[name]
-            for key, value in values.items():
-                k = table.Key()
-                if isinstance(key, bytes):
-                    ctypes.memmove(ctypes.addressof(k), key, min(len(key), ctypes.sizeof(k)))
-                else:
-                    k = table.Key(key)
-                table[k] = table.Leaf(value)
+            if values:
+                table = self._loader.map(name)
+                for key, value in values.items():
+                    table.update(key, value)
 
-    def _setup(self, chosen: list[Probe]) -> None:
+    def _setup(self, plans: list[Plan]) -> list[Plan]:
         """Each probe's post-load hook; a failing one marks only that probe failed."""
-        for p in chosen:
-            setup = getattr(p, "setup", None)
-            if setup is None:
-                continue
+        good = []
+        for plan in plans:
+            setup = plan.probe.setup
             try:
-                setup(self._bpf, self.options, self._ctx)
+                if setup is not None:
+                    setup(self._loader, self.options, self._ctx)
+                good.append(plan)
             except SpyderError:
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded in the probe's status
-                self._fail(p, exc)
+                self._fail(plan.probe, f"setup: {type(exc).__name__}: {exc}")
+                if isinstance(self._loader, LibbpfLoader):
+                    self._loader.unload(plan.probe.name)
+        return good
+
+    def _attach(self, plans: list[Plan]) -> list[Plan]:
+        """Attach each probe's hooks; one that fails is reported and left out."""
+        if isinstance(self._loader, LibbpfLoader):
+            good = []
+            for plan in plans:
+                why = self._loader.attach(plan.probe)
+                if why:
+                    self._fail(plan.probe, f"attach: {why}")
+                else:
+                    good.append(plan)
+            return good
+        hooks = [a for plan in plans for a in plan.hooks]
+        errors = self._loader.attach(hooks)
+        good = []
+        for plan in plans:
+            bad = [errors[k] for a in plan.hooks if (k := hook_key(a)) in errors]
+            if bad:
+                self._fail(plan.probe, f"attach: {bad[0]}")
+            else:
+                good.append(plan)
+        return good
 
     def _open_ring(self) -> None:
         """Read the ring buffer from its memory map (no ctypes callback per record) where
-        that is safe, else through bcc's callback."""
-        table = self._bpf["events"]
+        that is safe, else through libbpf's reader."""
+        fd, size = self._loader.ring()
         if ringbuf.usable():
             try:
-                self._ring = ringbuf.RingReader(table.map_fd, table.max_entries)
+                self._ring = ringbuf.RingReader(fd, size)
                 return
-            except (OSError, ValueError, AttributeError) as exc:
-                log.warning("ring buffer not mappable (%s); using bcc's reader", exc)
-        table.open_ring_buffer(self._on_record)
+            except (OSError, ValueError) as exc:
+                log.warning("ring buffer not mappable (%s); using libbpf's reader", exc)
+        self._cbring = CallbackRing(Libbpf(), fd, self._decode)
 
     def _pump(self, timeout_ms: int) -> None:
         """Wait up to `timeout_ms` unless records are waiting; decode what is there."""
@@ -413,10 +412,10 @@ class Capture:
                 if self.batch_s and 0 < self._ring.available() < self._ring.size // 8:
                     time.sleep(self.batch_s)
             self._ring.consume(self._decode)
-        elif self._out:
-            self._bpf.ring_buffer_consume()
-        else:
-            self._bpf.ring_buffer_poll(timeout_ms)
+        elif self._cbring is not None and self._out:
+            self._cbring.consume()
+        elif self._cbring is not None:
+            self._cbring.poll(timeout_ms)
 
     # -- self-test -------------------------------------------------------------------------
 
@@ -456,9 +455,6 @@ class Capture:
 
     # -- records ---------------------------------------------------------------------------
 
-    def _on_record(self, _ctx, data, size) -> None:
-        self._decode(ctypes.string_at(data, size))
-
     def _decode(self, buf: bytes) -> None:
         size = len(buf)
         kind = _KIND.unpack_from(buf, 0)[0] if size >= 4 else 0
@@ -491,12 +487,12 @@ class Capture:
         """Losses: per event kind, ring-buffer reservations that failed (counted in the
         kernel) and records the backlog had no room for; per hook (`missed <hook>`),
         program runs the kernel skipped because another probe was active on that CPU."""
-        if self._bpf is None:
+        if self._loader is None:
             return {}
         out: dict[str, int] = {}
-        for k, v in self._bpf["lost"].items():
-            if v.value:
-                out[KIND_NAMES.get(k.value, f"kind{k.value}")] = v.value
+        for k, v in self._loader.map("lost").int_items():
+            if v:
+                out[KIND_NAMES.get(k, f"kind{k}")] = v
         for kind, n in (self._drain.dropped.items() if self._drain else ()):
             name = KIND_NAMES.get(kind, f"kind{kind}")  # backlog full: lost all the same
             out[name] = out.get(name, 0) + n
@@ -512,12 +508,12 @@ class Capture:
 
     def counters(self) -> dict[str, int]:
         """What the kernel saw but did not send (threads, folded repeats, ignored comms)."""
-        if self._bpf is None:
+        if self._loader is None:
             return {}
         out = {}
-        for k, v in self._bpf["kcount"].items():
-            if v.value:
-                out[COUNTER_NAMES.get(k.value, f"counter{k.value}")] = v.value
+        for k, v in self._loader.map("kcount").int_items():
+            if v:
+                out[COUNTER_NAMES.get(k, f"counter{k}")] = v
         out.update({f"{k} filtered": v for k, v in self.filtered.items()})
         return out
 
@@ -528,6 +524,9 @@ class Capture:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        if self._bpf is not None:
-            self._bpf.cleanup()
-            self._bpf = None
+        if self._cbring is not None:
+            self._cbring.close()
+            self._cbring = None
+        if self._loader is not None:
+            self._loader.close()
+            self._loader = None
