@@ -4,13 +4,17 @@ VENV_PY := /opt/spyderd/venv/bin/python
 PY ?= $(if $(wildcard $(VENV_PY)),$(VENV_PY),python3)
 LINT_PATHS := $(wildcard spyderd tests bench)
 
-.PHONY: test lint install bench catalog
+.PHONY: test lint install bench catalog probes
 
 # pytest exits non-zero on failures; exit code 5 ("no tests collected") also fails here.
 test:
 	@$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$rc
+
+# The probes' CO-RE objects (probes/build/*.bpf.o): clang, bpftool, libbpf-dev.
+probes:
+	$(MAKE) -s -C probes
 
 lint:
 	@if $(PY) -m ruff --version >/dev/null 2>&1; then \

@@ -140,7 +140,7 @@ def phases(workdir: Path, config: Path) -> tuple[dict[str, float], dict[str, int
     import spyderd.capture.btf as btf_mod
     import spyderd.capture.snapshot as snap_mod
     import spyderd.rules as rules_mod
-    from spyderd.capture import bpf as bpf_mod
+    from spyderd.capture import loader as bpf_mod
     from spyderd.common.config import load_config
     from spyderd.daemon.wiring import Daemon, resolve_paths
     from spyderd.errors import SpyderError

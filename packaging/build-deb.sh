@@ -5,9 +5,11 @@
 #
 #   --out DIR   where the .deb goes (default: the current directory)
 #
-# Pure Python: the package goes to /usr/lib/python3/dist-packages and runs on Debian's
-# python3 with Debian's bcc, systemd, lark, yaml, lmdb and pyroute2 packages (Depends in
-# packaging/debian/control.in). Prints the path of the .deb on its last line.
+# Python, plus the probes' CO-RE objects compiled here (build dependencies in
+# packaging/debian/build-depends: clang, bpftool, libbpf-dev, make). The package goes to
+# /usr/lib/python3/dist-packages and runs on Debian's python3 with libbpf1, systemd, lark,
+# yaml, lmdb and pyroute2 (Depends in packaging/debian/control.in; bcc only recommended,
+# for kernels without BTF). Prints the path of the .deb on its last line.
 set -euo pipefail
 
 OUT=$PWD
@@ -31,9 +33,22 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 DEB=$OUT/spyderd_${VERSION}_all.deb
 
+missing=()
+while read -r dep; do
+    [[ -z $dep || $dep == \#* ]] && continue
+    dpkg-query -W -f='${Status}' "$dep" 2>/dev/null | grep -q 'ok installed' || missing+=("$dep")
+done <"$PKG/debian/build-depends"
+((${#missing[@]} == 0)) || {
+    echo "build-deb.sh: missing build dependencies: ${missing[*]}" >&2; exit 1; }
+
 STAGE=$(mktemp -d /tmp/spyderd-deb.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
 R=$STAGE/root
+
+# The probes' CO-RE objects, from a scratch copy of probes/ (the checkout stays clean).
+cp -r "$SRC/probes" "$STAGE/probes"
+rm -rf "$STAGE/probes/build"
+make -s -C "$STAGE/probes" >&2
 
 # ---------------------------------------------------------------- files
 # Python package (sources only; postinst byte-compiles with py3compile).
@@ -56,6 +71,8 @@ shopt -s nullglob
 install -d "$R/usr/share/spyderd/rules" "$R/usr/share/spyderd/probes"
 install -m 0644 "$SRC"/rules/*.yaml "$R/usr/share/spyderd/rules/"
 install -m 0644 "$SRC"/probes/*.c "$SRC"/probes/*.h "$R/usr/share/spyderd/probes/"
+install -d "$R/usr/share/spyderd/probes/build"
+install -m 0644 "$STAGE"/probes/build/*.bpf.o "$R/usr/share/spyderd/probes/build/"
 shopt -u nullglob
 install -m 0644 "$PKG/kernel-headers.sh" "$R/usr/share/spyderd/kernel-headers.sh"
 

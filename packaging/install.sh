@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install spyderd on Debian 12 (run as root; safe to run again).
 #
-#   packaging/install.sh [--no-start] [--prefix-venv DIR]
+#   packaging/install.sh [--no-start] [--prefix-venv DIR] [--bcc-headers]
 #
 #   --no-start         install only; do not start journald or spyderd
 #   --prefix-venv DIR  where the Python venv goes (default /opt/spyderd/venv)
+#   --bcc-headers      wire Debian's generic kernel headers for bcc even when the kernel
+#                      has BTF (only the bcc fallback needs headers; CI tests it)
 #
 # Where systemd is PID 1 the unit is enabled and (re)started. Elsewhere (containers,
 # Firecracker VMs) journald and spyderd are started in the background.
@@ -12,6 +14,7 @@ set -euo pipefail
 
 VENV=/opt/spyderd/venv
 START=1
+BCC_HEADERS=0
 
 usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
 
@@ -22,6 +25,7 @@ while (($#)); do
             [[ $# -ge 2 ]] || { echo "install.sh: --prefix-venv needs a directory" >&2; exit 2; }
             VENV=$2; shift ;;
         --prefix-venv=*) VENV=${1#*=} ;;
+        --bcc-headers) BCC_HEADERS=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -48,6 +52,9 @@ SBIN=/usr/local/sbin
 
 # ---------------------------------------------------------------- packages
 PACKAGES=(
+    # probes: CO-RE objects built here (clang, bpftool, libbpf-dev), loaded with libbpf1;
+    # bcc (python3-bpfcc) is the fallback for kernels without BTF
+    clang bpftool libbpf-dev libbpf1
     bpfcc-tools python3-bpfcc python3-systemd systemd python3-venv python3-setuptools
     python3-yaml python3-lark python3-lmdb python3-pyroute2 python3-pytest python3-hypothesis
     graphviz runc busybox-static auditd make procps iproute2 util-linux ca-certificates
@@ -74,18 +81,24 @@ step "installing Debian packages"
 apt_install "${PACKAGES[@]}"
 
 # ---------------------------------------------------------------- kernel headers
-# bcc compiles the probes against /lib/modules/$KVER/build. Prefer headers for the running
-# kernel; otherwise use Debian's generic ones (struct layouts then differ from the running
-# kernel, which is why spyderd never uses header offsets: it reads them from BTF). The
-# linking logic is shared with the Debian package's postinst.
+# Only the bcc fallback (kernels without BTF) compiles against /lib/modules/$KVER/build;
+# with BTF the probes load as CO-RE objects and need no headers. Headers for the running
+# kernel are installed when Debian has them; Debian's generic ones (struct layouts then
+# differ from the running kernel, which is why spyderd never uses header offsets) are
+# wired only without BTF, or with --bcc-headers. The linking logic is shared with the
+# Debian package's postinst.
 # shellcheck source=packaging/kernel-headers.sh
 . "$SRC/packaging/kernel-headers.sh"
 FLAVOR=$(kh_flavor)
+HAVE_BTF=0
+[[ -e /sys/kernel/btf/vmlinux ]] && HAVE_BTF=1
 if pkg_exists "linux-headers-$KVER"; then
     step "installing kernel headers linux-headers-$KVER"
     apt_install "linux-headers-$KVER"
 elif [[ $(kh_state "$KVER") != missing ]]; then
     step "kernel headers: /lib/modules/$KVER/build exists ($(kh_state "$KVER")); leaving it alone"
+elif ((HAVE_BTF && !BCC_HEADERS)); then
+    step "kernel has BTF: no kernel headers wired (only the bcc fallback needs them)"
 else
     step "no linux-headers-$KVER package; installing linux-headers-$FLAVOR"
     apt_install "linux-headers-$FLAVOR"
@@ -93,6 +106,7 @@ else
 fi
 case $(kh_state "$KVER") in
     matching) HEADERS_NOTE="matching ($KVER)" ;;
+    missing) HEADERS_NOTE="none (not needed: the kernel has BTF)" ;;
     *) HEADERS_NOTE="MISMATCHED ($(readlink -f "/lib/modules/$KVER/build") for kernel $KVER)"
        warn "kernel headers do not match the running kernel $KVER: bcc compiles against"
        warn "$HEADERS_NOTE; spyderd takes struct offsets from BTF, never from headers." ;;
@@ -136,6 +150,17 @@ else
         --retries 3 'nats-py>=2.6' || die "could not install nats-py from PyPI"
 fi
 
+# The probes' CO-RE objects: compiled once here (clang -target bpf against a vmlinux.h
+# from this machine's BTF), relocated by libbpf against the running kernel at each start.
+if [[ -e /sys/kernel/btf/vmlinux ]]; then
+    step "building the probes' CO-RE objects (make -C probes)"
+    make -s -C "$BUILD_TMP/probes" || die "building probes/*.bpf.o failed"
+    PROBE_OBJS=("$BUILD_TMP"/probes/build/*.bpf.o)
+else
+    warn "no /sys/kernel/btf/vmlinux: CO-RE objects not built; spyderd will use bcc"
+    PROBE_OBJS=()
+fi
+
 if [[ -x $VENV/bin/ruff ]]; then
     step "ruff already in $VENV"
 else
@@ -175,6 +200,7 @@ replace_dir() {  # $1: destination; remaining: files to put there
 shopt -s nullglob
 replace_dir "$SHARE/rules" "$SRC"/rules/*.yaml
 replace_dir "$SHARE/probes" "$SRC"/probes/*.c "$SRC"/probes/*.h
+replace_dir "$SHARE/probes/build" "${PROBE_OBJS[@]}"
 shopt -u nullglob
 install -D -m 0644 "$SRC/README.md" /usr/share/doc/spyderd/README.md
 
@@ -264,7 +290,7 @@ cat <<EOF
     venv:      $VENV ($("$VENV/bin/python" -m pip show spyderd 2>/dev/null | sed -n 's/^Version: //p'))
     commands:  $SBIN/spyderd, $SBIN/spyderctl
     config:    $ETC/spyderd.yaml, local rules in $ETC/rules.d/
-    shipped:   $SHARE/rules ($(find "$SHARE/rules" -type f | wc -l) files), $SHARE/probes ($(find "$SHARE/probes" -type f | wc -l) files)
+    shipped:   $SHARE/rules ($(find "$SHARE/rules" -type f | wc -l) files), $SHARE/probes ($(find "$SHARE/probes" -type f | wc -l) files, ${#PROBE_OBJS[@]} CO-RE objects)
     unit:      /etc/systemd/system/spyderd.service, /etc/{tmpfiles,sysusers}.d/spyderd.conf
     state:     $STATE_DIR, $RUN_DIR (0750 root:spyder)
     headers:   $HEADERS_NOTE

@@ -164,7 +164,9 @@ static __always_inline int save_argv(const char *const *argv, u32 at) {
     u32 off = 0;
     u32 nargs = CFG(max_args) < MAX_ARGS ? CFG(max_args) : MAX_ARGS;
     u32 limit = CFG(arg_bytes) < ARGBUF ? CFG(arg_bytes) : ARGBUF;
-#pragma unroll
+#ifdef SPYDER_BCC
+#pragma unroll /* bcc: MAX_ARGS is capture.max_args; libbpf: a bounded loop (5.3+) */
+#endif
     for (int i = 0; i < MAX_ARGS; i++) {
         if (i >= nargs)
             goto last;

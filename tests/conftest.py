@@ -44,6 +44,13 @@ def journald_alive() -> bool:
         s.close()
 
 
+@pytest.fixture(scope="module", params=["libbpf", "bcc"])
+def loader(request) -> str:
+    """Each capture test module runs once per probe loader: the CO-RE objects through
+    libbpf (the default) and the bcc fallback compiling the same sources."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def journald():
     """Make sure a journald runs; start /lib/systemd/systemd-journald if none does."""

@@ -31,15 +31,15 @@ TRACEFS = Path("/sys/kernel/tracing")
 _KOFF = re.compile(r"(?<!define )\bKOFF\(\s*(\w+)\s*,\s*([\w.]+)\s*\)")
 _KEXISTS = re.compile(r"(?<!define )\bKFIELD_EXISTS\(\s*(\w+)\s*,\s*([\w.]+)\s*\)")
 _CONFIG = re.compile(r"^SPY_CONFIG\(\s*(\w+)\s*,\s*([^)]+?)\s*\)", re.MULTILINE)
-_INCLUDE_COMMON = re.compile(r'^#include "common.h"\s*$', re.MULTILINE)
+_INCLUDE_COMMON = re.compile(r'^#include "common.h"[ \t]*$', re.MULTILINE)
 _CALL = re.compile(r"\b(bpf_map_lookup_elem|bpf_map_delete_elem|bpf_map_update_elem|"
                    r"bpf_ringbuf_reserve|bpf_ringbuf_output|bpf_tail_call)\(")
 
 
-def split_args(text: str, open_at: int) -> tuple[list[str], int]:
-    """The top-level comma-separated arguments of the call whose '(' is at `open_at`,
-    and the index of its ')'."""
-    depth, start, args = 0, open_at + 1, []
+def split_args(text: str, open_at: int) -> tuple[list[tuple[int, int]], int]:
+    """(start, end) spans of the top-level arguments of the call whose '(' is at
+    `open_at`, and the index of its ')'."""
+    depth, start, spans = 0, open_at + 1, []
     for i in range(open_at, len(text)):
         c = text[i]
         if c in "([{":
@@ -47,37 +47,41 @@ def split_args(text: str, open_at: int) -> tuple[list[str], int]:
         elif c in ")]}":
             depth -= 1
             if depth == 0:
-                args.append(text[start:i].strip())
-                return args, i
+                spans.append((start, i))
+                return spans, i
         elif c == "," and depth == 1:
-            args.append(text[start:i].strip())
+            spans.append((start, i))
             start = i + 1
     raise ValueError(f"unbalanced call at offset {open_at}")
 
 
-def _method(fn: str, args: list[str]) -> str:
-    """bcc's spelling of one libbpf map helper call."""
-    m = args[0].lstrip("&").strip()
-    if fn == "bpf_tail_call":
-        return f"{args[1].lstrip('&').strip()}.call({args[0]}, {args[2]})"
-    rest = args[1:]
-    if fn == "bpf_map_update_elem":
-        rest = rest[:2]  # bcc's update() is BPF_ANY
-    elif fn == "bpf_ringbuf_reserve":
-        rest = rest[:1]
-    method = {"bpf_map_lookup_elem": "lookup", "bpf_map_delete_elem": "delete",
-              "bpf_map_update_elem": "update", "bpf_ringbuf_reserve": "ringbuf_reserve",
-              "bpf_ringbuf_output": "ringbuf_output"}[fn]
-    return f"{m}.{method}({', '.join(rest)})"
+_METHODS = {  # libbpf helper -> (bcc method, arguments kept after the map)
+    "bpf_map_lookup_elem": ("lookup", 1), "bpf_map_delete_elem": ("delete", 1),
+    "bpf_map_update_elem": ("update", 2),  # bcc's update() is BPF_ANY
+    "bpf_ringbuf_reserve": ("ringbuf_reserve", 1), "bpf_ringbuf_output": ("ringbuf_output", 3),
+}
+
+
+def _method(text: str, fn: str, spans: list[tuple[int, int]]) -> str:
+    """bcc's spelling of one libbpf map helper call; argument text (and its line breaks)
+    kept as written."""
+    def arg(i: int) -> str:
+        return text[spans[i][0]:spans[i][1]]
+
+    if fn == "bpf_tail_call":  # bpf_tail_call(ctx, &m, i) -> m.call(ctx, i)
+        return f"{arg(1).strip().lstrip('&')}.call({arg(0)},{arg(2)})"
+    method, keep = _METHODS[fn]
+    rest = text[spans[1][0]:spans[keep][1]].lstrip()
+    return f"{arg(0).strip().lstrip('&')}.{method}({rest})"
 
 
 def map_calls_to_bcc(text: str) -> str:
     """`bpf_map_lookup_elem(&m, k)` -> `m.lookup(k)` and the like (line count unchanged)."""
     out, pos = [], 0
     while m := _CALL.search(text, pos):
-        args, close = split_args(text, m.end() - 1)
+        spans, close = split_args(text, m.end() - 1)
         out.append(text[pos:m.start()])
-        out.append(_method(m.group(1), args))
+        out.append(_method(text, m.group(1), spans))
         pos = close + 1
     out.append(text[pos:])
     return "".join(out)

@@ -114,21 +114,23 @@ def objects_dir(source_dir: Path) -> Path:
     return Path(env) if env else source_dir / "build"
 
 
-def choose_loader(options: dict[str, Any], have_btf: bool, object_dir: Path) -> str:
-    """`capture.loader` (or $SPYDERD_LOADER): auto picks libbpf where the kernel has BTF
-    and the objects are built, bcc otherwise."""
-    want = os.environ.get("SPYDERD_LOADER") or options.get("loader") or "auto"
+def choose_loader(options: dict[str, Any], have_btf: bool,
+                  object_dir: Path) -> tuple[str, str]:
+    """(loader, why bcc) from `capture.loader` or $SPYDERD_LOADER: `auto` picks libbpf
+    where the kernel has BTF and the objects are built, bcc otherwise."""
+    env = os.environ.get("SPYDERD_LOADER")
+    want = env or options.get("loader") or "auto"
     if want not in LOADERS:
         raise ConfigError(f"capture.loader: {want!r} is not one of {', '.join(LOADERS)}")
-    if want == "auto":
-        built = any(object_dir.glob("*.bpf.o"))
-        want = "libbpf" if have_btf and built else "bcc"
-        if want == "bcc":
-            log.warning("loading probes with bcc: %s", "objects not built in "
-                        f"{object_dir}" if have_btf else "the kernel has no BTF")
-    elif want == "libbpf" and not have_btf:
+    if want == "libbpf" and not have_btf:
         raise CaptureError("capture.loader: libbpf needs kernel BTF (/sys/kernel/btf/vmlinux)")
-    return want
+    if want == "bcc":
+        return "bcc", "forced by " + ("SPYDERD_LOADER" if env else "capture.loader")
+    if want == "auto" and not (have_btf and any(object_dir.glob("*.bpf.o"))):
+        why = f"no CO-RE objects in {object_dir}" if have_btf else "the kernel has no BTF"
+        log.warning("loading the probes with bcc: %s", why)
+        return "bcc", why
+    return "libbpf", ""
 
 
 @dataclass(slots=True)
@@ -159,6 +161,7 @@ class Capture:
         self.source_dir = source_dir or probes_dir()
         self.object_dir = objects_dir(self.source_dir)
         self.loader_name = ""
+        self.why_bcc = ""
         self.status: dict[str, ProbeStatus] = {}
         self.decode_errors: dict[str, int] = {}
         self.filtered: dict[str, int] = {}  # records a decoder dropped (user-space filter)
@@ -178,7 +181,8 @@ class Capture:
     def start(self) -> dict[str, ProbeStatus]:
         """Select, load, attach and self-test; raises CaptureError only when nothing runs."""
         btf = BTF.load() if Path(VMLINUX_BTF).exists() else None
-        self.loader_name = choose_loader(self.options, btf is not None, self.object_dir)
+        self.loader_name, self.why_bcc = choose_loader(self.options, btf is not None,
+                                                       self.object_dir)
         plans = self._select(probes())
         if not plans:
             raise CaptureError("no probe can attach on this kernel: " + self._reasons())
@@ -203,6 +207,21 @@ class Capture:
             backlog = int(self.options.get("backlog_mb", 64)) << 20
             self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
         return self.status
+
+    @property
+    def running(self) -> bool:
+        """Probes are loaded (maps can be read)."""
+        return self._loader is not None
+
+    def loader_info(self) -> dict[str, str]:
+        """Which loader runs the probes, for `spyderctl status`."""
+        if self.loader_name == "libbpf":
+            return {"name": "libbpf", "version": Libbpf().version(),
+                    "text": f"libbpf {Libbpf().version()}, CO-RE objects in {self.object_dir}"}
+        if self.loader_name == "bcc":
+            return {"name": "bcc", "version": "",
+                    "text": f"bcc (compiled at start from {self.source_dir}): {self.why_bcc}"}
+        return {}
 
     def _reasons(self) -> str:
         return "; ".join(f"{s.name}: {s.reason}" for s in self.status.values())

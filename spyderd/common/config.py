@@ -41,7 +41,7 @@ SCHEMA: dict[str, Any] = {
                 "ptrace_requests": (list, [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206], int),
                 "bpf_cmds": (list, [5], int), "disable": (list, [], str),
                 "batch_ms": (float, 20.0), "backlog_mb": (int, 64),
-                "syscall_fallback": (bool, True),
+                "syscall_fallback": (bool, True), "loader": (str, "auto"),
                 "watch_paths": (list, DEFAULT_WATCH_PATHS, watch_path_problem),
                 "failed_opens": (bool, True), "file_repeat_seconds": (float, 1.0),
                 "scope": (str, "")},

@@ -85,6 +85,8 @@ def _print_status(st: dict, color: bool) -> None:
     print(f"{dot} spyderd {st.get('version')}: {state} (pid {st.get('pid')})")
     print(f"  events: {st.get('events')} ({st.get('events_per_s')}/s)  findings: "
           f"{st.get('findings')} (pending {st.get('findings_pending')})  rules: {st.get('rules')}")
+    if (st.get("loader") or {}).get("text"):
+        print(f"  loader: {st['loader']['text']}")
     for name, p in sorted(st.get("probes", {}).items()):
         extra = f" - {p['reason']}" if p.get("reason") else ""
         print(f"  probe {name}: {p.get('text') or p['state'] + extra}")

@@ -105,9 +105,10 @@ class Daemon:
             arg_bytes=self.cfg.get("capture.arg_bytes"),
             ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0,
             options=self.cfg.get("capture"))
-        service.notify("STATUS=compiling and attaching probes")  # `systemctl status` while starting
+        service.notify("STATUS=loading and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
-        _release_compiler_memory()
+        if self.capture.loader_name == "bcc":
+            _release_compiler_memory()
         attached = time.time()
         procs = snapshot()
         if self.scope is not None:
@@ -503,11 +504,12 @@ class Daemon:
             "updated": time.time(),
             "state_dir": str(self.paths.state_dir),
             "probes": {k: v.to_dict() for k, v in (cap.status.items() if cap else [])},
-            "kernel_counters": cap.counters() if cap and cap._bpf else {},
+            "loader": cap.loader_info() if cap else {},
+            "kernel_counters": cap.counters() if cap and cap.running else {},
             "events": self.counters.get("events", 0),
             "events_per_s": round(self.counters.get("events", 0) / uptime, 1),
             "received": dict(cap.received) if cap else {},
-            "lost": cap.lost() if cap and cap._bpf else {},
+            "lost": cap.lost() if cap and cap.running else {},
             "decode_errors": dict(cap.decode_errors) if cap else {},
             "findings": self.counters.get("findings", 0),
             "rules": len(self.ruleset.rules) if hasattr(self, "ruleset") else 0,

@@ -1,7 +1,7 @@
 """A real spyderd per test module, and reading its audit trail back through spyderctl.
 
-Each capture test module starts one daemon (compiling the probes takes seconds) with its
-own config overrides, triggers events for real and reads them with
+Each capture test module starts one daemon per probe loader (libbpf, bcc) with its own
+config overrides, triggers events for real and reads them with
 `spyderctl events -o json`, as an analyst would.
 """
 
@@ -19,10 +19,12 @@ from conftest import REPO, Spyderd, wait_for
 
 
 def start_daemon(base: Path, capture: dict | None = None, rules: list[str] | None = None,
-                 wait: float = 180) -> Spyderd:
-    """spyderd on `base` with the shipped config, `capture:` keys overridden."""
+                 wait: float = 180, loader: str = "libbpf") -> Spyderd:
+    """spyderd on `base` with the shipped config, `capture:` keys overridden, probes
+    loaded by `loader` (libbpf or bcc)."""
     cfg = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())
     cfg["capture"].update(capture or {})
+    cfg["capture"]["loader"] = loader
     if os.environ.get("SPYDER_TEST_DISABLE"):  # developer runs only: skip a slow probe
         cfg["capture"]["disable"] = os.environ["SPYDER_TEST_DISABLE"].split(",")
     cfg["store"]["batch_delay"] = 0.2

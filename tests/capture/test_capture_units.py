@@ -1,13 +1,30 @@
-"""The pure parts of capture, without the kernel: decoders' text helpers, filter flags,
-per-hook guards, blaming the probe a compiler error points at, status lines."""
+"""The pure parts of capture, without the kernel: decoders' text helpers, probe settings,
+the bcc rewrite of the shared probe dialect, hooks from program names, blaming the probe a
+compiler error points at, loader choice, status lines."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from spyderd.capture import probe_kernel, probe_network
-from spyderd.capture.bpf import LoadError, ProbeStatus, blame, hook_labels, source_spans
+from spyderd.capture.load_bcc import (
+    LoadError,
+    blame,
+    config_defaults,
+    map_calls_to_bcc,
+    required_fields,
+    resolve_fields,
+    source_spans,
+)
+from spyderd.capture.load_bcc import hook_of as bcc_hook
+from spyderd.capture.load_libbpf import hook_of as libbpf_hook
+from spyderd.capture.loader import ProbeStatus, choose_loader, hook_labels
 from spyderd.capture.probe_process import cwd_text
 from spyderd.capture.records import fallback_syscalls, signed32
-from spyderd.capture.registry import AttachPoint, Probe
+from spyderd.capture.registry import Probe
+from spyderd.errors import ConfigError
 
 
 def test_cwd_from_leaf_first_components():
@@ -26,11 +43,7 @@ def test_unset_ids_read_as_minus_one():
     assert signed32(1000) == 1000
 
 
-def test_guard_names_and_labels():
-    assert AttachPoint("tracepoint", "syscalls:sys_enter_init_module").guard == (
-        "HAVE_SYSCALLS_SYS_ENTER_INIT_MODULE")
-    assert AttachPoint("raw_tracepoint", "sched:sched_process_fork").guard == (
-        "HAVE_SCHED_SCHED_PROCESS_FORK")
+def test_hook_labels():
     assert hook_labels(["syscalls:sys_enter_kexec_load", "syscalls:sys_exit_kexec_load",
                         "sock:inet_sock_set_state"]) == ["kexec_load()",
                                                          "sock:inet_sock_set_state"]
@@ -38,43 +51,109 @@ def test_guard_names_and_labels():
 
 def test_kernel_probe_fallback_only_for_missing_hooks():
     missing = frozenset({"syscalls:sys_enter_init_module", "syscalls:sys_exit_init_module"})
-    flags, note = probe_kernel.configure({}, missing)
+    s = probe_kernel.configure({}, missing)
     maps = probe_kernel.maps({}, missing)
     if fallback_syscalls():
-        assert "-DSC_FALLBACK=1" in flags and "raw_syscalls" in note
+        assert probe_kernel.SC_HOOK not in s.skip and "raw_syscalls" in s.note
         assert maps["sc_watch"] == {fallback_syscalls()["init_module"]: 1}
-    flags, note = probe_kernel.configure({}, frozenset())
-    assert "-DSC_FALLBACK=1" not in flags and note == ""
-    flags, note = probe_kernel.configure({"syscall_fallback": False}, missing)
-    assert "-DSC_FALLBACK=1" not in flags
+    s = probe_kernel.configure({}, frozenset())
+    assert probe_kernel.SC_HOOK in s.skip and s.note == ""
+    s = probe_kernel.configure({"syscall_fallback": False}, missing)
+    assert probe_kernel.SC_HOOK in s.skip
     assert probe_kernel.maps({"syscall_fallback": False}, missing)["sc_watch"] == {}
 
 
 def test_kernel_probe_filters_from_config():
-    flags, _ = probe_kernel.configure({"kill_signals": [9, 15], "ptrace_requests": [],
-                                       "bpf_cmds": [5]}, frozenset())
-    assert f"-DKILL_SIGMASK={(1 << 8) | (1 << 14)}ULL" in flags
-    assert "-DFILTER_PTRACE=1" not in flags  # empty list: every request
-    assert "-DFILTER_BPF_CMDS=1" in flags
-    flags, _ = probe_kernel.configure({}, frozenset())
-    assert f"-DKILL_SIGMASK={(1 << 64) - 1}ULL" in flags
-    assert "-DFILTER_PTRACE=1" in flags  # default: attach and write requests only
+    s = probe_kernel.configure({"kill_signals": [9, 15], "ptrace_requests": [],
+                                "bpf_cmds": [5]}, frozenset())
+    assert s.values["kill_sigmask"] == (1 << 8) | (1 << 14)
+    assert s.values["filter_ptrace"] == 0  # empty list: every request
+    assert s.values["filter_bpf_cmds"] == 1
+    s = probe_kernel.configure({}, frozenset())
+    assert s.values["kill_sigmask"] == (1 << 64) - 1
+    assert s.values["filter_ptrace"] == 1  # default: attach and write requests only
 
 
 def test_network_probe_udp_filters():
-    flags, _ = probe_network.configure({"udp_ports": [53], "udp_repeat_seconds": 0.5},
-                                       frozenset())
-    assert "-DFILTER_UDP_PORTS=1" in flags and "-DUDP_REPEAT_NS=500000000ULL" in flags
+    s = probe_network.configure({"udp_ports": [53], "udp_repeat_seconds": 0.5}, frozenset())
+    assert s.values == {"filter_udp_ports": 1, "udp_repeat_ns": 500_000_000}
     assert probe_network.maps({"udp_ports": [53]}, frozenset()) == {
         "udp_port_filter": {53: 1}}
-    flags, _ = probe_network.configure({"udp_repeat_seconds": 0}, frozenset())
-    assert "-DUDP_REPEAT_NS=0ULL" in flags and "-DFILTER_UDP_PORTS=1" not in flags
+    s = probe_network.configure({"udp_repeat_seconds": 0}, frozenset())
+    assert s.values == {"filter_udp_ports": 0, "udp_repeat_ns": 0}
+
+
+def test_map_helper_calls_become_bcc_methods():
+    src = ("u64 *v = bpf_map_lookup_elem(&kcount, &idx);\n"
+           "bpf_map_update_elem(&pending, &tid, f(a, b), BPF_ANY);\n"
+           "bpf_map_delete_elem(&pending, &tid);\n"
+           "r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);\n"
+           "bpf_ringbuf_output(&events, r, size, 0);\n"
+           "bpf_ringbuf_submit(r, 0);\n"
+           "bpf_tail_call(ctx, &fstages, STAGE_FINISH);\n")
+    assert map_calls_to_bcc(src) == (
+        "u64 *v = kcount.lookup(&idx);\n"
+        "pending.update(&tid, f(a, b));\n"
+        "pending.delete(&tid);\n"
+        "r = events.ringbuf_reserve(sizeof(*r));\n"
+        "events.ringbuf_output(r, size, 0);\n"
+        "bpf_ringbuf_submit(r, 0);\n"
+        "fstages.call(ctx, STAGE_FINISH);\n")
+
+
+class _FakeBTF:
+    def offsetof(self, struct: str, path: str) -> int:
+        known = {("task_struct", "tgid"): 2360, ("fs_struct", "pwd.dentry"): 48}
+        if (struct, path) not in known:
+            raise KeyError(f"{struct}.{path} not in BTF")
+        return known[(struct, path)]
+
+
+def test_kernel_fields_resolved_for_bcc():
+    src = ("#define OFF_TGID KOFF(task_struct, tgid)\n"
+           "x = KOFF(fs_struct, pwd.dentry);\n"
+           "if (KFIELD_EXISTS(task_struct, loginuid)) y = KOFF(task_struct, loginuid);\n")
+    out = resolve_fields(src, _FakeBTF())  # type: ignore[arg-type]
+    assert out == ("#define OFF_TGID 2360\nx = 48;\nif (0) y = 0;\n")
+    assert required_fields(src) == {("task_struct", "tgid"), ("fs_struct", "pwd.dentry")}
+    no_btf = resolve_fields(src, None)
+    assert "offsetof(struct fs_struct, pwd.dentry)" in no_btf and "if (0)" in no_btf
+
+
+def test_config_defaults_from_source():
+    src = "SPY_CONFIG(max_args, 32)       /* x */\nSPY_CONFIG(kill_sigmask, ~0ULL)\n"
+    assert config_defaults(src) == {"max_args": "32", "kill_sigmask": "~0ULL"}
+
+
+def test_hooks_from_program_names_and_sections():
+    assert bcc_hook("sc__sys_enter_openat") == ("tracepoint", "syscalls:sys_enter_openat")
+    assert bcc_hook("raw_tp__sched_process_exec") == ("raw_tracepoint", "sched_process_exec")
+    assert bcc_hook("raw_tp__sched_process_exec__files_on_exec") == (
+        "raw_tracepoint", "sched_process_exec")
+    assert bcc_hook("files_resolve") is None
+    assert libbpf_hook("tracepoint/syscalls/sys_exit_openat") == "syscalls:sys_exit_openat"
+    assert libbpf_hook("raw_tp/sched_process_fork") == "sched_process_fork"
+    assert libbpf_hook("tracepoint") is None  # a tail-called program
+
+
+def test_loader_choice(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("SPYDERD_LOADER", raising=False)
+    assert choose_loader({}, True, tmp_path)[0] == "bcc"  # no objects built
+    (tmp_path / "process.bpf.o").write_bytes(b"")
+    assert choose_loader({}, True, tmp_path) == ("libbpf", "")
+    assert choose_loader({}, False, tmp_path) == ("bcc", "the kernel has no BTF")
+    assert choose_loader({"loader": "bcc"}, True, tmp_path) == ("bcc", "forced by capture.loader")
+    monkeypatch.setenv("SPYDERD_LOADER", "bcc")
+    assert choose_loader({"loader": "libbpf"}, True, tmp_path)[1] == "forced by SPYDERD_LOADER"
+    monkeypatch.setenv("SPYDERD_LOADER", "nope")
+    with pytest.raises(ConfigError):
+        choose_loader({}, True, tmp_path)
 
 
 def test_blame_finds_probe_from_compiler_line_and_program_name():
     a = Probe("a", "a.bpf.c", ())
     b = Probe("b", "b.bpf.c", ())
-    texts = {"a": "int x;\nint y;\n", "b": "TRACEPOINT_PROBE(syscalls, sys_enter_link) {}\n"}
+    texts = {"a": "int x;\nint y;\n", "b": "SYSCALL_PROBE(sys_enter_link) {}\n"}
     (_, a1), (b0, _) = source_spans([a, b], texts)
     err = LoadError("Failed to compile BPF module <text>",
                     f"/virtual/main.c:{b0}:3: error: conflicting types for 'stash'\n")
@@ -83,7 +162,7 @@ def test_blame_finds_probe_from_compiler_line_and_program_name():
     err = LoadError("Failed to compile BPF module <text>",
                     f"/virtual/main.c:{a1}:1: error: boom\n")
     assert blame(err, [a, b], texts) is a
-    err = LoadError("Failed to load BPF program b'tracepoint__syscalls__sys_enter_link': "
+    err = LoadError("Failed to load BPF program b'sc__sys_enter_link': "
                     "Argument list too long", "")
     assert blame(err, [a, b], texts) is b
     assert blame(LoadError("something else", ""), [a, b], texts) is None

@@ -182,9 +182,10 @@ class Tree:
             d.mkdir(parents=True)
             os.chmod(d, 0o755)
 
-    def config(self) -> Path:
-        path = self.root / "spyderd.yaml"
+    def config(self, loader: str) -> Path:
+        path = self.root / f"spyderd-{loader}.yaml"
         path.write_text(json.dumps({"capture": {
+            "loader": loader,
             "watch_paths": [f"{self.w}/", {"path": f"{self.logs}/", "ops": ["unlink"]},
                             f"{self.home}/*/.ssh/"],
             "failed_opens": True,
@@ -193,16 +194,16 @@ class Tree:
 
 
 @pytest.fixture(scope="module")
-def tree():
+def tree(loader):
     t = Tree()
     yield t
     shutil.rmtree(t.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def daemon(tree, journald, tmp_path_factory):
+def daemon(tree, journald, tmp_path_factory, loader):
     d = Spyderd(tmp_path_factory.mktemp("spyderd-files"), [str(REPO / "rules")],
-                config=tree.config())
+                config=tree.config(loader))
     d.start()
     yield d
     d.stop()

@@ -24,8 +24,8 @@ IGNORED = "spyder-ignored"
 
 
 @pytest.fixture(scope="module")
-def d(tmp_path_factory, journald):
-    daemon = start_daemon(tmp_path_factory.mktemp("kerneld"), {"ignore_comms": [IGNORED]})
+def d(tmp_path_factory, journald, loader):
+    daemon = start_daemon(tmp_path_factory.mktemp("kerneld"), {"ignore_comms": [IGNORED]}, loader=loader)
     yield daemon
     daemon.stop()
 

@@ -24,8 +24,8 @@ UDP_PORTS = [53, 15353, 15355]  # capture.udp_ports for this module's daemon
 
 
 @pytest.fixture(scope="module")
-def d(tmp_path_factory, journald):
-    daemon = start_daemon(tmp_path_factory.mktemp("netd"), {"udp_ports": UDP_PORTS})
+def d(tmp_path_factory, journald, loader):
+    daemon = start_daemon(tmp_path_factory.mktemp("netd"), {"udp_ports": UDP_PORTS}, loader=loader)
     yield daemon
     daemon.stop()
 

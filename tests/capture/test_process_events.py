@@ -17,20 +17,23 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
-def d(tmp_path_factory, journald):
-    daemon = start_daemon(tmp_path_factory.mktemp("procd"), {"threads": True})
+def d(tmp_path_factory, journald, loader):
+    daemon = start_daemon(tmp_path_factory.mktemp("procd"), {"threads": True}, loader=loader)
     yield daemon
     daemon.stop()
 
 
-def test_status_reports_probes_attached_and_self_tested(d):
-    probes = status(d)["probes"]
+def test_status_reports_probes_attached_and_self_tested(d, loader):
+    st = status(d)
+    assert st["loader"]["name"] == loader
+    probes = st["probes"]
     for name in ("process", "network", "creds", "kernel"):
         assert probes[name]["state"] == "attached", probes[name]
         assert probes[name]["selftest"] == "ok", probes[name]
         assert probes[name]["text"].startswith("attached, self-test ok")
     text = d.ctl("status", check=True).stdout
     assert "probe process: attached, self-test ok" in text
+    assert f"  loader: {loader}" in text
 
 
 def test_exec_argv_cwd_ids(d, tmp_path):
