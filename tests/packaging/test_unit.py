@@ -120,15 +120,19 @@ def test_deb_control_and_contents(deb):
     fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", info, re.MULTILINE))
     assert fields["Package"] == "spyderd" and fields["Architecture"] == "all"
     depends = fields["Depends"]
-    for pkg in ("python3-bpfcc", "python3-systemd", "python3-lark", "python3-yaml",
+    for pkg in ("libbpf1", "python3-systemd", "python3-lark", "python3-yaml",
                 "python3-lmdb", "python3-pyroute2"):
         assert pkg in depends, depends
-    assert "graphviz" in fields["Recommends"] and "linux-headers" in fields["Recommends"]
+    # no compiler on the host: bcc (clang, LLVM) only recommended, for kernels without BTF
+    assert "bpfcc" not in depends and "clang" not in depends
+    assert "graphviz" in fields["Recommends"] and "python3-bpfcc" in fields["Recommends"]
     files = run("dpkg-deb", "-c", str(deb)).stdout
     for path in ("./usr/sbin/spyderd", "./usr/bin/spyderctl",
                  "./usr/lib/python3/dist-packages/spyderd/daemon/wiring.py",
                  "./usr/lib/python3/dist-packages/spyderd/rules/condition.lark",
                  "./usr/share/spyderd/probes/common.h", "./usr/share/spyderd/rules/",
+                 "./usr/share/spyderd/probes/build/process.bpf.o",
+                 "./usr/share/spyderd/probes/build/files.bpf.o",
                  "./usr/share/spyderd/kernel-headers.sh", "./lib/systemd/system/spyderd.service",
                  "./usr/lib/sysusers.d/spyderd.conf", "./usr/lib/tmpfiles.d/spyderd.conf",
                  "./usr/lib/systemd/catalog/spyderd.catalog", "./etc/spyderd/spyderd.yaml"):
