@@ -27,6 +27,7 @@
  *   kernel      KOFF(struct_name, field.path): byte offset of a field (CO-RE relocated);
  *               KFIELD_EXISTS(struct_name, field.path): 0 or 1 on the running kernel
  *   config      SPY_CONFIG(name, default) at file scope, CFG(name) in code (u64)
+ *   records     SPY_RECORD(struct_name) after each record struct sent to user space
  *   loader      #ifdef SPYDER_BCC for the rare place where the two must differ
  */
 #ifndef SPYDER_COMPAT_H
@@ -47,6 +48,7 @@
 #define TAIL_PROGRAM(name) int name(void *ctx)
 #define SPY_CONFIG(name, value)
 #define CFG(name) ((u64)(CFG_##name))
+#define SPY_RECORD(name)
 /* KOFF(s, f) and KFIELD_EXISTS(s, f) are replaced by numbers before compiling. */
 
 #else
@@ -108,6 +110,10 @@
 #define KFIELD_EXISTS(type, field) bpf_core_field_exists(struct type, field)
 #define SPY_CONFIG(name, value) const volatile u64 cfg_##name = (value);
 #define CFG(name) (cfg_##name)
+/* Keeps a record struct in the object's BTF (a record only reserved in the ring buffer
+ * would not be there), where tests/capture/test_event_kinds.py compares it with the
+ * decoder's layout. Costs 8 bytes of .rodata. */
+#define SPY_RECORD(name) const volatile struct name *__record_##name = 0;
 
 char LICENSE[] SEC("license") = "GPL";
 #endif

@@ -37,6 +37,7 @@ struct cred_rec {
     s64 args[4];
     char name[16];     /* prctl(PR_SET_NAME) */
 };
+SPY_RECORD(cred_rec)
 
 BPF_LRU_HASH(cred_pending, u32, struct cred_rec, 1024);
 

@@ -137,6 +137,7 @@ struct file_rec {
     struct lpm_key p1;
     struct lpm_key p2;     /* last: a record without a second path is sent without it */
 };
+SPY_RECORD(file_rec)
 
 struct wexec_rec {
     struct hdr h;
@@ -150,6 +151,7 @@ struct wexec_rec {
     u32 script;
     struct lpm_key path;
 };
+SPY_RECORD(wexec_rec)
 
 struct slot {
     u64 ptr;               /* user string (SLOT_USER, SLOT_RAW) or struct file * (SLOT_FILE) */

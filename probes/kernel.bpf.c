@@ -46,6 +46,7 @@ struct kern_rec {
     char source[256];  /* mount source */
     char fstype[32];
 };
+SPY_RECORD(kern_rec)
 
 BPF_PERCPU_ARRAY(kern_scratch, struct kern_rec, 1);
 BPF_LRU_HASH(kern_pending, u32, struct kern_rec, 1024);

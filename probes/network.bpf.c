@@ -52,6 +52,7 @@ struct conn_rec {
     u8 laddr[16];
     u8 raddr[16];
 };
+SPY_RECORD(conn_rec)
 
 static __always_inline u32 netns_of(u64 sk) {
     return read_u32(read_ptr(sk, OFF_SKC_NET), OFF_NET_NS_INUM);
@@ -232,6 +233,7 @@ struct addr_rec {          /* K_BIND and K_UDP */
     u8 addr[16];
     u64 sk;                /* bind: the socket, for the port an ephemeral bind got; 0 out */
 };
+SPY_RECORD(addr_rec)
 
 #define UNIX_PATH 108
 struct unix_rec {
@@ -240,6 +242,7 @@ struct unix_rec {
     u32 len;               /* bytes of path (abstract names start with a NUL) */
     char path[128];        /* sun_path is 108 bytes; the rest keeps the verifier's bound */
 };
+SPY_RECORD(unix_rec)
 
 BPF_LRU_HASH(addr_pending, u32, struct addr_rec, 4096);
 BPF_LRU_HASH(unix_pending, u32, struct unix_rec, 1024);

@@ -78,6 +78,7 @@ struct fork_rec {
     u32 child_tid;
     u32 thread;
 };
+SPY_RECORD(fork_rec)
 
 RAW_TRACEPOINT_PROBE(sched_process_fork) {
     u64 parent = ctx->args[0];
@@ -146,6 +147,7 @@ struct exec_rec {
     char cwd[CWDBUF * 2];
     char args[ARGBUF * 2];
 };
+SPY_RECORD(exec_rec)
 
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_rec, 1);
 BPF_LRU_HASH(exec_pending, u32, struct exec_rec, 1024);
@@ -315,6 +317,7 @@ struct exit_rec {
     u32 exit_code;
     u32 pad;
 };
+SPY_RECORD(exit_rec)
 
 /* Whether the exiting task is the last of its thread group: the tracepoint's group_dead
  * (6.x) where it has one, else "the thread group leader exits". */

@@ -30,8 +30,15 @@ from spyderd.capture.libbpf import CallbackRing, Libbpf
 from spyderd.capture.load_bcc import BccLoader, LoadError, blame
 from spyderd.capture.load_libbpf import LibbpfLoader, hook_key
 from spyderd.capture.progstats import ProgStats, program_label
-from spyderd.capture.records import COUNTER_NAMES, KIND_NAMES
-from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, probes
+from spyderd.capture.records import COUNTER_NAMES
+from spyderd.capture.registry import (
+    AttachPoint,
+    DecodeContext,
+    Probe,
+    Settings,
+    kind_names,
+    probes,
+)
 from spyderd.errors import CaptureError, ConfigError, SpyderError
 from spyderd.model import Event
 
@@ -167,6 +174,7 @@ class Capture:
         self.filtered: dict[str, int] = {}  # records a decoder dropped (user-space filter)
         self.received: dict[str, int] = {}
         self._decoders: dict[int, tuple[str, object]] = {}
+        self._kinds = kind_names()
         self._ctx = DecodeContext(boot_to_wall=boot_to_wall_ns())
         self._out: list[Event] = []
         self._loader: Any = None  # LibbpfLoader | BccLoader once started
@@ -478,7 +486,7 @@ class Capture:
         size = len(buf)
         kind = _KIND.unpack_from(buf, 0)[0] if size >= 4 else 0
         entry = self._decoders.get(kind)
-        name = entry[0] if entry else KIND_NAMES.get(kind, f"kind{kind}")
+        name = entry[0] if entry else self._kinds.get(kind, f"kind{kind}")
         try:
             if entry is None:
                 raise ValueError(f"no decoder for record kind {kind}")
@@ -511,9 +519,9 @@ class Capture:
         out: dict[str, int] = {}
         for k, v in self._loader.map("lost").int_items():
             if v:
-                out[KIND_NAMES.get(k, f"kind{k}")] = v
+                out[self._kinds.get(k, f"kind{k}")] = v
         for kind, n in (self._drain.dropped.items() if self._drain else ()):
-            name = KIND_NAMES.get(kind, f"kind{kind}")  # backlog full: lost all the same
+            name = self._kinds.get(kind, f"kind{kind}")  # backlog full: lost all the same
             out[name] = out.get(name, 0) + n
         if self._progstats is not None:  # runs the kernel skipped (a probe already active)
             for prog, n in self._progstats.misses().items():

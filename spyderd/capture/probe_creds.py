@@ -14,13 +14,13 @@ Decisions:
 from __future__ import annotations
 
 import ctypes
-import struct
 
-from spyderd.capture.records import HDR, K_CRED, K_PRCTL, K_SETSID, signed32
+from spyderd.capture.records import record, signed32
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, register
 from spyderd.model import CredEvent, PrctlEvent, SessionEvent
 
-_REC = struct.Struct("<" + HDR.format.lstrip("<") + "IiIIII4q16s")
+K_CRED, K_SETSID, K_PRCTL = 12, 13, 14  # probes/common.h K_*
+_REC = record("IiIIII4q16s")
 CALLS = ("setuid", "setreuid", "setresuid", "setgid", "setregid", "setresgid", "setfsuid",
          "setfsgid", "capset", "setsid", "prctl")
 _SYSCALLS = CALLS[:9] + ("setsid", "prctl")
@@ -73,5 +73,6 @@ register(Probe(
     attach=_hooks(),
     decoders={K_CRED: ("cred", decode_cred), K_SETSID: ("setsid", decode_setsid),
               K_PRCTL: ("prctl", decode_prctl)},
+    layouts={"cred_rec": _REC},
     selftest=selftest,
 ))

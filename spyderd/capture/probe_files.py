@@ -13,7 +13,7 @@ import re
 import struct
 from typing import Any
 
-from spyderd.capture.records import HDR, cstr, header
+from spyderd.capture.records import HDR, cstr, header, record
 from spyderd.capture.registry import (
     AttachPoint,
     DecodeContext,
@@ -171,6 +171,8 @@ register(Probe(
     source="files.bpf.c",
     attach=_attach(),
     decoders={K_FILE: ("file", decode_file), K_WROTE_EXEC: ("wrote_exec", decode_wrote_exec)},
+    layouts={"file_rec": record(_FILE.format.lstrip("<")),
+             "wexec_rec": record(_WEXEC.format.lstrip("<"))},
     configure=configure,
     selftest=selftest,
     setup=setup,

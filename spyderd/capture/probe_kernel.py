@@ -25,14 +25,14 @@ Decisions:
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any
 
-from spyderd.capture.records import HDR, K_KERNEL, fallback_syscalls
+from spyderd.capture.records import fallback_syscalls, record
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import KernelEvent
 
-_REC = struct.Struct("<" + HDR.format.lstrip("<") + "IiiIQiI256s256s32s")
+K_KERNEL = 15  # probes/common.h K_KERNEL
+_REC = record("IiiIQiI256s256s32s")
 CALLS = ("init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
          "mount", "umount", "ptrace", "memfd_create", "bpf", "settimeofday", "clock_settime",
          "adjtimex", "clock_adjtime", "sethostname", "setdomainname", "kill", "tkill",
@@ -129,6 +129,7 @@ register(Probe(
     source="kernel.bpf.c",
     attach=_hooks(),
     decoders={K_KERNEL: ("kernel", decode_kernel)},
+    layouts={"kern_rec": _REC},
     configure=configure,
     maps=maps,
     selftest=selftest,

@@ -17,19 +17,9 @@ Decisions:
 from __future__ import annotations
 
 import socket
-import struct
 from typing import Any
 
-from spyderd.capture.records import (
-    HDR,
-    K_ACCEPT,
-    K_BIND,
-    K_CONNECT,
-    K_LISTEN,
-    K_UDP,
-    K_UNIX_CONNECT,
-    ip_text,
-)
+from spyderd.capture.records import ip_text, record
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import (
     AcceptEvent,
@@ -40,10 +30,11 @@ from spyderd.model import (
     UnixConnectEvent,
 )
 
-_H = HDR.format.lstrip("<")
-_CONN = struct.Struct("<" + _H + "HHHHiI16s16s")
-_ADDR = struct.Struct("<" + _H + "HHHHiI16sQ")
-_UNIX = struct.Struct("<" + _H + "iI128s")
+# probes/common.h K_* of this probe's records
+K_CONNECT, K_ACCEPT, K_LISTEN, K_BIND, K_UDP, K_UNIX_CONNECT = 4, 5, 6, 9, 10, 11
+_CONN = record("HHHHiI16s16s")
+_ADDR = record("HHHHiI16sQ")
+_UNIX = record("iI128s")
 UDP_CALLS = ("sendto", "sendmsg", "connect", "sendmmsg")
 SOCK_TYPES = {1: "tcp", 2: "udp"}
 
@@ -159,6 +150,7 @@ register(Probe(
     decoders={K_CONNECT: ("connect", decode_connect), K_ACCEPT: ("accept", decode_accept),
               K_LISTEN: ("listen", decode_listen), K_BIND: ("bind", decode_bind),
               K_UDP: ("udp", decode_udp), K_UNIX_CONNECT: ("unix_connect", decode_unix)},
+    layouts={"conn_rec": _CONN, "addr_rec": _ADDR, "unix_rec": _UNIX},
     configure=configure,
     maps=maps,
     selftest=selftest,

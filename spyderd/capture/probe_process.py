@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
 from typing import Any
 
-from spyderd.capture.records import HDR, K_EXEC, K_EXIT, K_FORK, signed32
+from spyderd.capture.records import record, signed32
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import ExecEvent, ExitEvent, ForkEvent
 
-_FORK = struct.Struct("<" + HDR.format.lstrip("<") + "IIQQII")
-_EXEC = struct.Struct("<" + HDR.format.lstrip("<") + "QIIIIIIIIII256s256s")
-_EXIT = struct.Struct("<" + HDR.format.lstrip("<") + "II")
+K_FORK, K_EXEC, K_EXIT = 1, 2, 3  # probes/process.bpf.c K_* (common.h)
+_FORK = record("IIQQII")
+_EXEC = record("QIIIIIIIIII256s256s")  # then cwd[2 * CWDBUF], args[]
+_EXIT = record("II")
 CWDBUF = 512
 TRUNC_ARGS, TRUNC_CWD = 1, 2
 
@@ -105,6 +105,7 @@ register(Probe(
     ),
     decoders={K_FORK: ("fork", decode_fork), K_EXEC: ("exec", decode_exec),
               K_EXIT: ("exit", decode_exit)},
+    layouts={"fork_rec": _FORK, "exec_rec": _EXEC, "exit_rec": _EXIT},
     configure=configure,
     selftest=selftest,
 ))

@@ -1,4 +1,9 @@
-"""Binary layout of the header every probe record starts with (see probes/common.h)."""
+"""Binary layout of the header every probe record starts with (see probes/common.h).
+
+Event kinds (the K_* numbers) belong to the probe modules that decode them; the registry
+is their one table (`registry.kind_names()`), and tests/capture/test_event_kinds.py
+checks it against the C (`#define K_*`) and every record layout against the BTF of the
+compiled objects."""
 
 from __future__ import annotations
 
@@ -6,19 +11,16 @@ import platform
 import socket
 import struct
 
-K_FORK, K_EXEC, K_EXIT, K_CONNECT, K_ACCEPT, K_LISTEN = 1, 2, 3, 4, 5, 6
-# 7 and 8 belong to the file probe (records named there).
-K_BIND, K_UDP, K_UNIX_CONNECT, K_CRED, K_SETSID, K_PRCTL, K_KERNEL = 9, 10, 11, 12, 13, 14, 15
-KIND_NAMES = {K_FORK: "fork", K_EXEC: "exec", K_EXIT: "exit", K_CONNECT: "connect",
-              K_ACCEPT: "accept", K_LISTEN: "listen", 7: "file", 8: "wrote_exec",
-              K_BIND: "bind", K_UDP: "udp", K_UNIX_CONNECT: "unix_connect", K_CRED: "cred",
-              K_SETSID: "setsid", K_PRCTL: "prctl", K_KERNEL: "kernel"}
-
 # probes/common.h C_* indexes of the `kcount` map.
 COUNTER_NAMES = {0: "threads", 1: "udp_repeats", 2: "ignored_comm", 3: "file_repeats",
                  4: "reserve_retries"}
 
 HDR = struct.Struct("<IIIIIIQQ16s")
+
+
+def record(fmt: str) -> struct.Struct:
+    """A record's layout: the header, then `fmt` (little-endian, no implicit padding)."""
+    return struct.Struct("<" + HDR.format.lstrip("<") + fmt)
 
 
 def header(buf: bytes, boot_to_wall: int) -> dict:

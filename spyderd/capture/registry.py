@@ -6,6 +6,7 @@ BPF file under `probes/` and one decoder module here (docs/probes.md).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,6 +66,8 @@ class Probe:
     source: str  # file name under probes/
     attach: tuple[AttachPoint, ...]
     decoders: dict[int, tuple[str, Decoder]] = field(default_factory=dict)
+    # C struct name -> the decoder's layout of it (checked against the objects' BTF)
+    layouts: dict[str, struct.Struct] = field(default_factory=dict)
     configure: Configure | None = None
     maps: Maps | None = None
     # Runs in a forked child after attach; must cause one event of this probe's kinds from
@@ -113,3 +116,9 @@ def probes() -> list[Probe]:
         if mod.name.startswith("probe_"):
             importlib.import_module(f"spyderd.capture.{mod.name}")
     return sorted(_REGISTRY.values(), key=lambda p: p.name)
+
+
+def kind_names() -> dict[int, str]:
+    """Record kind number -> event kind name, over every registered probe: the one table
+    of event kinds (the C side is checked against it by tests/capture/test_event_kinds.py)."""
+    return {k: name for p in probes() for k, (name, _) in p.decoders.items()}
