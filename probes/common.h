@@ -38,6 +38,8 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
 /* Configuration (capture.*), written by the loader. */
 SPY_CONFIG(ignore_tgid, 0)     /* the daemon's own tgid, in its pid namespace */
+SPY_CONFIG(self_pidns_dev, 0)  /* that pid namespace (nsfs dev, inode) when it is not the */
+SPY_CONFIG(self_pidns_ino, 0)  /* initial one: spyderd runs in a container */
 SPY_CONFIG(ignore_comms, 0)    /* capture.ignore_comms is not empty */
 
 /* Losses per event kind: ring buffer full (reserve/output failed). */
@@ -67,11 +69,20 @@ static __always_inline void count_loss(u32 kind) {
         __sync_fetch_and_add(v, 1);
 }
 
-/* True for the daemon's own activity (tgid == CFG(ignore_tgid)) and, when capture.ignore_comms
- * is set, for the current task's command name. Always called with the current tgid. */
+/* True for the daemon's own activity (its tgid as it sees it, also from inside a container)
+ * and, when capture.ignore_comms is set, for the current task's command name. Always
+ * called with the current tgid. */
 static __always_inline int is_self(u32 tgid) {
-    if (CFG(ignore_tgid) && tgid == CFG(ignore_tgid))
-        return 1;
+    if (CFG(ignore_tgid)) {
+        if (CFG(self_pidns_ino)) { /* pids as the daemon sees them (kernel 5.7+) */
+            struct bpf_pidns_info ns = {};
+            if (!bpf_get_ns_current_pid_tgid(CFG(self_pidns_dev), CFG(self_pidns_ino), &ns,
+                                             sizeof(ns)) && ns.tgid == CFG(ignore_tgid))
+                return 1;
+        } else if (tgid == CFG(ignore_tgid)) {
+            return 1;
+        }
+    }
     if (CFG(ignore_comms)) {
         struct comm_key k = {};
         bpf_get_current_comm(&k.comm, sizeof(k.comm));

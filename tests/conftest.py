@@ -90,9 +90,10 @@ class Spyderd:
         self.env = dict(os.environ, SPYDERD_STATE_DIR=str(self.state),
                         SPYDERD_RUNTIME_DIR=str(self.run), PYTHONPATH=str(REPO))
         self.proc: subprocess.Popen | None = None
+        self.wrapper: list[str] = []  # e.g. unshare: the daemon runs under it
 
     def start(self, wait: float = 240) -> None:
-        args = [sys.executable, "-m", "spyderd", "--config", str(self.config)]
+        args = [*self.wrapper, sys.executable, "-m", "spyderd", "--config", str(self.config)]
         for r in self.rules:
             args += ["--rules", r]
         with open(self.log, "a") as logf:

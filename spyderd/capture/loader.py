@@ -149,6 +149,29 @@ class Plan:
     values: dict[str, int]
 
 
+PROC_PID_INIT_INO = 0xEFFFFFFC  # the initial pid namespace's inode
+
+
+def own_pidns() -> tuple[int, int]:
+    """(nsfs dev, inode) of this process's pid namespace, (0, 0) for the initial one: the
+    probes then compare pids as this process sees them (bpf_get_ns_current_pid_tgid)."""
+    try:
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return 0, 0
+    return (0, 0) if st.st_ino == PROC_PID_INIT_INO else (st.st_dev, st.st_ino)
+
+
+def proc_children() -> set[int]:
+    """This thread's children as /proc numbers them: the pids the probes report where
+    /proc is the initial namespace's (spyderd in a container with the host's /proc)."""
+    try:
+        with open("/proc/thread-self/children") as f:
+            return {int(x) for x in f.read().split()}
+    except (OSError, ValueError):
+        return set()
+
+
 def _comm_key(name: str) -> bytes:
     return name.encode()[:15].ljust(16, b"\0")
 
@@ -241,7 +264,8 @@ class Capture:
             max_args, arg_bytes = min(max_args, CORE_MAX_ARGS), min(arg_bytes, CORE_ARGBUF)
             log.warning("capture.max_args/arg_bytes above the CO-RE objects' limits (%d, %d):"
                         " using %d, %d", CORE_MAX_ARGS, CORE_ARGBUF, max_args, arg_bytes)
-        return {"ignore_tgid": self.ignore_tgid,
+        dev, ino = own_pidns() if self.ignore_tgid else (0, 0)
+        return {"ignore_tgid": self.ignore_tgid, "self_pidns_dev": dev, "self_pidns_ino": ino,
                 "ignore_comms": 1 if self.options.get("ignore_comms") else 0,
                 "max_args": max_args, "arg_bytes": arg_bytes}
 
@@ -451,7 +475,8 @@ class Capture:
         tests = [p for p in self._chosen if p.selftest]
         if not tests:
             return
-        child = os.fork()
+        before = proc_children()
+        child = child_local = os.fork()
         if child == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
@@ -462,7 +487,9 @@ class Capture:
                         code = 1
             finally:
                 os._exit(code)
-        os.waitpid(child, 0)
+        new = proc_children() - before  # before waitpid: a zombie is still listed
+        child = new.pop() if len(new) == 1 else child  # events carry /proc's numbering
+        os.waitpid(child_local, 0)
         want = {p.name: {name for name, _ in p.decoders.values()} for p in tests}
         deadline = time.monotonic() + timeout
         seen = 0

@@ -56,7 +56,7 @@ def test_counters_named():
 
 def test_decoders_return_their_kind():
     for p in probes():
-        for _k, (name, decode) in p.decoders.items():
+        for name, decode in p.decoders.values():
             ret = typing.get_type_hints(decode)["return"]
             kinds = {a.kind for a in typing.get_args(ret) if a is not type(None)} or {ret.kind}
             assert kinds == {name}, f"{p.name}: decoder for {name} returns {ret}"

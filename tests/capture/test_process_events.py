@@ -11,7 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from capture_support import find_event, run_py, start_daemon, status
+from conftest import REPO, Spyderd
 
 pytestmark = pytest.mark.root
 
@@ -228,3 +230,38 @@ def test_daemon_own_activity_never_recorded(d):
     for kind in ("exec", "fork", "cred", "kernel", "connect", "udp", "unix_connect"):
         r = d.ctl("events", "--kind", kind, "--pid", str(pid), "-o", "json", check=True)
         assert r.stdout.strip() == "", f"spyderd's own {kind} events were recorded"
+
+
+def _child_of(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, f"no child of {pid}"
+    return int(children[0])
+
+
+def test_daemon_in_its_own_pid_namespace_never_records_itself(tmp_path, journald, loader):
+    """spyderd in a container sees itself as a small pid (1 here): the probes compare pids
+    in its namespace, so neither it nor the host's pid 1 is mistaken for it."""
+    cfg = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())
+    cfg["capture"].update({"loader": loader, "threads": True})  # its own threads: events
+    cfg["store"]["batch_delay"] = 0.2
+    path = tmp_path / "spyderd.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    d = Spyderd(tmp_path, [str(REPO / "rules")], config=path)
+    d.wrapper = ["unshare", "--pid", "--fork", "--kill-child=SIGTERM"]
+    d.start()
+    try:
+        host_pid = _child_of(d.proc.pid)  # the daemon, pid 1 in its namespace
+        assert "NSpid:" in (s := Path(f"/proc/{host_pid}/status").read_text())
+        assert s.split("NSpid:")[1].split("\n")[0].split()[-1] == "1"
+        assert status(d)["probes"]["process"]["selftest"] == "ok"  # its child is recorded
+        other = run_py("import os, threading; t = threading.Thread(target=print); t.start();"
+                       " t.join(); print(os.getpid())")
+        find_event(d, "fork", lambda e: e.get("thread"), pid=int(other.stdout.split()[-1]))
+        for kind in ("exec", "fork", "cred", "kernel", "connect", "udp", "unix_connect"):
+            r = d.ctl("events", "--kind", kind, "--pid", str(host_pid), "-o", "json",
+                      check=True)
+            assert r.stdout.strip() == "", f"spyderd's own {kind} events were recorded"
+    finally:  # unshare --fork ignores SIGTERM: stop the daemon itself
+        if d.proc.poll() is None:
+            os.kill(_child_of(d.proc.pid), signal.SIGTERM)
+            d.proc.wait(60)
