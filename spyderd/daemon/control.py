@@ -9,13 +9,19 @@ JSON object on one line and reads JSON lines back:
                                           -> {"ok": true}, then one line per item:
                                              {"topic": "findings", "item": {...}}
 
-Errors come back as `{"ok": false, "error": "..."}`. Beyond the file mode, every peer is
+Errors come back as `{"ok": false, "error": "..."}`; anything that is not one JSON object
+with a string `op` (garbage, deep nesting, a list of topics that is not one) is a bad request,
+counted, never an exception in the daemon. Beyond the file mode, every peer is
 checked with SO_PEERCRED: root, or the `spyder` group (primary or supplementary), or the
 connection is answered "permission denied" and closed.
 
 The daemon serves the socket from its own loop: everything is non-blocking and `service()`
 returns at once when nothing is ready, so a stuck or slow client never stalls capture. A
 follower that does not read is dropped once a megabyte is queued for it (counted).
+Limits, so a local user in group `spyder` cannot stall the daemon or lock others out: a
+request must arrive whole within `request_timeout` seconds of the connect and be at most
+64 KiB; an answer not read within `reply_timeout` is dropped; at most 64 connections in all
+and 16 per user other than root (root always gets one of the last slots).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 import os
 import selectors
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +46,10 @@ SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024
 MAX_QUEUED = 1 << 20
 MAX_CONNECTIONS = 64  # idle clients cannot exhaust the daemon's descriptors
+MAX_PER_UID = 16  # per user other than root
+ROOT_RESERVE = 4  # of MAX_CONNECTIONS, only root may take these
+REQUEST_TIMEOUT = 5.0  # seconds from connect to a complete request line
+REPLY_TIMEOUT = 5.0  # seconds for a client to read its answer
 TOPICS = ("findings", "traces", "alerts")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -53,20 +64,24 @@ class _Conn:
     topics: set[str] = field(default_factory=set)
     closing: bool = False  # close once outbuf is flushed
     allowed: bool = False  # SO_PEERCRED said root or group spyder
+    deadline: float = 0.0  # monotonic time by which the request (or reply) must be done
 
 
 class ControlServer:
     """Accepts, authorizes and answers control requests without ever blocking."""
 
     def __init__(self, runtime_dir: Path, handlers: dict[str, Handler],
-                 gid: int | None) -> None:
+                 gid: int | None, *, request_timeout: float = REQUEST_TIMEOUT,
+                 reply_timeout: float = REPLY_TIMEOUT) -> None:
         self.path = runtime_dir / SOCKET_NAME
         self.handlers = handlers
         self.gid = gid
+        self.request_timeout = request_timeout
+        self.reply_timeout = reply_timeout
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, _Conn] = {}
         self.stats = {"requests": 0, "rejected": 0, "followers_dropped": 0, "bad_requests": 0,
-                      "refused_busy": 0}
+                      "refused_busy": 0, "timeouts": 0}
         self.listener: socket.socket | None = None
 
     def start(self) -> None:
@@ -93,6 +108,7 @@ class ControlServer:
         """Handle whatever is ready now; returns at once when nothing is."""
         if self.listener is None:
             return
+        self._expire(time.monotonic())
         for key, mask in self.sel.select(timeout):
             if key.data is None:
                 self._accept()
@@ -142,20 +158,38 @@ class ControlServer:
             except (BlockingIOError, InterruptedError):
                 return
             sock.setblocking(False)
-            if len(self.conns) >= MAX_CONNECTIONS:
-                self.stats["refused_busy"] += 1
-                sock.close()
-                continue
             try:
                 peer = access.peer_credentials(sock)
             except OSError:
                 sock.close()
                 continue
             pid, uid, gid = peer
-            conn = _Conn(sock, peer)
+            if not self._room_for(uid):
+                self.stats["refused_busy"] += 1
+                sock.close()
+                continue
+            conn = _Conn(sock, peer, deadline=time.monotonic() + self.request_timeout)
             conn.allowed = access.peer_allowed(uid, gid, access.peer_groups(sock, pid), self.gid)
             self.conns[sock.fileno()] = conn
             self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _room_for(self, uid: int) -> bool:
+        """Connection limits: in all, per user, and a few slots kept for root."""
+        if len(self.conns) >= MAX_CONNECTIONS:
+            return False
+        if uid == 0:
+            return True
+        mine = sum(1 for c in self.conns.values() if c.peer[1] == uid)
+        return mine < MAX_PER_UID and len(self.conns) < MAX_CONNECTIONS - ROOT_RESERVE
+
+    def _expire(self, now: float) -> None:
+        """Drop clients that did not send a whole request, or read their answer, in time."""
+        for conn in list(self.conns.values()):
+            if conn.deadline and now > conn.deadline:
+                self.stats["timeouts"] += 1
+                log.info("control socket: dropped pid %d (%s in time)", conn.peer[0],
+                         "did not read its answer" if conn.closing else "sent no request")
+                self._close(conn)
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -191,22 +225,28 @@ class ControlServer:
                 close=True)
             return
         self.stats["requests"] += 1
-        try:
-            req = json.loads(raw)
-            op = req["op"]
-        except (ValueError, KeyError, TypeError):
+        req = _parse(raw)
+        if req is None:
             self.stats["bad_requests"] += 1
             self._reply(conn, {"ok": False, "error": "bad request: expected one JSON object "
                                "with an 'op' on one line"}, close=True)
             return
+        op = req["op"]
         if op == "follow":
-            topics = set(req.get("topics") or ["findings"])
+            wanted = req.get("topics") or ["findings"]
+            if not isinstance(wanted, list) or not all(isinstance(t, str) for t in wanted):
+                self.stats["bad_requests"] += 1
+                self._reply(conn, {"ok": False, "error": "bad request: 'topics' must be a "
+                                   "list of names"}, close=True)
+                return
+            topics = set(wanted)
             unknown = topics - set(TOPICS)
             if unknown:
                 self._reply(conn, {"ok": False, "error": f"unknown topics {sorted(unknown)}; "
                                    f"expected some of {list(TOPICS)}"}, close=True)
                 return
             conn.topics = topics
+            conn.deadline = 0.0  # a follower waits as long as it likes (MAX_QUEUED bounds it)
             self._reply(conn, {"ok": True, "topics": sorted(topics)})
             return
         handler = self.handlers.get(op)
@@ -226,6 +266,8 @@ class ControlServer:
     def _reply(self, conn: _Conn, obj: dict[str, Any], close: bool = False) -> None:
         conn.outbuf += _line(obj)
         conn.closing = conn.closing or close
+        if conn.closing:
+            conn.deadline = time.monotonic() + self.reply_timeout
         self._flush(conn)
 
     def _flush(self, conn: _Conn) -> None:
@@ -256,6 +298,17 @@ class ControlServer:
                 pass
             self.conns.pop(fd, None)
             conn.sock.close()
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """One request object with a string `op`, or None for anything else."""
+    try:
+        req = json.loads(raw)
+    except (ValueError, RecursionError):  # garbage, bad UTF-8, nesting deeper than Python's
+        return None
+    if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+        return None
+    return req
 
 
 def _line(obj: dict[str, Any]) -> bytes:
