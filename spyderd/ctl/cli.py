@@ -30,6 +30,7 @@ from spyderd.ctl.output import (
     EXIT_NOT_FOUND,
     EXIT_NOT_RUNNING,
     EXIT_PERMISSION,
+    SafeStream,
     paged,
     use_color,
 )
@@ -459,6 +460,8 @@ def _glue_time_values(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(_glue_time_values(argv))
+    if not isinstance(sys.stdout, SafeStream):  # see ctl_output: no raw control characters
+        sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
     # Ctrl-C and SIGTERM end a `-f` follow cleanly even when started from a shell that
     # ignores SIGINT for background jobs (Python then installs no handler of its own).
     signal.signal(signal.SIGINT, signal.default_int_handler)

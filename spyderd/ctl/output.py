@@ -4,18 +4,23 @@
   is a terminal and `--no-pager` was not given; never while following (`-f`);
 - colors only on a terminal, never with `NO_COLOR` set or `TERM=dumb`
   (`SYSTEMD_COLORS=0/1` forces them off/on, as for systemd's tools);
-- exit codes, stable and documented in `EXIT_CODES`.
+- exit codes, stable and documented in `EXIT_CODES`;
+- nothing a watched process wrote reaches the terminal raw (`SafeStream`): its argv, exe,
+  comm or a journal message may hold ESC sequences that would clear the screen, move the
+  cursor, set the window title or hide text; they are shown as `\x1b`. Only spyderctl's
+  own colors (bold, dim, red, yellow, cyan, green and reset) pass.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # an error: bad input, a daemon that refused, a tool missing
@@ -31,6 +36,34 @@ EXIT_CODES = f"""exit status:
   {EXIT_NOT_RUNNING}  spyderd is not running
   {EXIT_PERMISSION}  permission denied: only root and the 'spyder' group may read spyderd's data
   {EXIT_NOT_FOUND}  no such finding, trace or process"""
+
+
+# spyderctl's own SGR sequences (traces.render, ctl, ctl_history); every other control
+# character is escaped.
+_OWN_SGR = r"\x1b\[(?:0|1|2|31|33|36|1;31|1;32)m"
+_UNSAFE = re.compile(f"({_OWN_SGR})|[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Control characters as `\\xNN` (newline, tab and our own colors kept)."""
+    return _UNSAFE.sub(lambda m: m.group(1) or f"\\x{ord(m.group()):02x}", text)
+
+
+class SafeStream:
+    """A text stream that passes everything written through `terminal_safe`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text))
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def use_color(stream: TextIO = sys.stdout) -> bool:
@@ -63,7 +96,7 @@ def paged(no_pager: bool) -> Iterator[TextIO]:
     env.setdefault("LESS", "FRSXMK")
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True, env=env)
     try:
-        yield proc.stdin  # type: ignore[misc]
+        yield SafeStream(proc.stdin)  # type: ignore[misc, arg-type]
     except BrokenPipeError:
         pass
     finally:
