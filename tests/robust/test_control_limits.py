@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spyderd import control
+from spyderd.daemon import control
 
 pytestmark = pytest.mark.root  # SO_PEERCRED as root; one test switches to nobody
 

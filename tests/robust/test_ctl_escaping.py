@@ -11,7 +11,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spyderd.ctl_output import terminal_safe
+from spyderd.ctl.output import terminal_safe
 from spyderd.graph import Graph, Store
 from spyderd.graph.synthetic import roots
 from spyderd.model import ExecEvent, ForkEvent
@@ -32,6 +32,7 @@ def _store(state) -> str:
                              filename="/tmp/\x1b[31mevil\rexe", args=EVIL_ARGS, start=t,
                              ppid=100, comm="evil\x1b[8m", uid=0))
     f = finding(1, 1, t + 1, node.id)
+    f.root_id = node.id
     f.message = "evil ran: \x1b[2J\x1b]0;owned\x07 " + " ".join(EVIL_ARGS)
     g.add_finding(f, None)
     g.flush()
