@@ -457,9 +457,18 @@ def _glue_time_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _options(extra: list[str]) -> list[str]:
+    return [a for a in extra if a.startswith("-") and a != "-"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(_glue_time_values(argv))
+    parser = build_parser()
+    args, extra = parser.parse_known_args(_glue_time_values(argv))
+    if extra and getattr(args, "paths", None) is not None and not _options(extra):
+        args.paths = [*args.paths, *extra]  # `rules validate --standalone FILE`: paths last
+    elif extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
     if not isinstance(sys.stdout, SafeStream):  # see ctl_output: no raw control characters
         sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
     # Ctrl-C and SIGTERM end a `-f` follow cleanly even when started from a shell that

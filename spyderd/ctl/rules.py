@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 from spyderd.ctl.common import dirs, live_status, open_store
@@ -38,13 +39,20 @@ SNAPSHOT_ATTRS = (
 
 def add_parsers(sub: Any) -> None:
     """Register `rules` and `record` on spyderctl's subcommand parser."""
-    p = sub.add_parser("rules", help="validate, list, describe or test rules")
-    p.add_argument("action", choices=["validate", "list", "fields", "test"])
-    p.add_argument("paths", nargs="*", help="rule files or directories (default: installed)")
+    p = sub.add_parser("rules", help="validate, list, describe, test or import rules")
+    p.add_argument("action", choices=["validate", "list", "fields", "test", "import-sigma"])
+    p.add_argument("paths", nargs="*", help="rule files or directories (default: installed); "
+                   "import-sigma: Sigma files or directories")
     p.add_argument("--events", metavar="FILE", help="test: recorded events (JSON lines)")
     p.add_argument("--rule", action="append", metavar="NAME",
                    help="test: only count and print matches of this rule (repeatable)")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("--standalone", action="store_true",
+                   help="validate: check the files alone, not with the installed rules")
+    p.add_argument("--lists", action="store_true", help="list: the lists defined")
+    p.add_argument("--macros", action="store_true", help="list: the macros defined")
+    p.add_argument("-o", "--output", metavar="FORMAT|FILE",
+                   help="text or json (list, test); the rule file to write (import-sigma, "
+                   "'-' for stdout)")
     p.set_defaults(fn=cmd_rules)
     p = sub.add_parser("record", help="write the live event stream to a file, for rules test")
     p.add_argument("--seconds", type=float, required=True, metavar="N")
@@ -63,6 +71,14 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
         print(describe())
         return 0
+    if args.action == "import-sigma":
+        return _import_sigma(args)
+    if (args.output or "text") not in ("text", "json"):
+        print(f"spyderctl: -o takes text or json for rules {args.action}", file=sys.stderr)
+        return EXIT_ERROR
+    args.output = args.output or "text"
+    if args.action == "validate":
+        return _validate(args)
     from spyderd.rules import load_rules
 
     paths = args.paths or _configured_paths(args)
@@ -74,13 +90,70 @@ def cmd_rules(args: argparse.Namespace) -> int:
     for warning in rs.warnings:
         print(str(warning), file=sys.stderr)
     if args.action == "list":
-        _list_rules(rs, args.output)
+        _list(rs, args)
         return 0
-    if args.action == "test":
-        return _test(rs, args)
-    n = len(rs.warnings)
-    print(f"{len(rs.rules)} rules ok" + (f", {n} warning{'s' * (n != 1)}" if n else ""))
+    return _test(rs, args)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """The files given, checked after the installed rules (so their lists and macros
+    resolve) unless --standalone; warnings are shown for the files given only."""
+    from spyderd.rules import load_rules
+    from spyderd.rules.reader import expand_paths
+
+    given = args.paths
+    if not given or args.standalone:
+        paths, mine = given or _configured_paths(args), None
+    else:
+        installed, _ = expand_paths(_configured_paths(args))
+        mine_files, _ = expand_paths(given)
+        known = {p.resolve() for p in installed}
+        paths = [*installed, *(p for p in mine_files if p.resolve() not in known)]
+        paths += [g for g in given if not Path(g).exists()]  # reported as not found
+        mine = {str(p) for p in mine_files} | {str(p) for p in installed
+                                               if p.resolve() in {m.resolve() for m in mine_files}}
+    try:
+        rs = load_rules(paths)
+    except SpyderError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    warnings = [w for w in rs.warnings if mine is None or w.file in mine]
+    for warning in warnings:
+        print(str(warning), file=sys.stderr)
+    count = len(rs.rules) if mine is None else sum(str(r.location.file) in mine for r in rs.rules)
+    n = len(warnings)
+    extra = "" if mine is None else f" (with the {len(rs.rules) - count} installed rules)"
+    print(f"{count} rules ok{extra}" + (f", {n} warning{'s' * (n != 1)}" if n else ""))
     return 0
+
+
+def _import_sigma(args: argparse.Namespace) -> int:
+    """Sigma files to one spyderd rule file; the rules left out, and why, on stderr. Exit 0:
+    all converted, 1: some left out (the others written), 2: bad arguments or files."""
+    if not args.paths or not args.output:
+        print("spyderctl: rules import-sigma needs FILE... and -o OUT.yaml", file=sys.stderr)
+        return EXIT_ERROR
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"spyderctl: no such file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_ERROR
+    # pySigma is heavy and only this command needs it: imported here, not at the top
+    from spyderd.sigma.importer import import_sigma
+
+    try:
+        report = import_sigma(args.paths)
+    except OSError as exc:
+        print(f"spyderctl: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for skipped in report.skipped:
+        print(str(skipped), file=sys.stderr)
+    if args.output == "-":
+        sys.stdout.write(report.yaml())
+    else:
+        Path(args.output).write_text(report.yaml(), encoding="utf-8")
+    print(f"{len(report.converted)} rules converted to {args.output}, "
+          f"{len(report.skipped)} not converted", file=sys.stderr)  # fmt: skip
+    return 1 if report.skipped else 0
 
 
 def _configured_paths(args: argparse.Namespace) -> list[str]:
@@ -93,13 +166,33 @@ def _configured_paths(args: argparse.Namespace) -> list[str]:
         return list(DEFAULT_RULE_PATHS)
 
 
+def _list(rs: Any, args: argparse.Namespace) -> None:
+    """Rules, or with --lists / --macros the lists and macros the rule files define."""
+    if not (args.lists or args.macros):
+        _list_rules(rs, args.output)
+        return
+    defs = rs.definitions
+    for kind, table in (("list", defs.lists if args.lists else {}),
+                        ("macro", defs.macros if args.macros else {})):  # fmt: skip
+        for name, d in table.items():
+            what = ([str(v) for v, _, _ in d.items] if kind == "list"
+                    else " or ".join(f"({p.value})" if len(d.parts) > 1 else p.value
+                                     for p in d.parts))  # fmt: skip
+            if args.output == "json":
+                print(json.dumps({"kind": kind, "name": name, "file": str(d.loc),
+                                  "items" if kind == "list" else "condition": what}))
+            else:
+                shown = ", ".join(what) if kind == "list" else " ".join(str(what).split())
+                print(f"{kind}\t{name}\t{shown}\t{d.loc}")
+
+
 def _list_rules(rs: Any, output: str) -> None:
     for r in rs.rules:
         if output == "json":
             print(json.dumps({
                 "name": r.name, "severity": r.severity, "events": list(r.events),
                 "tags": r.tags, "mitre": r.mitre, "enabled": r.enabled,
-                "sequence": r.is_sequence, "file": str(r.location),
+                "sequence": r.is_sequence, "file": str(r.location), "sigma_id": r.sigma_id,
             }))  # fmt: skip
         else:
             kind = "sequence" if r.is_sequence else ",".join(r.events)
