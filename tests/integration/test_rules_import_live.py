@@ -79,7 +79,7 @@ def test_falco_and_sigma_rules_fire_on_the_real_kernel(daemon, tmp_path: Path) -
     run(["/bin/bash", "-c", f"export HISTFILE=/dev/null; echo {tag}"])
     run(["find", str(tmp_path), "-name", f"id_rsa-{tag}"])
     run(["/bin/sh", "-c", f"echo mimipenguin-{tag}"])
-    run([sys.executable, "-c", "print('pty.spawn')", tag])
+    run(["python3", "-c", "print('pty.spawn')", tag])  # argv[0] python3, as the rule wants
     # a log truncated, a history file and a log deleted (watched: /var/log/)
     log = Path(f"/var/log/{tag}.log")
     history = Path(f"/var/log/{tag}.bash_history")
