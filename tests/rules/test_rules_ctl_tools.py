@@ -10,7 +10,7 @@ import pytest
 import yaml
 from rules_support import write
 
-from spyderd.ctl import main as spyderctl
+from spyderd.ctl.cli import main as spyderctl
 
 REPO = Path(__file__).resolve().parents[2]
 SIGMA = REPO / "tests/sigma/corpus"
