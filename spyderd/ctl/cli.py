@@ -392,8 +392,8 @@ def _add_graph(sub) -> None:
     p.add_argument("id", nargs="?", help="fnd-..., trc-..., proc:... or a pid")
     p.add_argument("--pid", type=int, help="the process with this pid (see --since)")
     p.add_argument("-S", "--since", "--at", dest="since", metavar="WHEN",
-                   help="with --pid: the image of the pid running then (else the latest), and "
-                        "the trace of what it did: -10m, 12:30, @UNIX")
+                   help="with --pid: the image of the pid running then, and the trace of "
+                        "what it did (its finding's trace): -10m, 12:30, @UNIX")
     p.add_argument("-l", "--full", action="store_true",
                    help="do not cut tree lines to the terminal's width")
     p.add_argument("--fleet", action="store_true",

@@ -49,11 +49,11 @@ def image_for_pid(store, pid: int, at: int = 0) -> Node | None:
 
 
 def _trace_of_pid(store, pid: int, at: int) -> str | None:
-    """The trace of what the pid's image did then: its latest finding's trace, else the
-    process itself."""
+    """Without a time, the pid's latest image (its ancestry and subtree). With one, the
+    trace of what the image running then did: its latest finding's trace, else the image."""
     img = image_for_pid(store, pid, at)
-    if img is None:
-        return None
+    if img is None or not at:
+        return img.id if img is not None else None
     mine = [f for f in store.findings(max(img.start - 1, 0)) if f.process_id == img.id]
     return mine[-1].trace_id if mine and mine[-1].trace_id else img.id
 

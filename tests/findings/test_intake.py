@@ -272,6 +272,7 @@ def test_trace_of_a_pid_around_a_time(tmp_path):
     assert image_for_pid(w.store, 200, copy.start).id == copy.id
     assert image_for_pid(w.store, 200, sh.start).id == sh.id
     assert image_for_pid(w.store, 200, 1).id == copy.id  # before it ran: the first after
-    assert _trace_of_pid(w.store, 200, 0) == f.trace_id  # what it did: its finding's trace
+    assert _trace_of_pid(w.store, 200, 0) == later.id  # no time: the process, as before
+    assert _trace_of_pid(w.store, 200, later.start) == f.trace_id  # what it did then
     assert _trace_of_pid(w.store, 200, sh.start) == sh.id  # no finding then: the process
     assert _trace_of_pid(w.store, 999, 0) is None
