@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spyderd.model import Event, Finding, Node, event_to_dict
+from spyderd.model import Event, Finding, Node, Trace, event_to_dict
 from spyderd.sinks import Sink
 from spyderd.traces.build import build_trace, chain_for, view_counts
 from spyderd.traces.fold import Folder
@@ -138,7 +138,7 @@ class Findings:
         for tr in traces if ok else ():
             if not self._deliver_trace(tr, now):
                 break
-        self._count_traces({p.finding.trace_id for p in due} - {t["id"] for t in traces})
+        self._count_traces({p.finding.trace_id for p in due} - {t.id for t in traces})
         self.graph.flush()
         self.folder.expire(time.time_ns())
         self.tracker.forget_idle(time.time_ns())
@@ -151,14 +151,14 @@ class Findings:
         if tr is None or subject is None:
             return
         root = find_root(self.graph, subject)
-        if root.node.id == tr["root"]:
+        if root.node.id == tr.root:
             self.tracker.join(tr, links(self.graph, root), now)
             self._apply_merges()
 
     def _apply_merges(self, skip: str = "") -> None:
         """Findings of traces merged into others take the surviving trace's id."""
         for late, early, moved in self.tracker.merges:
-            log.info("trace %s merged into %s (causally joined)", late["id"], early["id"])
+            log.info("trace %s merged into %s (causally joined)", late.id, early.id)
             flushed = False
             for fid in moved:
                 if fid == skip:
@@ -169,9 +169,9 @@ class Findings:
                     flushed = True
                 g = g or self.store.finding(fid)
                 if g is not None:
-                    g.trace_id = early["id"]
+                    g.trace_id = early.id
                     self.graph.add_finding(g, early)
-            self.store.write_batch([], [], [], [], {late["id"]: late})
+            self.store.write_batch([], [], [], [], {late.id: late.to_dict()})
         self.tracker.merges.clear()
 
     def _deliver_finding(self, p: Pending, now: float) -> bool:
@@ -211,12 +211,12 @@ class Findings:
         else:  # a trace no longer in memory: leave its stored record alone
             self.store.write_batch([], [], [], [f], {})
 
-    def _count(self, tr: dict[str, Any]) -> None:
+    def _count(self, tr: Trace) -> None:
         """Counts, users, containers and machines of the trace, from its view in the store."""
         try:
-            tr.update(view_counts(build_trace(self.store, tr["id"])))
+            tr.count(view_counts(build_trace(self.store, tr.id)))
         except KeyError as exc:  # root pruned or not yet stored: keep what we know
-            log.debug("trace %s: no view (%s)", tr["id"], exc)
+            log.debug("trace %s: no view (%s)", tr.id, exc)
 
     def _count_traces(self, ids: set[str]) -> None:
         """Keep the counts of traces below the threshold current too (`spyderctl traces`)."""
@@ -224,13 +224,14 @@ class Findings:
         for tr in records.values():
             self._count(tr)
         if records:
-            self.store.write_batch([], [], [], [], records)
+            self.store.write_batch([], [], [], [],
+                                   {tid: tr.to_dict() for tid, tr in records.items()})
 
-    def _deliver_trace(self, tr: dict[str, Any], now: float) -> bool:
+    def _deliver_trace(self, tr: Trace, now: float) -> bool:
         self._count(tr)
         ok = True
         for sink in self.sinks:
-            if tr["emitted"].get(sink.name, 0) >= tr["score"]:
+            if tr.emitted.get(sink.name, 0) >= tr.score:
                 continue
             if sink.send_trace(tr):
                 self.tracker.emitted(tr, sink.name)
@@ -239,11 +240,11 @@ class Findings:
         if ok:
             self.counters["traces_sent"] += 1
             if self.publish is not None:
-                self.publish("traces", tr)
+                self.publish("traces", tr.to_dict())
         else:
             self.tracker.retry_later(tr, now + RETRY_S)
             self.retry_at = now + RETRY_S
-        self.store.write_batch([], [], [], [], {tr["id"]: tr})
+        self.store.write_batch([], [], [], [], {tr.id: tr.to_dict()})
         return ok
 
     def flush_all(self) -> None:

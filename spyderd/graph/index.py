@@ -28,6 +28,7 @@ from spyderd.model import (
     ForkEvent,
     ListenEvent,
     Node,
+    Trace,
     WroteExecEvent,
     connection_id,
     event_to_dict,
@@ -76,7 +77,7 @@ class Graph:
         self._edges: list[Edge] = []
         self._events: list[dict] = []
         self._findings: dict[str, Finding] = {}
-        self._traces: dict[str, dict] = {}
+        self._traces: dict[str, Trace] = {}
         self.outbox = None  # fleet outbox (spyderd.fleet.outbox.Outbox) when fleet.url is set
         self.last_flush = time.monotonic()
 
@@ -444,19 +445,22 @@ class Graph:
 
     # -- findings and batches --------------------------------------------------------------
 
-    def add_finding(self, f: Finding, trace: dict | None = None) -> None:
+    def add_finding(self, f: Finding, trace: Trace | None = None) -> None:
         """Queue a finding (and its trace record, when the caller keeps one) for the store."""
         self._findings[f.id] = f
         if trace is not None:
-            self._traces[trace["id"]] = trace
+            self._traces[trace.id] = trace
             return
-        tr = self._traces.get(f.trace_id) or (self.store.trace(f.trace_id) if self.store
-                                                else None) or {
-            "id": f.trace_id, "root": f.root_id, "findings": [], "first": f.time}
-        if f.id not in tr["findings"]:
-            tr["findings"].append(f.id)
-        tr["last"] = f.time
+        tr = self._traces.get(f.trace_id) or self._stored_trace(f.trace_id) or Trace(
+            id=f.trace_id, root=f.root_id, first=f.time, tracked=False)
+        if f.id not in tr.findings:
+            tr.findings.append(f.id)
+        tr.last = f.time
         self._traces[f.trace_id] = tr
+
+    def _stored_trace(self, trace_id: str) -> Trace | None:
+        record = self.store.trace(trace_id) if self.store is not None else None
+        return Trace.from_dict(record) if record is not None else None
 
     def pending(self) -> int:
         return len(self._dirty) + len(self._edges) + len(self._events) + len(self._findings)
@@ -467,7 +471,8 @@ class Graph:
         if self.store is not None and (n or self._traces):
             nodes, findings = list(self._dirty.values()), list(self._findings.values())
             extra = self.outbox.stage(nodes, self._edges, findings) if self.outbox else None
-            self.store.write_batch(nodes, self._edges, self._events, findings, self._traces,
+            traces = {tid: tr.to_dict() for tid, tr in self._traces.items()}
+            self.store.write_batch(nodes, self._edges, self._events, findings, traces,
                                    extra=extra)
         self._dirty, self._edges, self._events = {}, [], []
         self._findings, self._traces = {}, {}

@@ -27,7 +27,7 @@ from spyderd.model.events import (
     event_from_dict,
     event_to_dict,
 )
-from spyderd.model.nodes import Edge, Finding, Node, connection_id, process_id
+from spyderd.model.nodes import Edge, Finding, Node, Trace, connection_id, process_id
 
 __all__ = [
     "EVENT_TYPES",
@@ -48,6 +48,7 @@ __all__ = [
     "Node",
     "PrctlEvent",
     "SessionEvent",
+    "Trace",
     "UdpEvent",
     "UnixConnectEvent",
     "WroteExecEvent",

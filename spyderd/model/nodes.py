@@ -137,3 +137,66 @@ class Finding:
     def from_dict(cls, d: dict[str, Any]) -> Finding:
         names = cls.__slots__  # type: ignore[attr-defined]
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(slots=True)
+class Trace:
+    """Findings grouped by causal root (and request), scored, scheduled for the sinks.
+
+    Stored as JSON (`to_dict`); a record that `Graph.add_finding` made without a tracker
+    (a replay, a trace no longer in memory) only has id, root, findings, first and last:
+    `tracked` tells them apart. Counts, users, containers and machines stay None until the
+    trace's view in the store is counted.
+    """
+
+    id: str
+    root: str
+    key: str = ""
+    root_kind: str = ""
+    root_name: str = ""
+    root_pid: int = 0
+    root_label: str = ""
+    trigger: str = ""
+    units: list[str] = field(default_factory=list)  # requests below a server root
+    dsts: list[str] = field(default_factory=list)  # outbound "ip:port" of its processes
+    findings: list[str] = field(default_factory=list)
+    rules: dict[str, str] = field(default_factory=dict)  # rule -> worst severity
+    score: int = 0
+    threshold: int = 0
+    suppressed: str = ""
+    first: int = 0
+    last: int = 0
+    emitted: dict[str, int] = field(default_factory=dict)  # sink -> score it last received
+    mitre: list[str] = field(default_factory=list)
+    priority: int = 7
+    merged_into: str = ""
+    counts: dict[str, int] | None = None
+    users: list[str] | None = None
+    containers: list[str] | None = None
+    machines: list[str] | None = None
+    tracked: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.tracked:
+            return {"id": self.id, "root": self.root, "findings": self.findings,
+                    "first": self.first, "last": self.last}
+        d = {k: getattr(self, k) for k in _TRACE_FIELDS}
+        for k in _TRACE_OPTIONAL:
+            if d[k] in ("", None):
+                del d[k]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trace:
+        known = {k: v for k, v in d.items() if k in _TRACE_FIELDS}
+        return cls(**known, tracked="rules" in d)
+
+    def count(self, counts: dict[str, Any]) -> None:
+        """Take the view's counts, users, containers and machines (`traces.view_counts`)."""
+        self.counts, self.users = counts["counts"], counts["users"]
+        self.containers, self.machines = counts["containers"], counts["machines"]
+
+
+_TRACE_FIELDS = tuple(n for n in Trace.__slots__ if n != "tracked")  # type: ignore[attr-defined]
+_TRACE_OPTIONAL = ("key", "root_label", "merged_into", "counts", "users", "containers",
+                   "machines")

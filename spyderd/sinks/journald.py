@@ -30,7 +30,7 @@ import time
 import uuid
 from typing import Any
 
-from spyderd.model import Finding
+from spyderd.model import Finding, Trace
 from spyderd.traces.build import chain_text
 from spyderd.traces.compact import BUDGET, dumps, journal_chain
 
@@ -111,47 +111,47 @@ def _fit(text: str) -> str:
     return text if len(raw) <= BUDGET else raw[:BUDGET].decode(errors="ignore") + "…"
 
 
-def trace_message(tr: dict[str, Any]) -> str:
-    rules = list(tr.get("rules", {}))
+def trace_message(tr: Trace) -> str:
+    rules = list(tr.rules)
     shown = ", ".join(rules[:4]) + (f" and {len(rules) - 4} more" if len(rules) > 4 else "")
-    root = f"{tr.get('root_label') or tr.get('root_name') or '?'} [{tr.get('root_pid', '')}]"
-    return (f"Trace {tr['id']} scored {tr['score']} (threshold {tr.get('threshold')}): "
+    root = f"{tr.root_label or tr.root_name or '?'} [{tr.root_pid}]"
+    return (f"Trace {tr.id} scored {tr.score} (threshold {tr.threshold}): "
             f"{len(rules)} rule{'s' if len(rules) != 1 else ''} ({shown}) in "
-            f"{len(tr.get('findings', []))} findings below {root} "
-            f"({tr.get('root_kind', '?')} root)")
+            f"{len(tr.findings)} findings below {root} "
+            f"({tr.root_kind or '?'} root)")
 
 
-def trace_fields(tr: dict[str, Any], machine_id: str) -> dict[str, Any]:
+def trace_fields(tr: Trace, machine_id: str) -> dict[str, Any]:
     """journald fields for one trace entry."""
-    counts = tr.get("counts", {})
+    counts = tr.counts or {}
     return {
         "MESSAGE": trace_message(tr),
-        "PRIORITY": str(min(tr.get("priority", 4), 4)),
+        "PRIORITY": str(min(tr.priority, 4)),
         "MESSAGE_ID": TRACE_MESSAGE_ID,
         "SYSLOG_IDENTIFIER": "spyderd",
         "SPYDER_KIND": "trace",
-        "SPYDER_TRACE_ID": tr["id"],
-        "SPYDER_TRACE_SCORE": str(tr["score"]),
-        "SPYDER_TRACE_THRESHOLD": str(tr.get("threshold", "")),
-        "SPYDER_TRACE_ROOT": tr["root"],
-        "SPYDER_TRACE_ROOT_KIND": tr.get("root_kind", ""),
-        "SPYDER_TRACE_ROOT_PID": str(tr.get("root_pid", "")),
-        "SPYDER_TRACE_ROOT_NAME": tr.get("root_name", ""),
-        "SPYDER_TRACE_ROOT_LABEL": tr.get("root_label", ""),
-        "SPYDER_TRACE_CMD": f"spyderctl trace {tr['id']}",
-        "SPYDER_TRACE_RULES": ",".join(tr.get("rules", {})),
-        "SPYDER_TRACE_FINDINGS": " ".join(tr.get("findings", [])),
-        "SPYDER_TRACE_TRIGGER": tr.get("trigger", ""),
+        "SPYDER_TRACE_ID": tr.id,
+        "SPYDER_TRACE_SCORE": str(tr.score),
+        "SPYDER_TRACE_THRESHOLD": str(tr.threshold),
+        "SPYDER_TRACE_ROOT": tr.root,
+        "SPYDER_TRACE_ROOT_KIND": tr.root_kind,
+        "SPYDER_TRACE_ROOT_PID": str(tr.root_pid),
+        "SPYDER_TRACE_ROOT_NAME": tr.root_name,
+        "SPYDER_TRACE_ROOT_LABEL": tr.root_label,
+        "SPYDER_TRACE_CMD": f"spyderctl trace {tr.id}",
+        "SPYDER_TRACE_RULES": ",".join(tr.rules),
+        "SPYDER_TRACE_FINDINGS": " ".join(tr.findings),
+        "SPYDER_TRACE_TRIGGER": tr.trigger,
         "SPYDER_TRACE_PROCESSES": str(counts.get("processes", "")),
         "SPYDER_TRACE_CONNECTIONS": str(counts.get("connections", "")),
         "SPYDER_TRACE_FILES": str(counts.get("files", "")),
         "SPYDER_TRACE_ALERTS": str(counts.get("alerts", "")),
-        "SPYDER_TRACE_USERS": ",".join(tr.get("users", [])),
-        "SPYDER_TRACE_CONTAINERS": ",".join(tr.get("containers", [])),
-        "SPYDER_TRACE_MACHINES": ",".join(tr.get("machines", [])),
-        "SPYDER_TRACE_FIRST": _iso(tr.get("first", 0)),
-        "SPYDER_TRACE_LAST": _iso(tr.get("last", 0)),
-        "SPYDER_MITRE": ",".join(tr.get("mitre", [])),
+        "SPYDER_TRACE_USERS": ",".join(tr.users or []),
+        "SPYDER_TRACE_CONTAINERS": ",".join(tr.containers or []),
+        "SPYDER_TRACE_MACHINES": ",".join(tr.machines or []),
+        "SPYDER_TRACE_FIRST": _iso(tr.first),
+        "SPYDER_TRACE_LAST": _iso(tr.last),
+        "SPYDER_MITRE": ",".join(tr.mitre),
         "SPYDER_MACHINE_ID": machine_id,
     }
 
@@ -176,8 +176,8 @@ class JournaldSink:
     def send(self, f: Finding) -> bool:
         return self._deliver(finding_fields(f, self.machine_id), f"finding {f.id}")
 
-    def send_trace(self, tr: dict[str, Any]) -> bool:
-        return self._deliver(trace_fields(tr, self.machine_id), f"trace {tr['id']}")
+    def send_trace(self, tr: Trace) -> bool:
+        return self._deliver(trace_fields(tr, self.machine_id), f"trace {tr.id}")
 
     def _deliver(self, fields: dict[str, Any], what: str) -> bool:
         try:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from spyderd.model import Finding
+from spyderd.model import Finding, Trace
 
 log = logging.getLogger("spyderd.sinks")
 _INTERNAL = ("sent", "delivered")
@@ -37,8 +37,9 @@ class JsonlSink:
         rec = {"type": "finding", **{k: v for k, v in f.to_dict().items() if k not in _INTERNAL}}
         return self._write(rec)
 
-    def send_trace(self, tr: dict[str, Any]) -> bool:
-        return self._write({"type": "trace", **{k: v for k, v in tr.items() if k != "emitted"}})
+    def send_trace(self, tr: Trace) -> bool:
+        record = {k: v for k, v in tr.to_dict().items() if k != "emitted"}
+        return self._write({"type": "trace", **record})
 
     def _write(self, rec: dict[str, Any]) -> bool:
         line = (json.dumps(rec, separators=(",", ":"), sort_keys=False) + "\n").encode()

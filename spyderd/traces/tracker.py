@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spyderd.model import Finding
+from spyderd.model import Finding, Trace
 from spyderd.traces.build import trace_id_for
 from spyderd.traces.roots import Root
 from spyderd.traces.score import DEFAULT_THRESHOLD, score, worse
@@ -37,14 +37,14 @@ class TraceTracker:
     settle: float = 3.0
     idle: float = 3600.0
     sinks: tuple[str, ...] = ("journald",)
-    traces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    traces: dict[str, Trace] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
     due_at: dict[str, float] = field(default_factory=dict)
-    lookup: Callable[[str], dict[str, Any] | None] | None = None  # stored trace by id
-    merges: list[tuple[dict[str, Any], dict[str, Any], list[str]]] = field(default_factory=list)
+    lookup: Callable[[str], dict[str, Any] | None] | None = None  # stored record by id
+    merges: list[tuple[Trace, Trace, list[str]]] = field(default_factory=list)
 
     def add(self, f: Finding, root: Root, now: float, unit: str = "",
-            links: Links | None = None, label: str = "") -> dict[str, Any]:
+            links: Links | None = None, label: str = "") -> Trace:
         """Put a new finding in its trace; returns the updated trace record.
 
         Sets `f.trace_id` and `f.root_id`. `now` is the monotonic clock (for scheduling).
@@ -52,164 +52,162 @@ class TraceTracker:
         `label` names the root in human terms (for a new trace).
         """
         tr = self._active(root, unit, f.time)
-        if label and not tr.get("root_label"):
-            tr["root_label"] = label
-        if f.id not in tr["findings"]:
-            tr["findings"].append(f.id)
-        tr["first"] = min(tr["first"], f.time)
-        tr["last"] = max(tr["last"], f.time)
-        if not tr["findings"][:-1]:
-            tr["trigger"] = f.id
+        if label and not tr.root_label:
+            tr.root_label = label
+        if f.id not in tr.findings:
+            tr.findings.append(f.id)
+        tr.first = min(tr.first, f.time)
+        tr.last = max(tr.last, f.time)
+        if not tr.findings[:-1]:
+            tr.trigger = f.id
             if f.suppressed:
-                tr["suppressed"] = f.suppressed
+                tr.suppressed = f.suppressed
         if not f.suppressed:
-            prev = tr["rules"].get(f.rule)
-            tr["rules"][f.rule] = worse(prev, f.severity) if prev else f.severity
-        tr["mitre"] = sorted(set(tr.get("mitre", [])) | {t for t in f.tags if _is_mitre(t)})
-        tr["priority"] = min(tr.get("priority", 7), f.priority) if not f.suppressed \
-            else tr.get("priority", 7)
-        tr["score"] = score(tr["rules"], bool(tr.get("suppressed")))
+            prev = tr.rules.get(f.rule)
+            tr.rules[f.rule] = worse(prev, f.severity) if prev else f.severity
+            tr.priority = min(tr.priority, f.priority)
+        tr.mitre = sorted(set(tr.mitre) | {t for t in f.tags if _is_mitre(t)})
+        tr.score = score(tr.rules, bool(tr.suppressed))
         tr = self.join(tr, links, now) if links else tr
-        f.trace_id, f.root_id = tr["id"], tr["root"]
+        f.trace_id, f.root_id = tr.id, tr.root
         self._schedule(tr, now)
         return tr
 
-    def join(self, tr: dict[str, Any], links: Links, now: float) -> dict[str, Any]:
+    def join(self, tr: Trace, links: Links, now: float) -> Trace:
         """Merge `tr` with the trace of its root that `links` ties it to, if any; returns the
         trace that holds its findings now."""
-        tr = self.current(tr["id"]) or tr
-        tr["dsts"] = sorted(set(tr.get("dsts", [])) | links.dsts)
+        tr = self.current(tr.id) or tr
+        tr.dsts = sorted(set(tr.dsts) | links.dsts)
         other = self._joined(tr, links)
         if other is None:
             return tr
-        early, late = sorted((other, tr), key=lambda t: (t["first"], t["id"]))
+        early, late = sorted((other, tr), key=lambda t: (t.first, t.id))
         self._merge(early, late, now)
         return early
 
-    def current(self, trace_id: str) -> dict[str, Any] | None:
+    def current(self, trace_id: str) -> Trace | None:
         """The trace record holding what `trace_id` held (following merges)."""
         tr = self.traces.get(trace_id)
         for _ in range(16):
-            if tr is None or not tr.get("merged_into"):
+            if tr is None or not tr.merged_into:
                 return tr
-            tr = self.traces.get(tr["merged_into"])
+            tr = self.traces.get(tr.merged_into)
         return tr
 
-    def _joined(self, tr: dict[str, Any], links: Links) -> dict[str, Any] | None:
+    def _joined(self, tr: Trace, links: Links) -> Trace | None:
         for key in sorted(links.writers):
             other = self.current(self.by_key.get(key, ""))
-            if other is not None and other["id"] != tr["id"] and other["root"] == tr["root"]:
+            if other is not None and other.id != tr.id and other.root == tr.root:
                 return other
         if links.dsts:
             for other in self.traces.values():
-                shared = links.dsts & set(other.get("dsts", ()))
-                if (shared and other["id"] != tr["id"] and other["root"] == tr["root"]
-                        and not other.get("merged_into")):
+                shared = links.dsts & set(other.dsts)
+                if (shared and other.id != tr.id and other.root == tr.root
+                        and not other.merged_into):
                     return other
         return None
 
-    def _merge(self, early: dict[str, Any], late: dict[str, Any], now: float) -> None:
+    def _merge(self, early: Trace, late: Trace, now: float) -> None:
         """`early` takes over `late`'s findings, rules, requests and addresses."""
-        moved = [fid for fid in late["findings"] if fid not in early["findings"]]
-        early["findings"] += moved
-        for rule, sev in late["rules"].items():
-            prev = early["rules"].get(rule)
-            early["rules"][rule] = worse(prev, sev) if prev else sev
-        early["first"] = min(early["first"], late["first"])
-        early["last"] = max(early["last"], late["last"])
-        early["units"] = sorted(set(early.get("units", [])) | set(late.get("units", [])))
-        early["dsts"] = sorted(set(early.get("dsts", [])) | set(late.get("dsts", [])))
-        early["mitre"] = sorted(set(early.get("mitre", [])) | set(late.get("mitre", [])))
-        early["priority"] = min(early.get("priority", 7), late.get("priority", 7))
-        early["score"] = score(early["rules"], bool(early.get("suppressed")))
-        late["merged_into"] = early["id"]
+        moved = [fid for fid in late.findings if fid not in early.findings]
+        early.findings += moved
+        for rule, sev in late.rules.items():
+            prev = early.rules.get(rule)
+            early.rules[rule] = worse(prev, sev) if prev else sev
+        early.first = min(early.first, late.first)
+        early.last = max(early.last, late.last)
+        early.units = sorted(set(early.units) | set(late.units))
+        early.dsts = sorted(set(early.dsts) | set(late.dsts))
+        early.mitre = sorted(set(early.mitre) | set(late.mitre))
+        early.priority = min(early.priority, late.priority)
+        early.score = score(early.rules, bool(early.suppressed))
+        late.merged_into = early.id
         for key, tid in self.by_key.items():
-            if tid == late["id"]:
-                self.by_key[key] = early["id"]
-        self.due_at.pop(late["id"], None)
+            if tid == late.id:
+                self.by_key[key] = early.id
+        self.due_at.pop(late.id, None)
         self.merges.append((late, early, moved))
         self._schedule(early, now)
 
-    def touch(self, trace_id: str, t: int) -> dict[str, Any] | None:
+    def touch(self, trace_id: str, t: int) -> Trace | None:
         """A folded repeat: the trace saw activity (no new rule, so no new score)."""
         tr = self.current(trace_id)
         if tr is not None:
-            tr["last"] = max(tr["last"], t)
+            tr.last = max(tr.last, t)
         return tr
 
-    def _active(self, root: Root, unit: str, t: int) -> dict[str, Any]:
+    def _active(self, root: Root, unit: str, t: int) -> Trace:
         key = trace_key(root.node.id, unit)
         tr = self.current(self.by_key.get(key, ""))
         if tr is None and self.lookup is not None:  # a trace of this key from before
-            tr = self.lookup(trace_id_for(key))
-            while tr is not None and tr.get("merged_into"):
-                tr = self.traces.get(tr["merged_into"]) or self.lookup(tr["merged_into"])
-            if tr is not None and "rules" in tr:
-                tr.setdefault("emitted", {})
-                self.traces[tr["id"]] = tr
-        if tr is not None and "rules" in tr and t - tr["last"] <= self.idle * NS:
-            self.by_key[key] = tr["id"]
+            tr = self._stored(trace_id_for(key))
+            while tr is not None and tr.merged_into:
+                tr = self.traces.get(tr.merged_into) or self._stored(tr.merged_into)
+            if tr is not None and tr.tracked:
+                self.traces[tr.id] = tr
+        if tr is not None and tr.tracked and t - tr.last <= self.idle * NS:
+            self.by_key[key] = tr.id
             return tr
         epoch = 0 if tr is None else t
         tid = trace_id_for(key, epoch)
-        tr = {
-            "id": tid, "key": key, "root": root.node.id, "root_kind": root.kind,
-            "root_name": root.node.name, "root_pid": root.node.pid, "trigger": "",
-            "units": [unit] if unit else [], "dsts": [],
-            "findings": [], "rules": {}, "score": 0, "threshold": self.threshold,
-            "suppressed": "", "first": t, "last": t, "emitted": {}, "mitre": [],
-        }
+        tr = Trace(id=tid, key=key, root=root.node.id, root_kind=root.kind,
+                   root_name=root.node.name, root_pid=root.node.pid,
+                   units=[unit] if unit else [], threshold=self.threshold, first=t, last=t)
         self.traces[tid] = tr
         self.by_key[key] = tid
         return tr
 
-    def _schedule(self, tr: dict[str, Any], now: float) -> None:
-        if tr["score"] < self.threshold or tr["id"] in self.due_at:
-            return
-        if all(tr["emitted"].get(s, 0) >= tr["score"] for s in self.sinks):
-            return
-        self.due_at[tr["id"]] = now + self.settle
+    def _stored(self, trace_id: str) -> Trace | None:
+        record = self.lookup(trace_id) if self.lookup is not None else None
+        return Trace.from_dict(record) if record is not None else None
 
-    def due(self, now: float) -> list[dict[str, Any]]:
+    def _schedule(self, tr: Trace, now: float) -> None:
+        if tr.score < self.threshold or tr.id in self.due_at:
+            return
+        if all(tr.emitted.get(s, 0) >= tr.score for s in self.sinks):
+            return
+        self.due_at[tr.id] = now + self.settle
+
+    def due(self, now: float) -> list[Trace]:
         """Traces whose settle time has passed and that some sink has not yet received."""
         ready = [tid for tid, t in self.due_at.items() if t <= now]
         return [self.traces[tid] for tid in ready
-                if tid in self.traces and not self.traces[tid].get("merged_into")]
+                if tid in self.traces and not self.traces[tid].merged_into]
 
-    def emitted(self, tr: dict[str, Any], sink: str) -> None:
+    def emitted(self, tr: Trace, sink: str) -> None:
         """`sink` received the trace at its current score."""
-        tr["emitted"][sink] = tr["score"]
-        if all(tr["emitted"].get(s, 0) >= tr["score"] for s in self.sinks):
-            self.due_at.pop(tr["id"], None)
+        tr.emitted[sink] = tr.score
+        if all(tr.emitted.get(s, 0) >= tr.score for s in self.sinks):
+            self.due_at.pop(tr.id, None)
 
-    def retry_later(self, tr: dict[str, Any], when: float) -> None:
-        self.due_at[tr["id"]] = when
+    def retry_later(self, tr: Trace, when: float) -> None:
+        self.due_at[tr.id] = when
 
     def restore(self, records: list[dict[str, Any]], now_wall_ns: int, now: float) -> int:
         """Take traces from the store back after a restart; unsent ones become due now."""
         n = 0
-        for tr in sorted(records, key=lambda r: r.get("last", 0)):
-            if "rules" not in tr or now_wall_ns - tr.get("last", 0) > self.idle * NS:
-                if tr.get("score", 0) >= self.threshold and "rules" in tr:
-                    self.traces[tr["id"]] = tr  # too old to grow, but still owed to a sink
+        traces = sorted((Trace.from_dict(r) for r in records), key=lambda t: t.last)
+        for tr in traces:
+            if not tr.tracked or now_wall_ns - tr.last > self.idle * NS:
+                if tr.score >= self.threshold and tr.tracked:
+                    self.traces[tr.id] = tr  # too old to grow, but still owed to a sink
                     self._schedule(tr, now - self.settle)
                 continue
-            tr.setdefault("emitted", {})
-            self.traces[tr["id"]] = tr
-            if not tr.get("merged_into"):
-                self.by_key[tr.get("key") or tr["root"]] = tr["id"]
+            self.traces[tr.id] = tr
+            if not tr.merged_into:
+                self.by_key[tr.key or tr.root] = tr.id
                 self._schedule(tr, now - self.settle)
             n += 1
-        for tr in records:  # keys of merged traces lead to the trace they were merged into
-            survivor = self.current(tr["id"]) if tr.get("merged_into") else None
-            if survivor is not None and tr.get("key"):
-                self.by_key.setdefault(tr["key"], survivor["id"])
+        for tr in traces:  # keys of merged traces lead to the trace they were merged into
+            survivor = self.current(tr.id) if tr.merged_into else None
+            if survivor is not None and tr.key:
+                self.by_key.setdefault(tr.key, survivor.id)
         return n
 
     def forget_idle(self, now_wall_ns: int) -> None:
         """Drop traces idle for longer than `idle` and owed to nobody (they stay stored)."""
         for tid, tr in list(self.traces.items()):
-            if tid not in self.due_at and now_wall_ns - tr["last"] > self.idle * NS:
+            if tid not in self.due_at and now_wall_ns - tr.last > self.idle * NS:
                 del self.traces[tid]
         live = set(self.traces)
         self.by_key = {k: tid for k, tid in self.by_key.items() if tid in live}

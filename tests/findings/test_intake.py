@@ -248,7 +248,7 @@ def test_traces_name_their_root_in_human_terms(tmp_path):
     sh = _request(w, 200, 50001, "id")
     f = p.new(ev_of(sh), sh, FakeMatch(FakeRule("Shell")), now=0)
     tr = w.graph._traces.get(f.trace_id) or p.tracker.traces[f.trace_id]
-    assert tr["root_label"] == "nginx on :8080 (request from 127.0.0.1:50001)"
+    assert tr.root_label == "nginx on :8080 (request from 127.0.0.1:50001)"
     proc = tmp_path / "proc" / "4242"
     proc.mkdir(parents=True)
     (proc / "cgroup").write_text("0::/system.slice/cron.service\n")

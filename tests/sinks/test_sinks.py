@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from spyderd.model import Finding
+from spyderd.model import Finding, Trace
 from spyderd.sinks.journald import TRACE_MESSAGE_ID, JournaldSink, finding_fields, trace_fields
 from spyderd.sinks.jsonl import JsonlSink
 
@@ -45,14 +45,14 @@ def test_trace_fields():
           "priority": 3, "counts": {"processes": 4, "connections": 1, "files": 2, "alerts": 1},
           "users": ["www-data"], "containers": ["c1"], "machines": ["m1"], "first": 10**18,
           "last": 10**18 + 5 * 10**9, "mitre": ["T1059.004"]}
-    f = trace_fields(tr, "m1")
+    f = trace_fields(Trace.from_dict(tr), "m1")
     assert f["MESSAGE_ID"] == TRACE_MESSAGE_ID and f["SPYDER_KIND"] == "trace"
     assert (f["SPYDER_TRACE_SCORE"], f["SPYDER_TRACE_ROOT"], f["SPYDER_TRACE_RULES"]) == \
         ("28", "p1", "Shell,Recon")
     assert f["SPYDER_TRACE_FINDINGS"] == "fnd-1 fnd-2" and f["SPYDER_TRACE_FILES"] == "2"
     assert f["SPYDER_TRACE_CMD"] == "spyderctl trace trc-1"
-    labelled = trace_fields({**tr, "root_label": "nginx on :80 (request from 10.0.0.5:5000)"},
-                            "m1")
+    labelled = trace_fields(
+        Trace.from_dict({**tr, "root_label": "nginx on :80 (request from 10.0.0.5:5000)"}), "m1")
     assert labelled["SPYDER_TRACE_ROOT_LABEL"] == "nginx on :80 (request from 10.0.0.5:5000)"
     assert "below nginx on :80 (request from 10.0.0.5:5000) [10]" in labelled["MESSAGE"]
     assert f["SPYDER_TRACE_FIRST"] == "2001-09-09T01:46:40.000Z"
@@ -83,7 +83,7 @@ def test_jsonl_appends_and_reopens_after_rotation(tmp_path):
     path = tmp_path / "log" / "findings.jsonl"
     sink = JsonlSink(path)
     assert sink.send(finding())
-    assert sink.send_trace({"id": "trc-1", "score": 5, "emitted": {"journald": 5}})
+    assert sink.send_trace(Trace(id="trc-1", root="p1", score=5, emitted={"journald": 5}))
     os.rename(path, tmp_path / "rotated.jsonl")
     assert sink.send(finding(id="fnd-2"))
     old = [json.loads(line) for line in (tmp_path / "rotated.jsonl").read_text().splitlines()]

@@ -163,7 +163,7 @@ class FakeSink:
         if not self.up:
             self.errors += 1
             return False
-        self.traces.append(dict(tr))
+        self.traces.append(tr.to_dict())
         return True
 
     def status(self) -> dict:

@@ -27,12 +27,12 @@ def test_score_counts_distinct_rules_by_severity_and_ignores_repeats():
     for i in range(20):
         tr.add(finding(i, "A", "medium"), r, now=0)
     rec = tr.traces[tr.by_key[r.node.id]]
-    assert rec["score"] == WEIGHTS["medium"] and len(rec["findings"]) == 20
+    assert rec.score == WEIGHTS["medium"] and len(rec.findings) == 20
     tr.add(finding(30, "B", "high"), r, now=0)
     tr.add(finding(31, "B", "critical"), r, now=0)  # same rule, worse severity: counts once
-    assert rec["score"] == WEIGHTS["medium"] + WEIGHTS["critical"]
-    assert rec["rules"] == {"A": "medium", "B": "critical"}
-    assert rec["trigger"] == "fnd-0" and rec["mitre"] == ["T1059"]
+    assert rec.score == WEIGHTS["medium"] + WEIGHTS["critical"]
+    assert rec.rules == {"A": "medium", "B": "critical"}
+    assert rec.trigger == "fnd-0" and rec.mitre == ["T1059"]
     assert score({"A": "low", "B": "info"}) == WEIGHTS["low"] + WEIGHTS["info"]
 
 
@@ -45,7 +45,7 @@ def test_threshold_crossing_is_due_once_after_settle_and_again_when_it_grows():
     tr.add(finding(2, "B"), r, now=11)
     assert tr.due(12.9) == []  # settling
     (rec,) = tr.due(13.0)
-    assert rec["score"] == 40 and f.trace_id == rec["id"] and f.root_id == r.node.id
+    assert rec.score == 40 and f.trace_id == rec.id and f.root_id == r.node.id
     tr.add(finding(3, "B"), r, now=13.5)  # a repeat of B while settling rides along
     tr.emitted(rec, "journald")
     assert tr.due(1000) == []
@@ -53,7 +53,7 @@ def test_threshold_crossing_is_due_once_after_settle_and_again_when_it_grows():
     assert tr.due(1000) == []
     tr.add(finding(5, "C", "medium"), r, now=21)  # grew
     (again,) = tr.due(23)
-    assert again is rec and rec["score"] == 48
+    assert again is rec and rec.score == 48
 
 
 def test_idle_root_starts_a_new_trace():
@@ -73,7 +73,7 @@ def test_suppressed_trigger_zeroes_the_trace_for_good():
     tr.add(finding(1, "A", suppressed="ops"), r, now=0)
     tr.add(finding(2, "B", "critical"), r, now=0)
     rec = tr.traces[tr.by_key[r.node.id]]
-    assert rec["score"] == 0 and rec["suppressed"] == "ops" and tr.due(100) == []
+    assert rec.score == 0 and rec.suppressed == "ops" and tr.due(100) == []
 
 
 def test_restore_makes_unsent_traces_due_and_keeps_growing_them():
@@ -81,10 +81,10 @@ def test_restore_makes_unsent_traces_due_and_keeps_growing_them():
     r = root()
     tr.add(finding(1, "A"), r, now=0)
     tr.add(finding(2, "B"), r, now=0)
-    rec = dict(tr.traces[tr.by_key[r.node.id]])
+    rec = tr.traces[tr.by_key[r.node.id]].to_dict()
     again = TraceTracker(threshold=40, settle=1, sinks=("journald",))
     assert again.restore([rec], now_wall_ns=1003 * S, now=50) == 1
-    assert [t["id"] for t in again.due(50)] == [rec["id"]]
+    assert [t.id for t in again.due(50)] == [rec["id"]]
     f = finding(3, "C", "low", t=1004 * S)
     again.add(f, r, now=51)
     assert f.trace_id == rec["id"]
@@ -96,7 +96,7 @@ def test_lookup_resumes_a_stored_trace_and_never_overwrites_an_idle_one():
     r = root()
     first = finding(1, "A", t=1000 * S)
     tr.add(first, r, now=0)
-    stored[first.trace_id] = dict(tr.traces[first.trace_id], last=1000 * S)
+    stored[first.trace_id] = {**tr.traces[first.trace_id].to_dict(), "last": 1000 * S}
     fresh = TraceTracker(threshold=40, idle=60, lookup=stored.get)
     soon = finding(2, "B", t=1010 * S)
     fresh.add(soon, r, now=0)
