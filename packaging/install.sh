@@ -66,6 +66,10 @@ PACKAGES=(
     nats-server
     # tests of `spyderctl trace -o html` in a real browser (headless, DevTools over a pipe)
     chromium
+    # tests/attacks: the tools the technique catalogue and the benign workload run for real
+    tcpdump nmap socat iptables at cron logrotate netcat-openbsd selinux-utils bind9-dnsutils
+    zip kmod strace gdb gcc git curl wget openssh-client gnupg python3-pip libcap2-bin
+    lsof net-tools psmisc
 )
 apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"

@@ -29,13 +29,16 @@ def header(path: Path) -> dict:
         return json.loads(f.readline())
 
 
-def test_every_rule_has_a_positive_and_a_negative_example() -> None:
+def test_every_example_rule_has_a_positive_and_a_negative_example() -> None:
+    """Rules with recordings have both kinds. (Rules without recordings are run live by the
+    attack catalogue, with a benign look-alike: tests/attacks/test_catalogue.py checks that
+    every rule is covered one way or the other.)"""
     rules = {r.name for r in load_rules([PACK]).rules}
     found: dict[str, set[str]] = {}
     for path in FILES:
         head = header(path)
         found.setdefault(head["rule"], set()).add(head["expect"])
-    assert set(found) == rules
+    assert set(found) <= rules
     assert all(kinds == {"match", "no match"} for kinds in found.values()), found
 
 

@@ -704,6 +704,33 @@ def _container_tty() -> tuple[Rec, Rec]:
     return pos, neg
 
 
+@scenario("Disk or partition overwritten")
+def _disk_wipe() -> tuple[Rec, Rec]:
+    rule = "Disk or partition overwritten"
+    pos = Rec(rule, True, "dd zeroes the first disk (replay only: it would wreck the host)")
+    pos.spawn(login_shell(pos), "/usr/bin/dd", ["dd", "if=/dev/zero", "of=/dev/sda", "bs=1M"])
+    neg = Rec(rule, False, "dd writes an image file, mkfs on a loop file")
+    shell = login_shell(neg)
+    neg.spawn(shell, "/usr/bin/dd", ["dd", "if=/dev/zero", "of=/var/tmp/disk.img", "bs=1M"])
+    neg.spawn(shell, "/usr/sbin/mkfs.ext4", ["mkfs.ext4", "/var/tmp/disk.img"])
+    return pos, neg
+
+
+@scenario("System shutdown or reboot requested")
+def _shutdown() -> tuple[Rec, Rec]:
+    rule = "System shutdown or reboot requested"
+    pos = Rec(rule, True, "a dropped script powers the host off (replay only)")
+    cron = pos.running("/usr/sbin/cron", ["/usr/sbin/cron", "-f"])
+    sh = pos.spawn(cron, "/bin/sh", ["/bin/sh", "-c", "/var/tmp/.x/run.sh"])
+    pos.spawn(sh, "/usr/sbin/shutdown", ["shutdown", "-h", "now"])
+    neg = Rec(rule, False, "an admin at a terminal reboots; a script cancels a shutdown")
+    neg.spawn(login_shell(neg), "/usr/sbin/reboot", ["reboot"])
+    cron = neg.running("/usr/sbin/cron", ["/usr/sbin/cron", "-f"])
+    sh = neg.spawn(cron, "/bin/sh", ["/bin/sh", "-c", "shutdown -c"])
+    neg.spawn(sh, "/usr/sbin/shutdown", ["shutdown", "-c"])
+    return pos, neg
+
+
 def slug(rule: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", rule.lower()).strip("-")
 
