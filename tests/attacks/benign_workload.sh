@@ -11,7 +11,6 @@ cleanup() {
     [ -n "${HTTP_PID:-}" ] && kill "$HTTP_PID" 2>/dev/null
     runc kill "$CTR" KILL 2>/dev/null; runc delete -f "$CTR" 2>/dev/null
     id "$USER_NAME" >/dev/null 2>&1 && deluser --quiet --remove-home "$USER_NAME" >/dev/null 2>&1
-    rm -f /var/log/spyder-benign-$TAG.log*
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -58,10 +57,11 @@ sudo -u nobody -n /bin/true
 su -s /bin/sh -c true nobody
 su - root -c 'id -u' >/dev/null
 
-step "log rotation"
-echo "line" > /var/log/spyder-benign-$TAG.log
+step "log rotation (an application's own log directory)"
+mkdir -p "$W/log"
+echo "line" > "$W/log/app.log"
 cat > "$W/rotate.conf" <<EOF
-/var/log/spyder-benign-$TAG.log {
+$W/log/app.log {
     rotate 2
     compress
     missingok
@@ -69,7 +69,7 @@ cat > "$W/rotate.conf" <<EOF
 }
 EOF
 logrotate -f -s "$W/rotate.state" "$W/rotate.conf"
-echo "again" >> /var/log/spyder-benign-$TAG.log
+echo "again" >> "$W/log/app.log"
 logrotate -f -s "$W/rotate.state" "$W/rotate.conf"
 
 step "add and remove a user the documented way"
