@@ -42,7 +42,8 @@ class Ran:
 
 
 def _script(base: Path, tag: str, name: str, body: str) -> Path:
-    path = base / f"atomic-{tag}-{name}.sh"
+    """A short path (journald cuts long arguments in chains): /var/lib/atk-XXXX/TAG-a07.sh."""
+    path = base / f"{tag}-{name}.sh"
     path.write_text(PRELUDE + "\n" + body + "\ntrue\n", encoding="utf-8")
     return path
 
@@ -71,33 +72,33 @@ def attack_daemon(journald):
 def ran(attack_daemon: Spyderd):
     daemon = attack_daemon
     tag = uuid.uuid4().hex[:8]
-    scripts_dir = Path(tempfile.mkdtemp(prefix="atomic-scripts-", dir="/var/lib"))
+    scripts_dir = Path(tempfile.mkdtemp(prefix="atk-", dir="/var/lib"))
     scripts: dict[str, Path] = {}
     results: dict[str, subprocess.CompletedProcess] = {}
     try:
-        for t in TECHNIQUES:  # look-alikes first: their events precede every finding waited on
-            if t.benign:
-                _prepare(t, "benign", t.benign, scripts_dir, tag, scripts, results)
-        for t in TECHNIQUES:
-            _prepare(t, "attack", t.script, scripts_dir, tag, scripts, results)
+        for i, t in enumerate(TECHNIQUES):  # look-alikes first: their events precede the
+            if t.benign:                    # findings waited on
+                _prepare(t, i, "benign", t.benign, scripts_dir, tag, scripts, results)
+        for i, t in enumerate(TECHNIQUES):
+            _prepare(t, i, "attack", t.script, scripts_dir, tag, scripts, results)
         yield Ran(daemon, tag, scripts, results)
         (REPO / "docs/detections.md").write_text(render_doc(), encoding="utf-8")
     finally:
         shutil.rmtree(scripts_dir, ignore_errors=True)
 
 
-def _prepare(t: Technique, role: str, body: str, scripts_dir: Path, tag: str,
+def _prepare(t: Technique, index: int, role: str, body: str, scripts_dir: Path, tag: str,
              scripts: dict, results: dict) -> None:  # fmt: skip
     """Write and run one script (then the technique's cleanup, for an attack)."""
     key = f"{role}:{t.slug}"
-    state = scripts_dir / f"{t.slug}.{role}.state"
+    state = scripts_dir / f"{index:02d}.{role}.state"
     state.mkdir()
     env = dict(os.environ, TAG=tag, S=str(state))
-    path = _script(scripts_dir, tag, f"{role}-{t.slug}", body)
+    path = _script(scripts_dir, tag, f"{role[0]}{index:02d}", body)
     scripts[key] = path
     results[key] = _run(path, env)
     if role == "attack" and t.cleanup:
-        done = _run(_script(scripts_dir, tag, f"cleanup-{t.slug}", t.cleanup), env)
+        done = _run(_script(scripts_dir, tag, f"c{index:02d}", t.cleanup), env)
         assert done.returncode == 0, f"cleanup of {t.slug} failed: {done.stderr}"
 
 
