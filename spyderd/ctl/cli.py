@@ -34,6 +34,7 @@ from spyderd.ctl.output import (
     paged,
     use_color,
 )
+from spyderd.ctl.store import add_parsers as add_store_parsers
 from spyderd.errors import AccessError, NotRunningError, SpyderError, StoreError
 
 __all__ = ["EXIT_NOT_FOUND", "EXIT_NOT_RUNNING", "EXIT_PERMISSION", "build_parser", "main"]
@@ -435,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     from spyderd.ctl.rules import add_parsers as add_rule_parsers
 
     add_rule_parsers(sub)  # rules validate|list|fields|test, record
+    add_store_parsers(sub)  # store check|salvage
     p = sub.add_parser("reload", help="reload rules and suppressions in the running daemon")
     p.set_defaults(fn=cmd_reload)
     return ap

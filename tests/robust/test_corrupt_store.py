@@ -16,7 +16,7 @@ from spyderd.graph import Store
 from spyderd.graph.guard import MSG_STORE_CORRUPT, GuardedStore
 from spyderd.graph.retention import check_invariants
 from spyderd.graph.salvage import check_store, fresh_store, open_store, salvage, verify
-from tests.conftest import REPO, Spyderd, journal_entries, wait_for
+from tests.conftest import REPO, Spyderd, ctl, journal_entries, wait_for
 from tests.graph.crash_writer import write
 from tests.robust.test_disk_full_daemon import RULE, canary, write_config
 
@@ -147,3 +147,15 @@ def test_daemon_starts_on_a_corrupted_store_captures_and_keeps_it_aside(pristine
     finally:
         d.stop()
     assert os.path.isdir(aside[0])
+    # spyderctl: the fresh store checks clean, the old one does not, salvage copies it out
+    assert d.ctl("store", "check").returncode == 0
+    bad = d.ctl("store", "check", str(aside[0]))
+    assert bad.returncode == 1 and "problem:" in bad.stdout
+    out = base / "salvaged"
+    r = d.ctl("store", "salvage", str(aside[0]), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert d.ctl("store", "check", str(out)).returncode == 0
+    env = dict(d.env, SPYDERD_STATE_DIR=str(out))
+    got = ctl(env, "findings", "-o", "json", "--no-pager", "--all")
+    ids = [json.loads(line)["id"] for line in got.stdout.splitlines() if line.strip()]
+    assert ids and all(i.startswith("fnd-crash-1-") for i in ids), got.stdout[:300]
