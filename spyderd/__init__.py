@@ -1,3 +1,3 @@
 """spyderd: eBPF system auditing over a causal graph, with trace-attached findings."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

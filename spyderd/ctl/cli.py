@@ -146,6 +146,11 @@ def store_health_lines(store: dict) -> list[str]:
 
 
 def _print_more(st: dict) -> None:
+    gap = st.get("capture_gap")
+    if gap:
+        how = "clean stop" if gap.get("clean") else "unclean stop: crash, kill or power loss"
+        sent = f"; the previous run was sent {gap['sender']}" if gap.get("sender") else ""
+        print(f"  capture gap before this start: {gap.get('seconds')} s ({how}){sent}")
     store = st.get("store") or {}
     if store:
         print(f"  store: {store.get('path')}  {_size(store.get('bytes', 0))} "

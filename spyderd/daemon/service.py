@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,6 +135,7 @@ class Gap:
     start: float
     end: float
     clean: bool
+    sender: str = ""  # who signalled the previous daemon last, when the kernel saw it
 
     @property
     def seconds(self) -> float:
@@ -141,7 +143,7 @@ class Gap:
 
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.start, "to": self.end, "seconds": round(self.seconds, 3),
-                "clean": self.clean}
+                "clean": self.clean, "sender": self.sender}
 
 
 def previous_run(store: MetaStore) -> tuple[float | None, bool]:
@@ -170,20 +172,27 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
-def report_gap(store: MetaStore, capture_started: float) -> Gap | None:
+def report_gap(store: MetaStore, capture_started: float,
+               sender: dict[str, Any] | None = None) -> Gap | None:
     """Log how long capture was down before this start (a window an attacker could use):
-    a warning after an unclean stop, info after a clean one; nothing on a fresh store."""
+    a warning after an unclean stop, info after a clean one; nothing on a fresh store.
+
+    `sender` is the last signal the kernel saw aimed at the previous daemon (kept in a
+    pinned BPF map that outlives a SIGKILL: spyderd.capture.tamper): who killed or stopped
+    it is named in the message and in SPYDER_GAP_SIGNAL / SPYDER_GAP_SENDER_* fields."""
     last, clean = previous_run(store)
     if last is None:
         log.info("no previous run recorded in this store: first start")
         return None
-    gap = Gap(last, capture_started, clean)
+    gap = Gap(last, capture_started, clean, sender_text(sender))
     fields = {"MESSAGE_ID": MSG_GAP_CLEAN if clean else MSG_GAP_UNCLEAN,
               "SPYDER_GAP_SECONDS": f"{gap.seconds:.1f}",
               "SPYDER_GAP_FROM": _iso(gap.start), "SPYDER_GAP_TO": _iso(gap.end),
-              "SPYDER_GAP_CLEAN": "1" if clean else "0"}
+              "SPYDER_GAP_CLEAN": "1" if clean else "0", **sender_fields(sender)}
     text = (f"capture was down for {gap.seconds:.1f} s (from {_iso(gap.start)} to "
             f"{_iso(gap.end)}): activity in that window was not recorded")
+    if gap.sender:
+        text += f"; the previous run was sent {gap.sender}"
     if clean:
         log.info("%s (previous run stopped cleanly)", text, extra=fields)
     else:
@@ -192,6 +201,28 @@ def report_gap(store: MetaStore, capture_started: float) -> Gap | None:
                     text, extra=fields)
     store.put_meta(META_LAST_GAP, gap.as_dict())
     return gap
+
+
+def sender_text(sender: dict[str, Any] | None) -> str:
+    """ "SIGKILL by kill[4242] (uid 0) at 2026-12-03T14:01:02+00:00", or "". """
+    if not sender:
+        return ""
+    try:
+        name = signal.Signals(int(sender.get("signal", 0))).name
+    except ValueError:
+        name = f"signal {sender.get('signal')}"
+    when = _iso(sender["time"] / 1e9) if sender.get("time") else "?"
+    return (f"{name} by {sender.get('sender_comm') or '?'}[{sender.get('sender_pid')}] "
+            f"(uid {sender.get('sender_uid')}) at {when}")
+
+
+def sender_fields(sender: dict[str, Any] | None) -> dict[str, str]:
+    if not sender:
+        return {}
+    return {"SPYDER_GAP_SIGNAL": str(sender.get("signal", "")),
+            "SPYDER_GAP_SENDER_PID": str(sender.get("sender_pid", "")),
+            "SPYDER_GAP_SENDER_COMM": str(sender.get("sender_comm", "")),
+            "SPYDER_GAP_SENDER_UID": str(sender.get("sender_uid", ""))}
 
 
 # -- one daemon per state directory ---------------------------------------------------------

@@ -115,7 +115,7 @@ class Daemon:
             procs = [p for p in procs if self.scope.admits_pid(p.pid)]
         n = self.graph.load_snapshot(procs, listening=listening_sockets())
         self.graph.flush()
-        self.last_gap = service.report_gap(self.store, attached)
+        self.last_gap = service.report_gap(self.store, attached, self._previous_sender())
         service.mark_running(self.store, time.time())
         self._resend_unsent()
         self._start_live()
@@ -144,6 +144,17 @@ class Daemon:
                            c("store.admin_space_left_mb"), c("store.admin_space_left_action"))
         return GuardedStore(store, limits=limits, space=space,
                             on_corrupt=fresh_store(self.paths.state_dir, map_size))
+
+    def _previous_sender(self) -> dict | None:
+        """The last signal the kernel saw aimed at the previous daemon on this state dir
+        (the capture keeps it in a pinned map that outlives a SIGKILL), for the gap report."""
+        read = getattr(self.capture, "previous_self_signal", None)
+        try:
+            last = read() if read is not None else None
+        except Exception as exc:  # noqa: BLE001 - naming the killer must not stop a start
+            log.warning("cannot read the previous daemon's last signal: %s", exc)
+            return None
+        return last.to_dict() if hasattr(last, "to_dict") else last
 
     def _prepare_access(self) -> None:
         """umask 027; state and runtime directories 0750 root:spyder (see spyderd.common.access)."""
