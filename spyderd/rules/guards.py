@@ -8,7 +8,7 @@ process name in a dict, and per field in a group whose union (one set lookup and
 the condition's tree at load time:
 
 - `F in (...)`, `F in list`, `F = x`: those values; `F startswith p` / `F endswith s`: that
-  prefix or suffix;
+  prefix or suffix; `F pmatch (p, ...)`: p itself, or the prefix p/;
 - `a and b`: the guards of both (either conjunct constrains the whole);
 - `a or b`: per field guarded on both sides, the union;
 - a macro: the same over its (or-ed) parts;
@@ -64,6 +64,12 @@ class Guard:
 Guards = dict[str, Guard]  # field -> guard
 
 
+def _path_guard(name: str, paths: list[str]) -> Guard:
+    """`F pmatch (p, ...)`: F is p itself or lies below it."""
+    exact = frozenset(p.rstrip("/") or "/" for p in paths)
+    return Guard(name, exact, tuple(p if p.endswith("/") else p + "/" for p in exact))
+
+
 class GuardFinder:
     """Reads guards off conditions, with the lists and macros they may use."""
 
@@ -100,6 +106,13 @@ class GuardFinder:
             return {name: Guard(name, frozenset(v for item in values for v in self._item(item)))}
         if kind == "in_list":
             return {name: Guard(name, frozenset(self._list(str(kids[1]), ())))}
+        if kind in ("set_values", "set_list") and str(kids[1].children[0]) == "pmatch":
+            if kind == "set_list":
+                paths = self._list(str(kids[2]), ())
+            else:
+                paths = [v for item in (kids[2].children if kids[2] is not None else [])
+                         for v in self._item(item)]  # fmt: skip
+            return {name: _path_guard(name, paths)}
         if kind == "compare":
             op = str(kids[1].children[0])
             if op == "=":

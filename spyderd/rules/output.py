@@ -81,6 +81,7 @@ def compile_template(
         parts.append(part)
     parts.append(text[pos:])
     diags.extend(_falco_fields(src, chain))
+    diags.extend(_deprecated(src, chain))
     merged = tuple(p for p in parts if p != "")
     return Template(text, merged) if ok else None
 
@@ -104,6 +105,18 @@ def _falco_fields(src: SourceText, chain: tuple[str, ...]) -> list[Diagnostic]:
                 chain,
             )
         )
+    return out
+
+
+def _deprecated(src: SourceText, chain: tuple[str, ...]) -> list[Diagnostic]:
+    """W306 for an old field name in a template (it still renders)."""
+    out = []
+    for m in _TOKEN.finditer(src.value):
+        fld = FIELDS.get((m.group(1) or "").strip())
+        if fld is not None and fld.deprecated:
+            loc = src.locate(m.start(1))
+            message = f"{fld.name} is a deprecated name: write {{{fld.deprecated}}}"
+            out.append(warning("W306", message, loc, src.source_line(loc), chain))
     return out
 
 

@@ -450,3 +450,21 @@ def test_appended_condition_error_located_in_its_own_file(tmp_path: Path) -> Non
     diags = rule_errors(lambda: load_rules([base, site]))
     assert [(d.file, d.code, d.line, d.col) for d in diags] == [(str(site), "E301", 3, 22)]
     assert diags[0].source_line == "  condition: and not proc.name = vim"
+
+
+def test_deprecated_field_in_output(tmp_path: Path) -> None:
+    d = one(
+        diagnostics(
+            tmp_path,
+            """\
+- rule: r
+  event: file
+  condition: file.changed_path startswith /etc/
+  severity: high
+  output: "wrote {file.target}"
+""",
+        ),
+        "W306",
+    )
+    assert (d.line, d.col) == (5, 19)
+    assert d.message == "file.target is a deprecated name: write {file.changed_path}"
