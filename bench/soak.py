@@ -9,7 +9,7 @@ unlinks in the watched directory, and fork+exit. Each worker storms for `duty` o
 second and sleeps the rest (the machine is shared). Once a minute it prints the daemon's
 RSS, open fds, store size on disk, events/s over that minute, and losses (ring buffer,
 backlog, decode errors). At the end: RSS and fds of the first and last minutes, and whether
-they plateaued (the last half of the run grew less than 10 % / 5 fds). Needs root.
+they plateaued (anonymous RSS grew less than 10 % and fds less than 5 over the last half). Needs root.
 """
 
 from __future__ import annotations
@@ -115,22 +115,27 @@ def status(env: dict) -> dict:
 
 
 def sample(pid: int, state: Path, env: dict) -> dict:
-    rss = 0
+    """RSS split: anonymous (heap: must plateau) and file-backed (LMDB's map of the store,
+    page cache the kernel reclaims; it follows the store's size)."""
+    mem = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) >> 10
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            mem[key] = int(value.split()[0]) >> 10
     st = status(env)
     lost = sum((st.get("lost") or {}).values()) + sum((st.get("decode_errors") or {}).values())
     data = state / "store" / "data.mdb"
-    return {"rss_mb": rss, "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    return {"rss_mb": mem.get("VmRSS", 0), "anon_mb": mem.get("RssAnon", 0),
+            "file_mb": mem.get("RssFile", 0), "fds": len(os.listdir(f"/proc/{pid}/fd")),
+            "age": round(time.time() - st.get("updated", time.time()), 1),
             "store_mb": round(data.stat().st_size / 2**20, 1) if data.exists() else 0,
             "events": st.get("events", 0), "lost": lost, "findings": st.get("findings", 0)}
 
 
 def plateau(rows: list[dict]) -> tuple[bool, bool]:
-    """RSS and fds grew little over the last half of the run."""
+    """Anonymous RSS and fds grew little over the last half of the run."""
     half = rows[len(rows) // 2:]
-    rss_ok = half[-1]["rss_mb"] <= half[0]["rss_mb"] * 1.10 + 2
+    rss_ok = half[-1]["anon_mb"] <= half[0]["anon_mb"] * 1.10 + 2
     fds_ok = half[-1]["fds"] <= half[0]["fds"] + 5
     return rss_ok, fds_ok
 
@@ -160,8 +165,8 @@ def main() -> int:
     rows: list[dict] = []
     print(f"spyderd pid {proc.pid}, state {base / 'state'}, {args.minutes:g} min, "
           f"duty {args.duty:g}", flush=True)
-    print(f"{'min':>5} {'RSS MB':>7} {'fds':>4} {'store MB':>9} {'events/s':>9} "
-          f"{'lost':>6} {'findings':>8}", flush=True)
+    print(f"{'min':>5} {'RSS MB':>7} {'anon':>5} {'file':>5} {'fds':>4} {'store MB':>9} "
+          f"{'events/s':>9} {'lost':>7} {'findings':>8} {'status age s':>12}", flush=True)
     t0 = time.monotonic()
     prev = sample(proc.pid, base / "state", env)
     try:
@@ -170,9 +175,10 @@ def main() -> int:
             cur = sample(proc.pid, base / "state", env)
             cur["eps"] = (cur["events"] - prev["events"]) / args.interval
             rows.append(cur)
-            print(f"{(time.monotonic() - t0) / 60:5.1f} {cur['rss_mb']:7d} {cur['fds']:4d} "
-                  f"{cur['store_mb']:9.1f} {cur['eps']:9.0f} {cur['lost']:6d} "
-                  f"{cur['findings']:8d}", flush=True)
+            print(f"{(time.monotonic() - t0) / 60:5.1f} {cur['rss_mb']:7d} {cur['anon_mb']:5d} "
+                  f"{cur['file_mb']:5d} {cur['fds']:4d} {cur['store_mb']:9.1f} "
+                  f"{cur['eps']:9.0f} {cur['lost']:7d} {cur['findings']:8d} "
+                  f"{cur['age']:12.1f}", flush=True)
             prev = cur
     finally:
         for w in workers:
@@ -192,7 +198,9 @@ def main() -> int:
     if len(rows) >= 2:
         rss_ok, fds_ok = plateau(rows)
         print(f"RSS {rows[0]['rss_mb']} -> {rows[-1]['rss_mb']} MB (max "
-              f"{max(r['rss_mb'] for r in rows)}), fds {rows[0]['fds']} -> {rows[-1]['fds']}, "
+              f"{max(r['rss_mb'] for r in rows)}; anonymous {rows[0]['anon_mb']} -> "
+              f"{rows[-1]['anon_mb']}, file-backed {rows[0]['file_mb']} -> "
+              f"{rows[-1]['file_mb']}), fds {rows[0]['fds']} -> {rows[-1]['fds']}, "
               f"store {rows[-1]['store_mb']} MB, {rows[-1]['events']} events, "
               f"{rows[-1]['lost']} lost; plateau: RSS {'yes' if rss_ok else 'NO'}, "
               f"fds {'yes' if fds_ok else 'NO'}")
