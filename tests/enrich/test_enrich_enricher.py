@@ -155,10 +155,12 @@ def test_pid_namespace_without_runtime(env):
     assert attrs["netns"] == proc.ns_ino("net-u") and attrs["mntns"] == proc.ns_ino("mnt-u")
     kid, _ = _ctx(enr, proc.add(502, ppid=501, nspid=[502, 2], ns=ns))
     assert kid["container_id"] == cid
+    enr.updates()  # drains what the start changed; later changes must still come out
     # the container ends with its root process
     root.end = 999
     changed = enr.updates()
     assert cnode in changed and cnode.end == 999
+    assert enr.updates() == []
 
 
 def test_terminal_session(env):
