@@ -34,9 +34,10 @@ Subject: spyderd trace @SPYDER_TRACE_ID@ scored @SPYDER_TRACE_SCORE@: several ru
 Defined-By: spyderd
 {SUPPORT}
 
-Findings that share a causal root (here @SPYDER_TRACE_ROOT_NAME@[@SPYDER_TRACE_ROOT_PID@], a
-@SPYDER_TRACE_ROOT_KIND@ root: an inbound connection, a session, a service or a container)
-form one trace. Its score adds one weight per distinct rule by severity (critical 40, high 20,
+Findings that share a causal root (here @SPYDER_TRACE_ROOT_LABEL@ [@SPYDER_TRACE_ROOT_PID@], a
+@SPYDER_TRACE_ROOT_KIND@ root: a network server, a session, a service or a container) form
+one trace; below a network server, each request that leads to findings is a trace of its own
+unless a dropped file or an outbound address joins it to another. Its score adds one weight per distinct rule by severity (critical 40, high 20,
 medium 8, low 3, info 1; repeats of a rule add nothing) and this entry is written once the
 score reaches findings.trace_threshold (@SPYDER_TRACE_THRESHOLD@), and again if it grows.
 
@@ -46,7 +47,8 @@ Activity from @SPYDER_TRACE_FIRST@ to @SPYDER_TRACE_LAST@ involving @SPYDER_TRAC
 processes, @SPYDER_TRACE_CONNECTIONS@ connections and @SPYDER_TRACE_FILES@ files; users
 @SPYDER_TRACE_USERS@; containers @SPYDER_TRACE_CONTAINERS@.
 
-Look at the whole story with `spyderctl trace @SPYDER_TRACE_ID@` (or -o svg for a picture);
+Look at the whole story with `spyderctl trace @SPYDER_TRACE_ID@` (-o svg for a picture, -o html
+for a page to attach to a ticket);
 `journalctl SPYDER_TRACE_ID=@SPYDER_TRACE_ID@` lists the individual findings. Known-good
 activity can be silenced with a suppression policy (spyderctl suppressions).
 """
