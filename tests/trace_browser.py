@@ -150,6 +150,17 @@ class Browser:
             self.page("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1],
                       button="left", clickCount=1)
 
+    def drag(self, selector: str, dx: float, dy: float) -> None:
+        """Press the mouse in the middle of the element, move by (dx, dy), release."""
+        x, y = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                       ".getBoundingClientRect(); return [r.x + r.width / 2, "
+                       "r.y + r.height / 2]; })()")
+        steps = [("mousePressed", x, y), ("mouseMoved", x + dx / 2, y + dy / 2),
+                 ("mouseMoved", x + dx, y + dy), ("mouseReleased", x + dx, y + dy)]
+        for kind, px, py in steps:
+            self.page("Input.dispatchMouseEvent", type=kind, x=px, y=py, button="left",
+                      buttons=0 if kind == "mouseReleased" else 1, clickCount=1)
+
     def screenshot(self, path: Path) -> Path:
         data = self.page("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))

@@ -85,10 +85,18 @@ def test_html_view_in_chromium(tmp_path, browser):
     head = browser.js("document.getElementById('head').innerText")
     assert f"score {view.summary['score']}" in head and "Test: chmod +x in /tmp" in head
 
-    # zoom changes the viewBox
-    before = browser.js("document.getElementById('graph').getAttribute('viewBox')")
+    # zoom, then pan by dragging, change the viewBox
+    def view_box() -> list[float]:
+        return [float(x) for x in browser.js(
+            "document.getElementById('graph').getAttribute('viewBox')").split()]
+
+    before = view_box()
     browser.click("#zin")
-    assert browser.js("document.getElementById('graph').getAttribute('viewBox')") != before
+    zoomed = view_box()
+    assert zoomed[2] < before[2]
+    browser.drag("#graph", 120, 80)
+    panned = view_box()
+    assert panned[0] < zoomed[0] and panned[1] < zoomed[1] and panned[2] == zoomed[2]
 
     shot = browser.screenshot(artifacts_dir() / "trace-html-unit.png")
     assert shot.stat().st_size > 10_000
