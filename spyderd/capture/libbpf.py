@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+BTF_KIND_STRUCT = 4
 BTF_KIND_DATASEC = 15
 BPF_ANY = 0
 _c = ctypes
@@ -26,6 +27,10 @@ class LibbpfError(OSError):
 
 class _BtfType(ctypes.Structure):
     _fields_ = [("name_off", _c.c_uint32), ("info", _c.c_uint32), ("size", _c.c_uint32)]
+
+
+class _Member(ctypes.Structure):
+    _fields_ = [("name_off", _c.c_uint32), ("type", _c.c_uint32), ("offset", _c.c_uint32)]
 
 
 class _VarSecinfo(ctypes.Structure):
@@ -55,6 +60,8 @@ _PROTOS: dict[str, tuple[object, list[object]]] = {
     "bpf_map__value_size": (_c.c_uint32, [_P]),
     "bpf_map__initial_value": (_P, [_P, _c.POINTER(_c.c_size_t)]),
     "btf__find_by_name_kind": (_c.c_int, [_P, _c.c_char_p, _c.c_uint32]),
+    "btf__load_vmlinux_btf": (_P, []),
+    "btf__free": (None, [_P]),
     "btf__type_by_id": (_P, [_P, _c.c_uint32]),
     "btf__name_by_offset": (_c.c_char_p, [_P, _c.c_uint32]),
     "bpf_map_update_elem": (_c.c_int, [_c.c_int, _P, _P, _c.c_uint64]),
@@ -95,6 +102,42 @@ class Libbpf:
             err = ctypes.get_errno() or 22
             raise LibbpfError(err, f"{what}: {os.strerror(err)}")
         return p
+
+
+class KernelBtf:
+    """The running kernel's BTF parsed by libbpf (C, a few ms), for the few struct
+    layouts the CO-RE loader itself needs (sizeof / offsetof of a struct member)."""
+
+    def __init__(self, lib: Libbpf) -> None:
+        self._lib = lib
+        self._btf = lib.ptr(lib.lib.btf__load_vmlinux_btf(), "vmlinux BTF")
+
+    def _struct(self, name: str) -> tuple[_BtfType, int]:
+        lib = self._lib.lib
+        tid = lib.btf__find_by_name_kind(self._btf, name.encode(), BTF_KIND_STRUCT)
+        if tid < 0:
+            raise KeyError(f"struct {name!r} not in BTF")
+        addr = lib.btf__type_by_id(self._btf, tid)
+        return _BtfType.from_address(addr), addr + ctypes.sizeof(_BtfType)
+
+    def sizeof(self, name: str) -> int:
+        return self._struct(name)[0].size
+
+    def offsetof(self, name: str, member: str) -> int:
+        """Byte offset of a direct member (nested paths are not needed here)."""
+        t, base = self._struct(name)
+        kflag = t.info >> 31
+        for i in range(t.info & 0xFFFF):
+            m = _Member.from_address(base + i * ctypes.sizeof(_Member))
+            if self._lib.lib.btf__name_by_offset(self._btf, m.name_off) == member.encode():
+                bits = m.offset & 0xFFFFFF if kflag else m.offset
+                return bits // 8
+        raise KeyError(f"{name}.{member} not in BTF")
+
+    def close(self) -> None:
+        if self._btf:
+            self._lib.lib.btf__free(self._btf)
+            self._btf = None
 
 
 @dataclass(slots=True)
@@ -259,6 +302,11 @@ class BpfObject:
             if fd >= 0:
                 out[p.name] = fd
         return out
+
+    def take_links(self) -> list[int]:
+        """The attach links, now the caller's to destroy."""
+        links, self._links = self._links, []
+        return links
 
     def close(self) -> None:
         for link in self._links:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class LibbpfLoader:
         self.ring_pages = ring_pages
         self.lib = Libbpf()
         self.objects: dict[str, _Loaded] = {}
+        self._pending: dict[str, tuple[_Loaded, Probe, list[AttachPoint], dict[str, int]]] = {}
         self._shared: dict[str, int] = {}
 
     def available(self, probe: Probe) -> str:
@@ -74,37 +76,86 @@ class LibbpfLoader:
         path = self.object_dir / probe.object
         return "" if path.exists() else f"object {path} not built"
 
-    def load(self, probe: Probe, hooks: list[AttachPoint], values: dict[str, int]) -> str:
-        """Open and load one probe's object with only `hooks`' programs; "" or why not."""
+    def prepare(self, probe: Probe, hooks: list[AttachPoint], values: dict[str, int]) -> str:
+        """Open one probe's object: only `hooks`' programs loaded, `.rodata` written;
+        "" or why not."""
         try:
             obj = BpfObject(self.lib, str(self.object_dir / probe.object))
         except OSError as exc:
             return str(exc)
         wanted = {hook_key(a) for a in hooks}
         loaded = _Loaded(obj)
+        try:
+            for prog in obj.programs():
+                hook = hook_of(prog.section)
+                on = hook is None or hook in wanted
+                obj.set_autoload(prog, on)
+                if on and hook is not None:
+                    loaded.attach.append(prog)
+            obj.set_rodata(values)
+        except OSError as exc:
+            obj.close()
+            return str(exc)
+        self._pending[probe.name] = (loaded, probe, hooks, values)
+        return ""
+
+    def load_all(self) -> dict[str, str]:
+        """Load the prepared objects: the first alone (it creates the shared maps), the
+        rest side by side (the verifier runs in the loading thread; ctypes lets go of the
+        GIL). Returns probe name -> why it failed."""
+        failed: dict[str, str] = {}
+        # the smallest object first (it only has to create the shared maps), then the rest
+        pending = sorted(self._pending, key=lambda n: os.path.getsize(
+            self.object_dir / self._pending[n][1].object))
+        while pending and not self._shared:
+            name = pending.pop(0)
+            why = self._load_one(name)
+            if why:
+                failed[name] = why
+        if not pending:
+            return failed
+        with StderrCapture() as cap, ThreadPoolExecutor(len(pending)) as pool:
+            results = dict(zip(pending, pool.map(self._load_quiet, pending), strict=True))
+        for name, ok in results.items():
+            if not ok:  # again alone, for a log of its own
+                loaded, probe, hooks, values = self._pending[name]
+                loaded.obj.close()
+                self.prepare(probe, hooks, values)
+                why = self._load_one(name)
+                if why:
+                    failed[name] = why
+        if failed and cap.text:
+            log.debug("libbpf output of the parallel load:\n%s", cap.text[-4000:])
+        return failed
+
+    def _load_quiet(self, name: str) -> bool:
+        loaded = self._pending[name][0]
+        try:
+            self._share(loaded.obj)
+            loaded.obj.load()
+        except OSError:
+            return False
+        self.objects[name] = loaded
+        return True
+
+    def _load_one(self, name: str) -> str:
+        loaded = self._pending[name][0]
         with StderrCapture() as cap:
             try:
-                for prog in obj.programs():
-                    hook = hook_of(prog.section)
-                    on = hook is None or hook in wanted
-                    obj.set_autoload(prog, on)
-                    if on and hook is not None:
-                        loaded.attach.append(prog)
-                obj.set_rodata(values)
-                self._share(obj)
-                obj.load()
+                self._share(loaded.obj)
+                loaded.obj.load()
             except OSError as exc:
                 failure: Exception | None = exc
             else:
                 failure = None
         if failure is not None:
-            obj.close()
-            log.error("probe %s: libbpf load failed: %s\n%s", probe.name, failure,
-                      cap.text[-4000:])
+            loaded.obj.close()
+            log.error("probe %s: libbpf load failed: %s\n%s", name, failure, cap.text[-4000:])
             return reason(cap.text, failure)
         if not self._shared:  # our own descriptors: the first object may be unloaded
-            self._shared = {m: os.dup(obj.map(m).fd) for m in SHARED_MAPS if obj.has_map(m)}
-        self.objects[probe.name] = loaded
+            self._shared = {m: os.dup(loaded.obj.map(m).fd) for m in SHARED_MAPS
+                            if loaded.obj.has_map(m)}
+        self.objects[name] = loaded
         return ""
 
     def _share(self, obj: BpfObject) -> None:
@@ -155,6 +206,12 @@ class LibbpfLoader:
         return self.map("events").fd, self.ring_pages * 4096
 
     def close(self) -> None:
+        """Detach everything, then close. Links are destroyed side by side: each detach
+        waits for an RCU grace period, and concurrent waiters share one."""
+        links = [link for loaded in self.objects.values() for link in loaded.obj.take_links()]
+        if links:
+            with ThreadPoolExecutor(min(32, len(links))) as pool:
+                list(pool.map(self.lib.lib.bpf_link__destroy, links))
         for name in list(self.objects):
             self.unload(name)
         for fd in self._shared.values():

@@ -26,7 +26,7 @@ from typing import Any
 
 from spyderd.capture import ringbuf
 from spyderd.capture.btf import BTF, VMLINUX_BTF
-from spyderd.capture.libbpf import CallbackRing, Libbpf
+from spyderd.capture.libbpf import CallbackRing, KernelBtf, Libbpf
 from spyderd.capture.load_bcc import BccLoader, LoadError, blame
 from spyderd.capture.load_libbpf import LibbpfLoader, hook_key
 from spyderd.capture.progstats import ProgStats, program_label
@@ -211,9 +211,10 @@ class Capture:
 
     def start(self) -> dict[str, ProbeStatus]:
         """Select, load, attach and self-test; raises CaptureError only when nothing runs."""
-        btf = BTF.load() if Path(VMLINUX_BTF).exists() else None
-        self.loader_name, self.why_bcc = choose_loader(self.options, btf is not None,
-                                                       self.object_dir)
+        have_btf = Path(VMLINUX_BTF).exists()
+        self.loader_name, self.why_bcc = choose_loader(self.options, have_btf, self.object_dir)
+        # bcc needs field offsets from BTF (parsed here, in Python); libbpf parses it itself
+        btf = BTF.load() if have_btf and self.loader_name == "bcc" else None
         plans = self._select(probes())
         if not plans:
             raise CaptureError("no probe can attach on this kernel: " + self._reasons())
@@ -230,7 +231,7 @@ class Capture:
         if not plans:
             raise CaptureError("no probe loads and attaches: " + self._reasons())
         self._chosen = [p.probe for p in plans]
-        self._progstats = ProgStats(btf, self._loader.programs()) if btf else None
+        self._progstats = self._prog_stats(btf) if have_btf else None
         self._open_ring()
         if self.options.get("self_test", True):
             self.self_test()
@@ -238,6 +239,15 @@ class Capture:
             backlog = int(self.options.get("backlog_mb", 64)) << 20
             self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
         return self.status
+
+    def _prog_stats(self, btf: BTF | None) -> ProgStats:
+        if btf is not None:
+            return ProgStats(btf, self._loader.programs())
+        kbtf = KernelBtf(self._loader.lib)
+        try:
+            return ProgStats(kbtf, self._loader.programs())
+        finally:
+            kbtf.close()
 
     @property
     def running(self) -> bool:
@@ -313,13 +323,17 @@ class Capture:
         self._loader = loader
         good = []
         for plan in plans:
-            why = loader.available(plan.probe) or loader.load(plan.probe, plan.hooks,
-                                                              plan.values)
+            why = loader.available(plan.probe) or loader.prepare(plan.probe, plan.hooks,
+                                                                 plan.values)
             if why:
                 self._fail(plan.probe, why)
             else:
                 good.append(plan)
-        return good
+        failed = loader.load_all()
+        for plan in good:
+            if plan.probe.name in failed:
+                self._fail(plan.probe, failed[plan.probe.name])
+        return [p for p in good if p.probe.name not in failed]
 
     # -- bcc -------------------------------------------------------------------------------
 

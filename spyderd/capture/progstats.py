@@ -14,11 +14,17 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-
-from spyderd.capture.btf import BTF
+from typing import Protocol
 
 BPF_OBJ_GET_INFO_BY_FD = 15
 SYS_BPF = {"x86_64": 321, "aarch64": 280}
+
+
+class StructLayouts(Protocol):
+    """Where struct layouts come from: spyderd's BTF parser or libbpf's (KernelBtf)."""
+
+    def sizeof(self, name: str) -> int: ...
+    def offsetof(self, name: str, member: str) -> int: ...
 
 
 class _InfoAttr(ctypes.Structure):
@@ -29,7 +35,7 @@ class _InfoAttr(ctypes.Structure):
 class ProgStats:
     """Reads `recursion_misses` of the given programs (name -> fd)."""
 
-    def __init__(self, btf: BTF, programs: dict[str, int]) -> None:
+    def __init__(self, btf: StructLayouts, programs: dict[str, int]) -> None:
         self.programs = programs
         self._nr = SYS_BPF.get(platform.machine())
         try:
