@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from test_render import web_shell_view
+from test_render import web_shell_view, web_shell_world
 from trace_browser import Browser, artifacts_dir
 
 from spyderd.traces.dot import picture, render_dot
@@ -101,3 +101,20 @@ def test_html_view_in_chromium(tmp_path, browser):
     shot = browser.screenshot(artifacts_dir() / "trace-html-unit.png")
     assert shot.stat().st_size > 10_000
     assert browser.requests == [url], json.dumps(browser.requests)  # the page itself, only
+
+
+def test_html_of_a_process_view(tmp_path, browser):
+    """`spyderctl trace proc:... -o html`: no trace record, no findings; the page works."""
+    from spyderd.traces import build_trace
+
+    w, _fs, a = web_shell_world(tmp_path / "w")
+    whoami = a["whoami"]
+    path = tmp_path / "proc.html"
+    path.write_text(page_of(build_trace(w.store, whoami.id)))
+    url = browser.open(path)
+    assert browser.js("document.body.dataset.ready") == "1"
+    assert browser.js("document.getElementById('head').innerText").startswith("Process proc:")
+    assert browser.js("document.getElementById('findings').innerText").strip() == "none"
+    browser.click(f'g.node[data-id="{whoami.id}"]')
+    assert f"pid\t{whoami.pid}" in browser.js("document.getElementById('details').innerText")
+    assert browser.requests == [url]

@@ -85,6 +85,12 @@ def svg_of(dot: str) -> str:
 
 
 def web_shell_view(tmp_path):
+    w, fs, a = web_shell_world(tmp_path)
+    return build_trace(w.store, fs[0].trace_id), a
+
+
+def web_shell_world(tmp_path):
+    """The replayed web-shell attack with its findings sent: (world, findings, nodes)."""
     w, sink = World(tmp_path), FakeSink()
     p = pipeline(w, sink)
     a = web_shell_attack(w)
@@ -97,7 +103,7 @@ def web_shell_view(tmp_path):
            ("callback", "Test: outbound connection below a web server", "high"),
            ("nc", "Test: outbound connection below a web server", "high"))]
     p.send_due(10)
-    return build_trace(w.store, fs[0].trace_id), a
+    return w, fs, a
 
 
 def test_web_shell_picture_fits_a_screen_top_down(tmp_path):
