@@ -558,6 +558,9 @@ def _plain_def(entry: Entry, diags: list[Diagnostic]) -> RuleDef | None:
             _events(entry, diags)  # reported now too: one run shows every mistake
         if "severity" in entry.items:
             _severity(entry, diags)
+        found = parse_exceptions(entry, diags)
+        if found is not None:
+            _named(found[1], entry, diags)
         return None
     condition = _text(entry, "condition", diags)
     output = _text(entry, "output", diags)

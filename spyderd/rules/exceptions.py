@@ -55,10 +55,11 @@ class ExceptionDef:
 
     def condition(self) -> SourceText | None:
         """`(f1 c1 v1 and f2 c2 v2) or (...)`, or None when there are no rows yet."""
-        if not self.rows:
-            return None
+        rows = [row for row in self.rows if len(row) == len(self.fields) == len(self.comps)]
+        if not rows or not self.fields:
+            return None  # rows appended to an exception not defined (reported as E102)
         pieces: list[tuple[str, SourceText | None]] = []
-        for r, row in enumerate(self.rows):
+        for r, row in enumerate(rows):
             pieces.append((" or (" if r else "(", None))
             for i, (fld, comp, (node, file)) in enumerate(
                 zip(self.fields, self.comps, row, strict=True)

@@ -468,3 +468,18 @@ def test_deprecated_field_in_output(tmp_path: Path) -> None:
     )
     assert (d.line, d.col) == (5, 19)
     assert d.message == "file.target is a deprecated name: write {file.changed_path}"
+
+
+def test_broken_rule_with_rows_for_an_undefined_exception(tmp_path: Path) -> None:
+    """Found by fuzzing: salvaging a broken rule whose exception has rows but no fields."""
+    diags = diagnostics(tmp_path, """\
+- rule: r
+  event: exec
+  condition: process.name = sh
+  output: x
+  exceptions:
+    - name: known
+      values:
+        - [a, b]
+""")
+    assert found(diags) == [("E004", 1, 3), ("E102", 6, 7)]
