@@ -6,11 +6,14 @@ BPF file under `probes/` and one decoder module here (docs/probes.md).
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import spyderd.capture.probes as probe_package
 from spyderd.model import Event
 
 Decoder = Callable[[bytes, "DecodeContext"], Event]
@@ -106,15 +109,9 @@ def register(probe: Probe) -> Probe:
 
 
 def probes() -> list[Probe]:
-    """Every registered probe: each `spyderd/capture/probe_*.py` module registers itself."""
-    import importlib
-    import pkgutil
-
-    import spyderd.capture as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name.startswith("probe_"):
-            importlib.import_module(f"spyderd.capture.{mod.name}")
+    """Every registered probe: each module of `spyderd.capture.probes` registers itself."""
+    for mod in pkgutil.iter_modules(probe_package.__path__):
+        importlib.import_module(f"spyderd.capture.probes.{mod.name}")
     return sorted(_REGISTRY.values(), key=lambda p: p.name)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from spyderd.capture import probe_kernel, probe_network
 from spyderd.capture.load_bcc import (
     LoadError,
     blame,
@@ -21,7 +20,9 @@ from spyderd.capture.load_bcc import (
 from spyderd.capture.load_bcc import hook_of as bcc_hook
 from spyderd.capture.load_libbpf import hook_of as libbpf_hook
 from spyderd.capture.loader import ProbeStatus, choose_loader, hook_labels
-from spyderd.capture.probe_process import cwd_text
+from spyderd.capture.probes import kernel as probe_kernel
+from spyderd.capture.probes import network as probe_network
+from spyderd.capture.probes.process import cwd_text
 from spyderd.capture.records import fallback_syscalls, signed32
 from spyderd.capture.registry import Probe
 from spyderd.errors import ConfigError

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Spyderd, wait_for
 
-from spyderd.capture import probe_files
+from spyderd.capture.probes import files as probe_files
 from spyderd.capture.records import HDR
 from spyderd.capture.registry import DecodeContext
 from spyderd.capture.watch import (

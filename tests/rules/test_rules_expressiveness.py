@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from rules_support import check, proc, write
 
-from spyderd.capture.probe_creds import CALLS as CRED_CALLS
-from spyderd.capture.probe_kernel import CALLS as KERNEL_CALLS
+from spyderd.capture.probes.creds import CALLS as CRED_CALLS
+from spyderd.capture.probes.kernel import CALLS as KERNEL_CALLS
 from spyderd.capture.watch import OPS
 from spyderd.model import ExecEvent, FileEvent, KernelEvent
 from spyderd.rules import FIELDS, DictContext, load_rules
