@@ -13,8 +13,8 @@ from spyderd.rules.fields.base import Field, ev_attr, event_attr, event_field
 KERNEL = frozenset({"kernel"})
 CRED = frozenset({"cred"})
 PRCTL = frozenset({"prctl"})
-# what capture reports in kernel.call and cred.call (capture.probe_kernel.CALLS and
-# capture.probe_creds.CALLS; a test keeps them in step)
+# what capture reports in kernel.call and cred.call (capture.probes.kernel.CALLS and
+# capture.probes.creds.CALLS; a test keeps them in step)
 KERNEL_CALLS = frozenset({
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "mount",
     "umount", "ptrace", "memfd_create", "bpf", "settimeofday", "clock_settime", "adjtimex",
