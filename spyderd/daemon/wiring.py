@@ -298,8 +298,19 @@ class Daemon(Loop):
                             "rules": len(self.ruleset.rules)}
         atomic_write(self.paths.runtime_dir / "reload.json", self.last_reload)
 
+    def _drain_capture(self) -> None:
+        """What the ring buffer still holds goes through the rules before the stop: the
+        record of the signal that is stopping us (SIGTERM, SIGINT) among it, so its finding
+        is sent before spyderd goes, as far as the kernel allows (not for SIGKILL)."""
+        try:
+            for ev in self.capture.poll(0):
+                self.handle(ev)
+        except Exception as exc:  # noqa: BLE001 - a stop must complete
+            log.warning("draining the capture at shutdown failed: %s", exc)
+
     def shutdown(self) -> None:
         service.notify(service.STOPPING)  # and no watchdog kill while the probes are detached
+        self._drain_capture()
         self.findings.flush_all()  # send pending findings rather than hold them across a stop
         self._stop_live()
         self.graph.flush()
