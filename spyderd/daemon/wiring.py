@@ -298,15 +298,24 @@ class Daemon(Loop):
                             "rules": len(self.ruleset.rules)}
         atomic_write(self.paths.runtime_dir / "reload.json", self.last_reload)
 
-    def _drain_capture(self) -> None:
-        """What the ring buffer still holds goes through the rules before the stop: the
-        record of the signal that is stopping us (SIGTERM, SIGINT) among it, so its finding
-        is sent before spyderd goes, as far as the kernel allows (not for SIGKILL)."""
+    def _drain_capture(self, budget: float = 1.0) -> None:
+        """What the ring buffer still holds goes through the rules before the stop, for at
+        most `budget` seconds: the record of the signal that is stopping us (SIGTERM,
+        SIGINT) among it, so its finding is sent before spyderd goes, as far as the kernel
+        allows (not for SIGKILL). What is left after the budget is counted and logged."""
+        deadline = time.monotonic() + budget
+        left = 0
         try:
             for ev in self.capture.poll(0):
-                self.handle(ev)
+                if time.monotonic() < deadline:
+                    self.handle(ev)
+                else:
+                    left += 1
         except Exception as exc:  # noqa: BLE001 - a stop must complete
             log.warning("draining the capture at shutdown failed: %s", exc)
+        if left:
+            log.warning("%d events read at shutdown were not processed (%.0f s budget)",
+                        left, budget, extra={"MESSAGE_ID": service.MSG_EVENTS_LOST})
 
     def shutdown(self) -> None:
         service.notify(service.STOPPING)  # and no watchdog kill while the probes are detached

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -81,9 +80,9 @@ def test_full_disk_keeps_detection_and_recovers(tmp_path, tmpfs_state, journald)
         faults = journal_entries(SYSLOG_IDENTIFIER="spyderd", MESSAGE_ID=MSG_STORE_FAULT,
                                  _PID=str(pid))
         assert faults and faults[0].get("SPYDER_STORE_FAULT") == "disk full", faults[:1]
-        time.sleep(3)  # a lasting fault is reported again (fault_report_seconds)
-        assert len(journal_entries(SYSLOG_IDENTIFIER="spyderd", MESSAGE_ID=MSG_STORE_FAULT,
-                                   _PID=str(pid))) > len(faults)
+        assert wait_for(lambda: len(journal_entries(  # a lasting fault is reported again
+            SYSLOG_IDENTIFIER="spyderd", MESSAGE_ID=MSG_STORE_FAULT, _PID=str(pid))) >
+            len(faults), 60)
         filler.unlink()
         assert wait_for(lambda: health(d).get("state") == "ok", 120), health(d)
         assert wait_for(lambda: journal_entries(SYSLOG_IDENTIFIER="spyderd",
