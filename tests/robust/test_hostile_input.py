@@ -32,7 +32,7 @@ from spyderd.graph import Graph
 from spyderd.model import AlertEvent, Event, event_to_dict
 from spyderd.rules import load_rules
 
-SETTINGS = settings(max_examples=150, deadline=None,
+SETTINGS = settings(max_examples=80, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 HDR = struct.Struct("<IIIIIIQQ16s")
 
