@@ -41,6 +41,9 @@ SPY_CONFIG(ignore_tgid, 0)     /* the daemon's own tgid, in its pid namespace */
 SPY_CONFIG(self_pidns_dev, 0)  /* that pid namespace (nsfs dev, inode) when it is not the */
 SPY_CONFIG(self_pidns_ino, 0)  /* initial one: spyderd runs in a container */
 SPY_CONFIG(ignore_comms, 0)    /* capture.ignore_comms is not empty */
+SPY_CONFIG(scope_netns, 0)     /* capture.scope netns: inode of the only network namespace kept */
+SPY_CONFIG(scope_cgroup, 0)    /* capture.scope cgroup: id of the subtree's top cgroup (v2) */
+SPY_CONFIG(scope_cgroup_level, 0) /* and its depth below the root cgroup */
 
 /* Losses per event kind: ring buffer full (reserve/output failed). */
 BPF_ARRAY(lost, u64, 32);
@@ -51,6 +54,7 @@ BPF_ARRAY(lost, u64, 32);
 #define C_FILTERED     2   /* events dropped by capture.ignore_comms */
 #define C_FILE_REPEATS 3   /* file records folded into an identical earlier one */
 #define C_RETRIES      4   /* ring-buffer reservations that failed once, then succeeded */
+#define C_SCOPE        5   /* events of tasks outside capture.scope, never sent */
 BPF_ARRAY(kcount, u64, 8);
 
 static __always_inline void count_event(u32 idx) {
@@ -69,10 +73,43 @@ static __always_inline void count_loss(u32 kind) {
         __sync_fetch_and_add(v, 1);
 }
 
+static __always_inline u64 read_ptr(u64 base, u64 off) {
+    u64 v = 0;
+    if (base)
+        bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
+    return v;
+}
+
+static __always_inline u32 read_u32(u64 base, u64 off) {
+    u32 v = 0;
+    if (base)
+        bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
+    return v;
+}
+/* capture.scope: the current task is outside the network namespace or cgroup subtree this
+ * daemon watches. A task whose namespaces are already gone (exiting) is let through: user
+ * space decides for it. */
+static __always_inline int out_of_scope(void) {
+    if (CFG(scope_cgroup) &&
+        bpf_get_current_ancestor_cgroup_id(CFG(scope_cgroup_level)) != CFG(scope_cgroup))
+        return 1;
+    if (CFG(scope_netns)) {
+        u64 nsp = read_ptr((u64)bpf_get_current_task(), KOFF(task_struct, nsproxy));
+        u64 net = read_ptr(nsp, KOFF(nsproxy, net_ns));
+        if (net && read_u32(net, KOFF(net, ns.inum)) != CFG(scope_netns))
+            return 1;
+    }
+    return 0;
+}
+
 /* True for the daemon's own activity (its tgid as it sees it, also from inside a container)
  * and, when capture.ignore_comms is set, for the current task's command name. Always
  * called with the current tgid. */
 static __always_inline int is_self(u32 tgid) {
+    if ((CFG(scope_netns) || CFG(scope_cgroup)) && out_of_scope()) {
+        count_event(C_SCOPE);
+        return 1;
+    }
     if (CFG(ignore_tgid)) {
         if (CFG(self_pidns_ino)) { /* pids as the daemon sees them (kernel 5.7+) */
             struct bpf_pidns_info ns = {};
@@ -108,17 +145,4 @@ static __always_inline void fill_hdr(struct hdr *h, u32 kind) {
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 
-static __always_inline u64 read_ptr(u64 base, u64 off) {
-    u64 v = 0;
-    if (base)
-        bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
-    return v;
-}
-
-static __always_inline u32 read_u32(u64 base, u64 off) {
-    u32 v = 0;
-    if (base)
-        bpf_probe_read_kernel(&v, sizeof(v), (void *)(base + off));
-    return v;
-}
 #endif

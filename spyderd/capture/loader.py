@@ -39,6 +39,7 @@ from spyderd.capture.registry import (
     kind_names,
     probes,
 )
+from spyderd.capture.scope import enter_scope, kernel_scope
 from spyderd.errors import CaptureError, ConfigError, SpyderError
 from spyderd.model import Event
 
@@ -277,7 +278,8 @@ class Capture:
         dev, ino = own_pidns() if self.ignore_tgid else (0, 0)
         return {"ignore_tgid": self.ignore_tgid, "self_pidns_dev": dev, "self_pidns_ino": ino,
                 "ignore_comms": 1 if self.options.get("ignore_comms") else 0,
-                "max_args": max_args, "arg_bytes": arg_bytes}
+                "max_args": max_args, "arg_bytes": arg_bytes,
+                **kernel_scope(self.options.get("scope", ""))}
 
     def _select(self, candidates: list[Probe]) -> list[Plan]:
         """Per probe: which hooks exist, what its configuration makes of it."""
@@ -494,6 +496,7 @@ class Capture:
         if child == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
+                enter_scope(self.options.get("scope", ""))  # else the kernel drops its events
                 for p in tests:
                     try:
                         p.selftest()  # type: ignore[misc]

@@ -13,7 +13,7 @@ import struct
 
 # probes/common.h C_* indexes of the `kcount` map.
 COUNTER_NAMES = {0: "threads", 1: "udp_repeats", 2: "ignored_comm", 3: "file_repeats",
-                 4: "reserve_retries"}
+                 4: "reserve_retries", 5: "out_of_scope"}
 
 HDR = struct.Struct("<IIIIIIQQ16s")
 

@@ -5,14 +5,18 @@ is that one, and the sockets in it; `cgroup:/sys/fs/cgroup/PATH` keeps the proce
 that cgroup or below. One kernel can then host several spyderd "hosts" (one per
 namespace or container), each with its own machine id.
 
-A process's namespace is read from /proc once, when it forks (only if the fork made a
-new network namespace) or execs (`ip netns exec` enters the namespace right before its
-exec); everything else about the process inherits that decision. Socket events carry
-their own namespace. A process gone before its exec is seen keeps its parent's decision.
+The probes filter in the kernel (`is_self()` in probes/common.h: the current task's
+network namespace, or its cgroup ancestor at the scope's depth), so other tasks' events
+never cross the ring buffer; they are counted as `out_of_scope`. User space then only
+checks what the kernel cannot: a socket event carries the socket's own namespace, which
+may differ from its task's. Without the kernel filter (`in_kernel=False`: replayed
+events), a process's namespace is read from /proc when it forks into a new network
+namespace or execs, and inherited otherwise.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass, field
 
@@ -43,6 +47,48 @@ def parse_scope(text: str) -> tuple[str, int | str]:
                       f"got {text!r}")
 
 
+def kernel_scope(text: str) -> dict[str, int]:
+    """The probes' .rodata for capture.scope: netns inode, or cgroup id and depth."""
+    kind, target = parse_scope(text)
+    if kind == "netns":
+        return {"scope_netns": int(target)}
+    if kind == "cgroup":
+        root = cgroup2_root()
+        rel = os.path.relpath(str(target), root)
+        level = 0 if rel == "." else len(rel.split("/"))
+        return {"scope_cgroup": os.stat(str(target)).st_ino, "scope_cgroup_level": level}
+    return {}
+
+
+def cgroup2_root() -> str:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup on systemd hosts)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.startswith("cgroup2 "):
+                    return left.split()[4]
+    except OSError:
+        pass
+    return "/sys/fs/cgroup"
+
+
+def enter_scope(text: str) -> None:
+    """Move the calling (single-threaded, freshly forked) process into capture.scope, so
+    the probes' self-test triggers are seen. A netns given by inode cannot be entered."""
+    kind, target = parse_scope(text)
+    if kind == "netns" and not str(text).split(":", 1)[1].isdigit():
+        fd = os.open(str(text).split(":", 1)[1], os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(fd)
+    elif kind == "cgroup":
+        with open(os.path.join(str(target), "cgroup.procs"), "w") as f:
+            f.write("0")
+
+
 def _netns_of(pid: int) -> int | None:
     try:
         return os.stat(f"/proc/{pid}/ns/net").st_ino
@@ -57,6 +103,7 @@ class Scope:
     inside: dict[int, bool] = field(default_factory=dict)  # tgid -> decision
     cgroups: set[int] = field(default_factory=set)
     dropped: int = 0
+    in_kernel: bool = False  # the probes filter too (capture.scope in .rodata)
 
     def __post_init__(self) -> None:
         if self.kind == "cgroup":
@@ -85,10 +132,12 @@ class Scope:
 
     def _decide(self, ev: Event) -> bool:
         if self.kind == "cgroup":
-            return self._cgroup_in(ev.cgroup_id)
+            return self.in_kernel or self._cgroup_in(ev.cgroup_id)
         netns = getattr(ev, "netns", 0)
         if netns:
-            return netns == self.target
+            return netns == self.target  # a socket's own namespace (it may differ)
+        if self.in_kernel:
+            return True  # the probes kept only tasks in the namespace (exits included)
         if isinstance(ev, ForkEvent):
             parent = self.inside.get(ev.ppid)
             if parent is None or ev.clone_flags & CLONE_NEWNET:
@@ -121,7 +170,7 @@ class Scope:
         try:
             with open(f"/proc/{pid}/cgroup") as f:
                 rel = f.read().strip().rpartition("::")[2]
-            return os.stat("/sys/fs/cgroup" + rel).st_ino in self.cgroups
+            return os.stat(cgroup2_root() + rel).st_ino in self.cgroups
         except OSError:
             return False
 

@@ -349,7 +349,7 @@ def _make_scope(text: str):
     """capture.scope as a filter, or None when the daemon sees the whole kernel."""
 
     kind, target = parse_scope(text)
-    return Scope(kind, target) if kind else None
+    return Scope(kind, target, in_kernel=True) if kind else None
 
 
 def _release_compiler_memory() -> None:
