@@ -62,7 +62,7 @@ def attack_daemon(journald):
     cfg = base / "spyderd.yaml"
     cfg.write_text("findings:\n  settle: 0.3\n  fold_window: 0\n")
     daemon = Spyderd(base, [str(REPO / "rules")], cfg)
-    daemon.start(wait=120)
+    daemon.start(wait=300)  # bcc compiles the probes where no CO-RE objects were built
     yield daemon
     daemon.stop()
     shutil.rmtree(base, ignore_errors=True)
