@@ -639,7 +639,7 @@ GNUPGHOME=$W/gnupg gpg --batch --yes --passphrase atomic -c -o $W/doc.gpg $W/doc
       benign="openssl enc -base64 -in /etc/hostname > /dev/null\nopenssl dgst -sha256 /etc/hostname > /dev/null\n"),
     T("T1489", "Several services stopped", IMPACT,
       "T1489 #3 Service Stop (Linux systemctl)",
-      """for s in cron atd nginx ssh; do systemctl stop $s 2>/dev/null; done
+      """for s in cron atd nginx ssh postgresql mysql; do systemctl stop $s 2>/dev/null; done
 true
 """,
       ("Many services stopped by one process",),
