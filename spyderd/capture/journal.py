@@ -17,6 +17,7 @@ then kept unattached (`pid` 0) and counted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -133,10 +134,8 @@ class JournalFollower:
         return [ev]
 
     def _attached(self, ev: AlertEvent, node: Node) -> AlertEvent:
-        ev.process_id = node.id
-        ev.pid = node.pid
         self.stats["attached"] += 1
-        return ev
+        return dataclasses.replace(ev, process_id=node.id, pid=node.pid)
 
     def _retry(self) -> list[AlertEvent]:
         out: list[AlertEvent] = []

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from spyderd.ctl.common import dirs, live_status, open_store
 from spyderd.errors import SpyderError
-from spyderd.model import Node
+from spyderd.model import Node, event_record
 
 DEFAULT_RULE_PATHS = ["/usr/share/spyderd/rules", "/etc/spyderd/rules.d"]
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR = 0, 1, 2
@@ -237,14 +237,12 @@ def _test(rs: Any, args: argparse.Namespace) -> int:
 
 def _print_match(m: Any, ev: Any, node: Node, output: str) -> None:
     if output == "json":
-        from spyderd.model import event_to_dict
-
         print(json.dumps({
             "rule": m.rule.name, "severity": m.rule.severity, "priority": m.rule.priority,
             "mitre": m.rule.mitre, "tags": m.rule.tags, "output": m.output,
             "time": ev.time, "pid": ev.pid, "process_id": node.id,
             "exe": node.attrs.get("exe", ""), "refs": [r.id for r in m.refs],
-            "event": event_to_dict(ev),
+            "event": event_record(ev, node.id),
         }))  # fmt: skip
         return
     ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev.time / 1e9))

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spyderd.model import Event, Finding, Node, Trace, event_to_dict
+from spyderd.model import Event, Finding, Node, Trace, event_record
 from spyderd.sinks import Sink
 from spyderd.traces.build import build_trace, chain_for, view_counts
 from spyderd.traces.fold import Folder
@@ -87,7 +87,7 @@ class Findings:
         f = Finding(
             id="fnd-" + uuid.uuid4().hex[:20], rule=rule.name, severity=rule.severity,
             priority=rule.priority, message=m.output, time=ev.time, process_id=node.id,
-            trace_id="", root_id="", event=event_to_dict(ev), tags=list(rule.tags),
+            trace_id="", root_id="", event=event_record(ev, node.id), tags=list(rule.tags),
             message_id=rule.message_id, refs=[r.id for r in m.refs], last_time=ev.time,
             suppressed=policy.name if policy else "")
         root = find_root(self.graph, node)

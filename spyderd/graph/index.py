@@ -31,7 +31,7 @@ from spyderd.model import (
     Trace,
     WroteExecEvent,
     connection_id,
-    event_to_dict,
+    event_record,
     process_id,
     walks,
 )
@@ -249,9 +249,7 @@ class Graph:
         """Fold one event into the graph; returns the subject process node."""
         handler = _HANDLERS.get(type(ev), Graph._on_other)
         node = handler(self, ev)
-        if node is not None:
-            ev.process_id = node.id
-        self._events.append(event_to_dict(ev))
+        self._events.append(event_record(ev, node.id if node is not None else ""))
         return node
 
     def _subject(self, ev: Event) -> Node:

@@ -1,6 +1,6 @@
 """The typed events and graph nodes every stage of spyderd exchanges.
 
-Events come out of `capture` (or a replay file) and are immutable. Nodes are the
+Events come out of `capture` (or a replay file) and are never changed afterwards. Nodes are the
 graph's vertices; their few mutable fields (end time, flags) change as later events
 arrive. Everything here is plain data that serialises to JSON-compatible dicts.
 """
@@ -25,6 +25,7 @@ from spyderd.model.events import (
     UnixConnectEvent,
     WroteExecEvent,
     event_from_dict,
+    event_record,
     event_to_dict,
 )
 from spyderd.model.nodes import Edge, Finding, Node, Trace, connection_id, process_id
@@ -54,6 +55,7 @@ __all__ = [
     "WroteExecEvent",
     "connection_id",
     "event_from_dict",
+    "event_record",
     "event_to_dict",
     "process_id",
 ]

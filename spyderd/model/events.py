@@ -12,7 +12,10 @@ class Event:
     """Header shared by every event: who (pid/tid/uid/gid/comm/cgroup) and when.
 
     `time` is wall-clock ns; `ktime` is CLOCK_BOOTTIME ns as the kernel stamped it.
-    `process_id` is filled by the graph: the id of the process image the event belongs to.
+    `process_id` is the process image the event belongs to when its source already knows
+    it (the journal follower, a replay file). Events are never changed once made (plain
+    slotted dataclasses rather than frozen ones: frozen ones cost ~5x more to build on the
+    decode path); the graph's answer goes into the stored record (`event_record`).
     """
 
     kind: ClassVar[str] = "event"
@@ -264,6 +267,14 @@ def event_to_dict(ev: Event) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": ev.kind}
     for name in names:
         out[name] = getattr(ev, name)
+    return out
+
+
+def event_record(ev: Event, process_id: str) -> dict[str, Any]:
+    """`event_to_dict` with the image the graph found for it (stored, sent with findings)."""
+    out = event_to_dict(ev)
+    if process_id:
+        out["process_id"] = process_id
     return out
 
 

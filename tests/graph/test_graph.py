@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from spyderd.capture.snapshot import ProcInfo
 from spyderd.graph import Graph, Store
-from spyderd.model import AcceptEvent, ConnectEvent, ExecEvent, ExitEvent, ForkEvent
+from spyderd.model import (
+    AcceptEvent,
+    ConnectEvent,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    event_to_dict,
+)
 from spyderd.traces import build_trace, chain_for
 from spyderd.traces.build import chain_text
 
@@ -94,3 +101,20 @@ def test_restart_keeps_ids_of_running_processes(tmp_path):
     g2.load_snapshot([ProcInfo(pid=1, ppid=0, start_ns=0, comm="init", exe="/sbin/init"),
                       ProcInfo(pid=950, ppid=1, start_ns=10 * S, comm="sh", exe="/bin/sh")])
     assert g2.live[950].id == sh.id
+
+
+def test_apply_leaves_events_unchanged_and_stores_the_image(tmp_path):
+    """Events are never written to: the graph's answer (the image) goes into the record."""
+    g, store = make(tmp_path)
+    events = [ForkEvent(time=10 * S, ktime=10 * S, pid=900, ppid=1, child_start=10 * S,
+                        comm="x"),
+              ExecEvent(time=11 * S, ktime=11 * S, pid=900, filename="/bin/sh",
+                        args=["/bin/sh"], start=10 * S, comm="sh"),
+              ConnectEvent(time=12 * S, ktime=12 * S, pid=900, family=4, local_ip="127.0.0.1",
+                           local_port=40000, remote_ip="127.0.0.1", remote_port=80)]
+    before = [event_to_dict(ev) for ev in events]
+    nodes = [g.apply(ev) for ev in events]
+    assert [event_to_dict(ev) for ev in events] == before
+    g.flush()
+    stored = list(store.events(0))
+    assert [e["process_id"] for e in stored[-3:]] == [n.id for n in nodes]
