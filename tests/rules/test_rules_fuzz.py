@@ -56,6 +56,22 @@ PIECES = [
     "\n",
     "'",
     "\\",
+    "i=",
+    "i!=",
+    "istartswith",
+    "iendswith",
+    "iglob",
+    "imatches",
+    "iin",
+    "has",
+    "ihas",
+    "pmatch",
+    "ipmatch",
+    "&",
+    "O_TRUNC",
+    "O_TRUNK",
+    "SIGKILL|0x10",
+    "/etc",
 ]
 LISTS: dict[str, list[str | int]] = {"shells": ["sh", "bash", 22]}
 MACROS = {"m": "process.name in (shells)"}
