@@ -32,7 +32,7 @@ LATER = st.one_of(
 )  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.lists(EXCEPTION, min_size=1, max_size=2), st.lists(LATER, max_size=3),
        st.sampled_from(["event", "severity", "output", None]))  # fmt: skip
 def test_exceptions_appends_overrides_never_raise(exceptions, later, drop) -> None:
