@@ -6,19 +6,18 @@ image that wrote it is looked for in the live graph first, then in stored histor
 
 from __future__ import annotations
 
-from typing import Any
-
 from spyderd.graph import Graph
 from spyderd.graph.query import History
 from spyderd.model import Node
+from spyderd.model.store import Store
 
 
 class AlertImages:
     """Callable handed to `capture.journal.JournalFollower`: (pid, time, unit) -> image."""
 
-    def __init__(self, graph: Graph, store: Any) -> None:
+    def __init__(self, graph: Graph, store: Store) -> None:
         self.graph = graph
-        self.store = store  # the daemon's (guarded) store
+        self.store = store
 
     def __call__(self, pid: int, t: int, unit: str) -> Node | None:
         """The process image that wrote a journal entry: pid alive at `t`, else the unit's.

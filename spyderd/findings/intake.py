@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spyderd.model import Event, Finding, Node, Trace, event_record
+from spyderd.model.store import Store
 from spyderd.sinks import Sink
 from spyderd.traces.build import build_trace, chain_for, view_counts
 from spyderd.traces.fold import Folder
@@ -57,7 +58,7 @@ class Findings:
     """Findings and traces between the rules and the sinks (owned by the daemon)."""
 
     graph: Any  # spyderd.graph.Graph: live ancestry, batches to the store
-    store: Any  # spyderd.graph.Store: chains and trace views after a flush
+    store: Store  # chains and trace views after a flush
     sinks: list[Sink]
     tracker: TraceTracker
     folder: Folder
