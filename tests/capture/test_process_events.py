@@ -38,6 +38,17 @@ def test_status_reports_probes_attached_and_self_tested(d, loader):
     assert f"  loader: {loader}" in text
 
 
+def test_loader_footprint(d, loader):
+    """With the CO-RE objects no compiler is mapped into the daemon; bcc compiles at start."""
+    maps = Path(f"/proc/{d.proc.pid}/maps").read_text()
+    compiler = [lib for lib in ("libclang", "libLLVM", "libbcc") if lib in maps]
+    if loader == "libbpf":
+        assert compiler == [], f"the libbpf loader mapped {compiler}"
+        assert "libbpf.so" in maps
+    else:
+        assert "libbcc" in compiler
+
+
 def test_exec_argv_cwd_ids(d, tmp_path):
     work = tmp_path / "deep" / "er"
     work.mkdir(parents=True)
