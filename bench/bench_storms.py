@@ -117,11 +117,14 @@ class Spyderd:
     base: Path
     proc: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
+    loader: str = ""  # capture.loader ("" = the shipped config's)
 
     def start(self) -> None:
         import yaml
 
         cfg = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())
+        if self.loader:
+            cfg["capture"]["loader"] = self.loader
         cfg_path = self.base / "spyderd.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         self.env = dict(os.environ, PYTHONPATH=str(REPO),
@@ -405,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-auditd", action="store_true")
     ap.add_argument("--no-spyderd", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--bcc", action="store_true",
+                    help="also run the storms with spyderd on the bcc loader (side by side)")
     ap.add_argument("--capture-only", action="store_true",
                     help="also run the storms with spyderd's probes and decoders alone")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -445,6 +450,26 @@ def other_tracers() -> list[str]:
     return found
 
 
+def run_spyderd(args, sizes, base: Path, unwatched: Path, loader: str
+                ) -> tuple[dict[str, float], dict]:
+    """The storms with one spyderd (probes loaded by `loader`) running."""
+    extra: dict = {}
+    d = Spyderd(base, loader=loader)
+    d.base.mkdir()
+    t = time.monotonic()
+    d.start()
+    st = d.status()
+    print(f"  spyderd (pid {d.proc.pid}, {st.get('loader', {}).get('name', '?')} loader, "
+          f"ready in {time.monotonic() - t:.1f} s):", flush=True)
+    try:
+        out = measure(sizes, args.repeat, unwatched, lambda name: SpyderdWindow(d, extra, name))
+        probes = {k: v.get("text", v.get("state")) for k, v in d.status()["probes"].items()}
+    finally:
+        d.stop()
+    print(f"    probes: {probes}", flush=True)
+    return out, extra
+
+
 def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
     print(f"storm sizes: {sizes}, {args.repeat} runs each (fastest counts)", flush=True)
     others = other_tracers()
@@ -455,19 +480,10 @@ def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
     base1 = measure(sizes, args.repeat, unwatched)
     spy, spy_extra = {}, {}
     if not args.no_spyderd:
-        d = Spyderd(base_dir / "spyderd")
-        d.base.mkdir()
-        t = time.monotonic()
-        d.start()
-        print(f"  spyderd (pid {d.proc.pid}, ready in {time.monotonic() - t:.1f} s):",
-              flush=True)
-        try:
-            spy = measure(sizes, args.repeat, unwatched,
-                          lambda name: SpyderdWindow(d, spy_extra, name))
-            probes = {k: v.get("text", v.get("state")) for k, v in d.status()["probes"].items()}
-        finally:
-            d.stop()
-        print(f"    probes: {probes}", flush=True)
+        spy, spy_extra = run_spyderd(args, sizes, base_dir / "spyderd", unwatched, "")
+    bcc, bcc_extra = {}, {}
+    if args.bcc:
+        bcc, bcc_extra = run_spyderd(args, sizes, base_dir / "spyderd-bcc", unwatched, "bcc")
     cap = {}
     if args.capture_only:
         c = CaptureOnly(base_dir)
@@ -494,6 +510,14 @@ def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
     base2 = measure(sizes, args.repeat, unwatched)
     base = {k: min(base1[k], base2[k]) for k in sizes}
     rows = report(sizes, base, spy, spy_extra, aud, aud_extra)
+    if bcc:
+        print("\n| storm | spyderd, bcc loader | ratio | lost | CPU per 10k events |\n"
+              "|---|---|---|---|---|")
+        for name in sizes:
+            x = bcc_extra.get(name, {})
+            rows[name]["bcc_ratio"] = round(bcc[name] / base[name], 3)
+            print(f"| {LABELS[name]} | {bcc[name]:.3f} s | {bcc[name] / base[name]:.2f}x | "
+                  f"{x.get('lost', '-')} | {x.get('cpu_per_10k') or '-'} |")
     if cap:
         print("\n| storm | probes and decoders only | ratio |\n|---|---|---|")
         for name in sizes:
