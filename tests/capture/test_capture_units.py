@@ -189,3 +189,15 @@ def test_program_names_from_bcc_are_text():
     progs = bpf_programs(bpf)
     assert list(progs) == ["tracepoint__sock__inet_sock_set_state"]
     assert program_label(next(iter(progs))) == "inet_sock_set_state"
+
+
+def test_loader_setting_checked_with_location(tmp_path: Path):
+    from spyderd.common.config import load_config
+
+    cfg = tmp_path / "spyderd.yaml"
+    cfg.write_text("capture:\n  loader: llvm\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(cfg))
+    assert f"{cfg}:2:" in str(exc.value) and "auto, libbpf, bcc" in str(exc.value)
+    cfg.write_text("capture:\n  loader: bcc\n")
+    assert load_config(str(cfg)).get("capture.loader") == "bcc"
