@@ -59,13 +59,14 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def expect(d: Spyderd, rule: str, tag: str) -> dict:
-    """The rule's finding mentioning `tag` in journald, waited for up to 20 s."""
+    """The rule's finding mentioning `tag` in journald, waited for up to 60 s (a loaded
+    machine delays the daemon and journald)."""
 
     def found() -> list[dict]:
         return [e for e in journal_entries(SYSLOG_IDENTIFIER="spyderd", SPYDER_RULE=rule)
                 if tag in e.get("SPYDER_CMDLINE", "") + e.get("MESSAGE", "")]  # fmt: skip
 
-    got = wait_for(found, 20)
+    got = wait_for(found, 60)
     assert got, f"no {rule!r} finding for {tag}\n" + d.log.read_text()[-3000:]
     return got[-1]
 
