@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +93,6 @@ def _check(path: str, node: yaml.Node, schema: dict[str, Any], out: dict[str, An
         key = knode.value
         spec = schema.get(key)
         if spec is None:
-            import difflib
             near = difflib.get_close_matches(key, list(schema), n=3)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
             errors.append(f"{_where(path, knode)}: unknown setting '{prefix}{key}'{hint}; "

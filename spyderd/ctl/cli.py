@@ -207,6 +207,11 @@ def _print_fleet(st: dict) -> None:
               "outside it ignored")
 
 
+
+# The command groups below import their module when run (lazily, on purpose): each pulls in
+# a heavy part (lark for rules and queries, the trace renderers, pySigma, the fleet's
+# nats), and `spyderctl status` or `reload` must start without any of them.
+
 def cmd_trace(args) -> int:
     from spyderd.ctl.process import cmd_trace as run
 

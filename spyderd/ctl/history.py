@@ -9,6 +9,7 @@ polls the store once a second instead, like `journalctl -f` on a journal nobody 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, TextIO
 
 from spyderd.common.timeparse import parse_when
 from spyderd.ctl.output import paged, use_color
+from spyderd.daemon import control
 from spyderd.errors import NotRunningError
 from spyderd.traces.render import ts
 from spyderd.traces.score import SEVERITY_ORDER
@@ -170,10 +172,6 @@ def _follow(topic: str, history: Callable[[], Iterator[dict[str, Any]]],
             keep: Callable[[dict[str, Any]], bool], show, args, open_store,
             runtime_dir: Path, key: Callable[[dict[str, Any]], Any] = lambda x: x["id"]) -> int:
     """History, then live items; over the control socket, else by polling the store."""
-    import sys
-
-    from spyderd.daemon import control
-
     out = sys.stdout
     seen: set = set()
 

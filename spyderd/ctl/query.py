@@ -21,10 +21,12 @@ import sys
 from collections import OrderedDict
 from typing import Any
 
+from spyderd.ctl.history import window
 from spyderd.ctl.output import EXIT_FAILURE, paged
 from spyderd.errors import RuleError, SpyderError
 from spyderd.graph.query import History
 from spyderd.model import Node, event_from_dict
+from spyderd.rules import compile_condition, load_rules
 from spyderd.traces.render import command, ts
 
 NODE_CACHE = 4096
@@ -58,8 +60,6 @@ class _Nodes:
 
 def compile_query(text: str, rule_paths: list[str]):
     """The predicate for `text`, with the rule files' lists and macros when they load."""
-    from spyderd.rules import compile_condition, load_rules
-
     try:
         rs = load_rules(rule_paths) if rule_paths else None
     except SpyderError as exc:
@@ -96,8 +96,6 @@ def run_query(store, pred, since: int, until: int | None, kind: str | None,
 
 
 def cmd_query(args, store, rule_paths: list[str]) -> int:
-    from spyderd.ctl.history import window
-
     since, until = window(args)
     try:
         pred = compile_query(args.expr, rule_paths)
