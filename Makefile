@@ -7,7 +7,7 @@ LINT_PATHS := $(wildcard spyderd tests bench)
 .PHONY: test lint install bench catalog probes
 
 # pytest exits non-zero on failures; exit code 5 ("no tests collected") also fails here.
-test:
+test: probes
 	@$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$rc
