@@ -33,7 +33,7 @@ from spyderd.daemon.status import atomic_write, status_dict
 from spyderd.enrich import Enricher
 from spyderd.errors import AlreadyRunningError, ConfigError, RuleError, SpyderError
 from spyderd.findings.intake import Findings
-from spyderd.graph import Graph
+from spyderd.graph import Graph, Store
 from spyderd.graph.guard import GuardedStore, Limits, SpaceWatch
 from spyderd.graph.salvage import fresh_store, open_store
 from spyderd.model import event_to_dict
@@ -157,7 +157,8 @@ class Daemon(Loop):
         space = SpaceWatch(c("store.space_left_mb"), c("store.space_left_action"),
                            c("store.admin_space_left_mb"), c("store.admin_space_left_action"))
         return GuardedStore(store, limits=limits, space=space,
-                            on_corrupt=fresh_store(self.paths.state_dir, map_size))
+                            on_corrupt=fresh_store(self.paths.state_dir, map_size),
+                            reopen=lambda: Store(self.paths.state_dir, map_size=map_size))
 
     def _previous_sender(self) -> dict | None:
         """The last signal the kernel saw aimed at the previous daemon on this state dir

@@ -136,8 +136,10 @@ class GuardedStore:
     def __init__(self, store: Store, *, limits: Limits | None = None,
                  space: SpaceWatch | None = None,
                  on_corrupt: Callable[[BaseException], Store] | None = None,
+                 reopen: Callable[[], Store] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self.reopen = reopen
         self.limits = limits or Limits()
         self.space = space or SpaceWatch()
         self.on_corrupt = on_corrupt
@@ -333,13 +335,31 @@ class GuardedStore:
                 for _ in chunk:
                     h.events.popleft()
             for k in list(h.meta):
-                self.store.put_meta(k, h.meta.pop(k))
+                self.store.put_meta(k, h.meta[k])
+                del h.meta[k]  # only once written: a failed put keeps it held
         except FAULT_ERRORS as exc:
             if isinstance(exc, CORRUPT_ERRORS) and not self.fault:
                 self._enter(exc)
             self.last_error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, lmdb.PanicError):
+                self._reopen()
             return False
         return True
+
+    def _reopen(self) -> None:
+        """A failed meta-page write leaves LMDB's environment fatal (MDB_PANIC) until it is
+        closed: every later transaction fails even once space is back. Open it again."""
+        if self.reopen is None:
+            return
+        try:
+            self.store.close()
+        except lmdb.Error:
+            pass
+        try:
+            self.store = self.reopen()
+            log.info("store: environment reopened after MDB_PANIC")
+        except Exception as exc:  # noqa: BLE001 - stay degraded, retry later
+            self.last_error = f"reopen: {exc}"
 
     def _recover(self) -> None:
         down = time.time() - self.fault_since

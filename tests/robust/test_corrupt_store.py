@@ -158,4 +158,5 @@ def test_daemon_starts_on_a_corrupted_store_captures_and_keeps_it_aside(pristine
     env = dict(d.env, SPYDERD_STATE_DIR=str(out))
     got = ctl(env, "findings", "-o", "json", "--no-pager", "--all")
     ids = [json.loads(line)["id"] for line in got.stdout.splitlines() if line.strip()]
-    assert ids and all(i.startswith("fnd-crash-1-") for i in ids), got.stdout[:300]
+    assert all(i.startswith("fnd-crash-1-") for i in ids), got.stdout[:300]
+    assert " copied" in r.stdout  # random pages may take every finding; not every record

@@ -84,7 +84,7 @@ def test_full_disk_keeps_detection_and_recovers(tmp_path, tmpfs_state, journald)
             SYSLOG_IDENTIFIER="spyderd", MESSAGE_ID=MSG_STORE_FAULT, _PID=str(pid))) >
             len(faults), 60)
         filler.unlink()
-        assert wait_for(lambda: health(d).get("state") == "ok", 120), health(d)
+        assert wait_for(lambda: health(d).get("state") == "ok", 180), health(d)
         assert wait_for(lambda: journal_entries(SYSLOG_IDENTIFIER="spyderd",
                                                 MESSAGE_ID=MSG_STORE_RECOVERED,
                                                 _PID=str(pid)), 30)

@@ -171,3 +171,27 @@ def test_space_thresholds_warn_then_prune(small_fs, caplog):
     low = [r for r in caplog.records if getattr(r, "MESSAGE_ID", "") == MSG_STORE_SPACE_LOW]
     assert [r.SPYDER_STORE_LEVEL for r in low] == ["space_left", "admin_space_left"]
     guard.close()
+
+
+def test_panicked_environment_is_reopened(small_fs):
+    """MDB_PANIC (a meta-page write failed) poisons the environment until it is reopened."""
+    reopened = []
+
+    def reopen() -> Store:
+        reopened.append(1)
+        return Store(small_fs, map_size=64 << 20)
+
+    guard = GuardedStore(Store(small_fs, map_size=64 << 20), reopen=reopen,
+                         limits=Limits(retry_min=0.0, retry_max=0.0))
+    guard._enter(lmdb.PanicError("mdb_txn_begin: MDB_PANIC: Update of meta page failed"))
+    guard.held.meta["x"] = 1
+    real = guard.store.put_meta
+
+    def panics(key, value):
+        raise lmdb.PanicError("mdb_txn_begin: MDB_PANIC")
+    guard.store.put_meta = panics
+    assert not guard.retry(force=True)
+    assert reopened and guard.store.put_meta is not panics
+    assert guard.retry(force=True) and guard.store.get_meta("x") == 1
+    assert real
+    guard.close()
