@@ -21,6 +21,8 @@
 #define K_SETSID       13
 #define K_PRCTL        14
 #define K_KERNEL       15
+#define K_SOCKET       16  /* packet and raw sockets */
+#define K_DUP          17  /* a socket duplicated onto fd 0, 1 or 2 */
 
 struct hdr {
     u32 kind;

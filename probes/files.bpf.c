@@ -47,6 +47,7 @@
 #define OFF_INODE_I_INO KOFF(inode, i_ino)
 #define OFF_INODE_I_SB KOFF(inode, i_sb)
 #define OFF_INODE_I_MODE KOFF(inode, i_mode)
+#define OFF_INODE_I_FLAGS KOFF(inode, i_flags)
 #define OFF_SB_S_DEV KOFF(super_block, s_dev)
 #define OFF_BPRM_FILE KOFF(linux_binprm, file)
 #define OFF_BPRM_FILENAME KOFF(linux_binprm, filename)
@@ -68,6 +69,9 @@
 #define OP_TRUNCATE    10
 #define OP_LINK        11
 #define OP_SYMLINK     12
+#define OP_READ        13  /* successful read-only open of a capture.watch_reads path */
+#define OP_UTIMES      14  /* timestamps set explicitly (utimensat, utimes, utime, futimesat) */
+#define OP_SETFLAGS    15  /* FS_IOC_SETFLAGS touching the immutable or append-only flag */
 #define BIT(op) (1ULL << (op))
 
 #define RF_TRUNC1   0x001  /* path cut at PATHB-1 bytes or deeper than MAX_DEPTH */
@@ -237,8 +241,21 @@ struct swait {
 BPF_LPM_TRIE(watch, struct lpm_key, u64, 4096);
 /* Tails after a "*" component, keyed by (wildcard id, tail bytes); value = ops mask. */
 BPF_LPM_TRIE(watch_tail, struct lpm_key, u64, 1024);
-/* [0]: capture.failed_opens, [1]: ready (maps filled), [2]: repeat window in ms */
-BPF_ARRAY(fsettings, u32, 4);
+/* [0]: capture.failed_opens, [1]: ready (maps filled), [2]: repeat window in ms,
+ * [3] / [4]: capture.watch_reads name lengths (bit n: a name of n bytes, bit 31: 31 or
+ * more) of the file itself / of its directory; 0: nothing to look up */
+BPF_ARRAY(fsettings, u32, 8);
+/* capture.watch_reads names: a read-only open is resolved and checked against the watch
+ * list only when its file's name (where = 0) or its directory's name (where = 1) is one. */
+struct nkey {
+    u32 len;
+    u32 where;
+    u64 w[2];              /* the name's first 16 bytes, zero past its end */
+};
+BPF_HASH(read_names, struct nkey, u8, 1024);
+/* (where, length up to 31, first byte) of those names: an array lookup the verifier inlines
+ * turns most names of a wanted length away before the hash lookup. */
+BPF_ARRAY(read_first, u8, 2 * 32 * 256);
 BPF_PROG_ARRAY(fstages, 4);     /* STAGE_* -> program, filled by probe_files.setup */
 BPF_PERCPU_ARRAY(fscratch, struct fscratch, 1);
 BPF_HASH(fpending, u32, struct file_rec, 2048);
@@ -729,8 +746,30 @@ static __always_inline int ready(void) {
     return setting(1);
 }
 
-static __always_inline int path_op(void *ctx, u32 op, s32 dfd, const char *p, u32 flags,
-                                   u32 mode, s32 owner, s32 group, const char *xname) {
+/* Changes recorded wherever they happen, watched path or not (RF_ANY): a mode with the
+ * set-user-id or set-group-id bit, file capabilities (the security.capability xattr),
+ * explicit timestamps and immutable/append-only flags (OP_UTIMES / OP_SETFLAGS are sent
+ * only when they are such changes). */
+static __always_inline u32 anywhere(struct file_rec *r) {
+    if (r->op == OP_CHMOD)
+        return (r->mode & 06000) ? RF_ANY : 0;
+    if (r->op == OP_UTIMES || r->op == OP_SETFLAGS)
+        return RF_ANY;
+    if (r->op != OP_SETXATTR)
+        return 0;
+    const char cap[] = "security.capability";
+#pragma unroll
+    for (int i = 0; i < (int)sizeof(cap); i++)
+        if (r->xattr[i] != cap[i])
+            return 0;
+    return RF_ANY;
+}
+
+/* `extra` (32 bytes, or NULL) goes where the xattr name would: the times of OP_UTIMES,
+ * the old inode flags of OP_SETFLAGS. */
+static __always_inline int path_op_x(void *ctx, u32 op, s32 dfd, const char *p, u32 flags,
+                                     u32 mode, s32 owner, s32 group, const char *xname,
+                                     const u64 *extra) {
     if (!ready() || is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
     struct fscratch *sc = begin(op);
@@ -743,12 +782,20 @@ static __always_inline int path_op(void *ctx, u32 op, s32 dfd, const char *p, u3
     r->group = group;
     if (xname)
         bpf_probe_read_user_str(r->xattr, sizeof(r->xattr), xname);
+    if (extra)
+        __builtin_memcpy(r->xattr, extra, 32);
+    r->rflags |= anywhere(r);
     set_slot(sc, 0, SLOT_USER, dfd, (u64)p);
     return run(ctx, K_FILE);
 }
 
-static __always_inline int fd_op(void *ctx, u32 op, s32 fd, u32 flags, u32 mode, s32 owner,
-                                 s32 group, const char *xname) {
+static __always_inline int path_op(void *ctx, u32 op, s32 dfd, const char *p, u32 flags,
+                                   u32 mode, s32 owner, s32 group, const char *xname) {
+    return path_op_x(ctx, op, dfd, p, flags, mode, owner, group, xname, 0);
+}
+
+static __always_inline int fd_op_x(void *ctx, u32 op, s32 fd, u32 flags, u32 mode, s32 owner,
+                                   s32 group, const char *xname, const u64 *extra) {
     if (!ready() || is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
     struct fscratch *sc = begin(op);
@@ -762,8 +809,16 @@ static __always_inline int fd_op(void *ctx, u32 op, s32 fd, u32 flags, u32 mode,
     r->group = group;
     if (xname)
         bpf_probe_read_user_str(r->xattr, sizeof(r->xattr), xname);
+    if (extra)
+        __builtin_memcpy(r->xattr, extra, 32);
+    r->rflags |= anywhere(r);
     set_slot(sc, 0, SLOT_FILE, 0, fd_file(bpf_get_current_task(), fd));
     return run(ctx, K_FILE);
+}
+
+static __always_inline int fd_op(void *ctx, u32 op, s32 fd, u32 flags, u32 mode, s32 owner,
+                                 s32 group, const char *xname) {
+    return fd_op_x(ctx, op, fd, flags, mode, owner, group, xname, 0);
 }
 
 /* rename/link: both names resolved; watched if either is. symlink: the target is kept as
@@ -893,6 +948,102 @@ static __always_inline void record_writer(u64 file, u64 pt, struct wkey *id) {
     bpf_get_current_comm(&w->comm, sizeof(w->comm));
 }
 
+/* ---- watched reads (capture.watch_reads) ------------------------------------------------
+ * Every successful read-only open pays a name check: the length of the file's name against
+ * a bitmask, and only for a wanted length its first 16 bytes against `read_names`; then the
+ * same for its directory's name. Only a hit resolves the path (tail-called stages) and looks
+ * it up in the watch list for OP_READ. */
+
+SPY_CONFIG(task_pt_regs, 0)   /* kernel 5.15+ on x86_64: bpf_get_current_task_btf() usable */
+
+/* The file an open just installed at `fd`. Where the task's BTF pointer is usable its
+ * files->fdt->fd chain is read with plain loads (the verifier's probe-memory access), so
+ * one helper call reads the slot; elsewhere fd_file's five reads. */
+static __always_inline u64 opened_file(long fd) {
+#ifndef SPYDER_BCC
+    if (CFG(task_pt_regs)) {
+        struct task_struct *t = bpf_get_current_task_btf();
+        struct file **slots = t->files->fdt->fd;
+        u64 f = 0;
+        bpf_probe_read_kernel(&f, sizeof(f), &slots[fd & 0xffffff]);
+        return f;
+    }
+#endif
+    return fd_file(bpf_get_current_task(), fd);
+}
+
+static __always_inline int name_wanted(u64 dentry, u32 lens, u32 where) {
+    u64 qstr[2] = {};  /* struct qstr: hash, length (little-endian), then the name */
+    bpf_probe_read_kernel(qstr, sizeof(qstr), (void *)(dentry + KOFF(dentry, d_name)));
+    u32 len = qstr[0] >> 32;
+    if (!len || !((lens >> (len < 31 ? len : 31)) & 1))
+        return 0;
+    struct nkey k = {};
+    k.len = len;
+    k.where = where;
+    bpf_probe_read_kernel(k.w, sizeof(k.w), (void *)qstr[1]);
+    u32 first = (where << 13) | ((len < 31 ? len : 31) << 8) | (k.w[0] & 0xff);
+    u8 *hit = bpf_map_lookup_elem(&read_first, &first);
+    if (!hit || !*hit)
+        return 0;
+    if (len < 8) {
+        k.w[0] &= (1ULL << (8 * len)) - 1;
+        k.w[1] = 0;
+    } else if (len < 16) {
+        k.w[1] &= (1ULL << (8 * (len - 8))) - 1;
+    }
+    return bpf_map_lookup_elem(&read_names, &k) != 0;
+}
+
+static __always_inline int read_open(void *ctx, u64 pt, long fd, u32 flags) {
+    u32 lens = setting(3), dlens = setting(4);
+    if (!lens && !dlens)
+        return 0;
+    u64 file = opened_file(fd);
+    u64 dentry = read_ptr(file, OFF_FILE_F_PATH_DENTRY);
+    if (!dentry)
+        return 0;
+    if (!(lens && name_wanted(dentry, lens, 0)) &&
+        !(dlens && name_wanted(read_ptr(dentry, OFF_DENTRY_D_PARENT), dlens, 1)))
+        return 0;
+    u64 inode = read_ptr(file, OFF_FILE_F_INODE);
+    u64 ino = read_ptr(inode, OFF_INODE_I_INO);
+    u32 dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+    u64 mnt = read_ptr(file, OFF_FILE_F_PATH_MNT);
+    u32 ms = setting(2);
+    struct fscratch *sc = scratch();
+    if (ms && sc) {
+        int seen = seen_verdict(fold_key(sc, pt >> 32, OP_READ, flags, 0, ino, dev, mnt),
+                                bpf_ktime_get_boot_ns(), ms);
+        if (seen == 1)
+            count_event(C_FILE_REPEATS);
+        if (seen)
+            return 0;
+    }
+    sc = begin(OP_READ);
+    if (!sc)
+        return 0;
+    struct file_rec *r = &sc->rec;
+    r->fd = fd;
+    r->flags = flags;
+    r->result = fd;
+    r->inode = ino;
+    r->dev = dev;
+    sc->mnt = mnt;
+    sc->fin = FIN_OPEN;
+    sc->nslots = 1;
+    set_slot(sc, 0, SLOT_FILE, 0, file);
+    return run(ctx, K_FILE);
+}
+
+/* A successful read-only open: a #! script being read by its interpreter, or a watched read. */
+static __always_inline int read_only_open(void *ctx, u64 pt, long fd, u32 flags) {
+    u32 tgid = pt >> 32;
+    if (bpf_map_lookup_elem(&script_wait, &tgid))
+        return script_open(ctx, tgid, fd);
+    return read_open(ctx, pt, fd, flags);
+}
+
 /* After a successful write-open or any failed open: record the writer, resolve and send. */
 static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 pt) {
     if (ret >= 0) {
@@ -963,8 +1114,8 @@ static __always_inline int open_done(void *ctx, long ret, struct oargs *a, u64 p
  * arguments are read at sys_exit from the task's saved user registers (x86_64 syscall ABI:
  * di, si, dx, r10), so sys_enter needs no hook and no per-thread map: a read-only open
  * that succeeds costs one register read and one hash miss. Elsewhere they are saved at
- * sys_enter in a per-thread map (the sys_enter_open* hooks are attached only then). */
-SPY_CONFIG(task_pt_regs, 0)
+ * sys_enter in a per-thread map (the sys_enter_open* hooks are attached only then).
+ * (SPY_CONFIG(task_pt_regs) is declared above, with the watched reads that use it too.) */
 
 static __always_inline u64 sys_arg(u64 regs, u32 i) {
     if (!KFIELD_EXISTS(pt_regs, r10))
@@ -996,7 +1147,7 @@ static __always_inline int open_exit_regs(void *ctx, long ret, u32 call) {
         a.flags = 1 | O_CREAT_ | O_TRUNC_;
     }
     if (ret >= 0 && !(a.flags & O_WRITEISH))
-        return script_open(ctx, pt >> 32, ret);
+        return read_only_open(ctx, pt, ret, a.flags);
     if (ret < 0 && !(a.flags & O_WRITEISH) && !((ret == -13 || ret == -1) && setting(0)))
         return 0;
     if (call == A_OPENAT || call == A_OPENAT2) {
@@ -1040,13 +1191,13 @@ static __always_inline int open_exit_saved(void *ctx, long ret, u32 call) {
     u32 tid = (u32)pt;
     struct oargs *p = bpf_map_lookup_elem(&open_args, &tid);
     if (!p)
-        return ret >= 0 ? script_open(ctx, pt >> 32, ret) : 0;
+        return ret >= 0 && ready() && !is_self(pt >> 32) ? read_only_open(ctx, pt, ret, 0) : 0;
     struct oargs a = *p;
     bpf_map_delete_elem(&open_args, &tid);
     if (!ready())
         return 0;
     if (ret >= 0 && !(a.flags & O_WRITEISH))
-        return script_open(ctx, pt >> 32, ret);
+        return read_only_open(ctx, pt, ret, a.flags);
     return open_done(ctx, ret, &a, pt);
 }
 
@@ -1250,3 +1401,79 @@ SYSCALL_PROBE(sys_enter_symlink) {
                        args->newname, 0);
 }
 EXIT_PROBE(symlink)
+
+/* ---- explicit timestamps and inode flags, wherever they are set ------------------------ */
+
+#define UTIME_NOW_  ((1L << 30) - 1)
+#define UTIME_OMIT_ ((1L << 30) - 2)
+
+/* times[4] = atime sec, nsec, mtime sec, nsec; 1 if either is set to an explicit value. */
+static __always_inline int explicit_times(const u64 *t) {
+    s64 a = (s64)t[1], m = (s64)t[3];
+    return !((a == UTIME_NOW_ || a == UTIME_OMIT_) && (m == UTIME_NOW_ || m == UTIME_OMIT_));
+}
+
+/* struct timeval pairs (utimes, futimesat): microseconds to nanoseconds. */
+static __always_inline int read_timevals(u64 *t, const void *u) {
+    if (!u || bpf_probe_read_user(t, 32, u))
+        return 0;
+    t[1] *= 1000;
+    t[3] *= 1000;
+    return 1;
+}
+
+SYSCALL_PROBE(sys_enter_utimensat) {
+    u64 t[4] = {};
+    if (!args->utimes || bpf_probe_read_user(t, sizeof(t), args->utimes) || !explicit_times(t))
+        return 0;
+    if (!args->filename)  /* futimens(fd, times) */
+        return fd_op_x(args, OP_UTIMES, args->dfd, args->flags, 0, -1, -1, 0, t);
+    return path_op_x(args, OP_UTIMES, args->dfd, args->filename, args->flags, 0, -1, -1, 0, t);
+}
+EXIT_PROBE(utimensat)
+SYSCALL_PROBE(sys_enter_futimesat) {
+    u64 t[4] = {};
+    if (!read_timevals(t, args->utimes))
+        return 0;
+    return path_op_x(args, OP_UTIMES, args->dfd, args->filename, 0, 0, -1, -1, 0, t);
+}
+EXIT_PROBE(futimesat)
+SYSCALL_PROBE(sys_enter_utimes) {
+    u64 t[4] = {};
+    if (!read_timevals(t, args->utimes))
+        return 0;
+    return path_op_x(args, OP_UTIMES, AT_FDCWD_, args->filename, 0, 0, -1, -1, 0, t);
+}
+EXIT_PROBE(utimes)
+SYSCALL_PROBE(sys_enter_utime) {
+    u64 u[2] = {};  /* struct utimbuf: actime, modtime (seconds) */
+    if (!args->times || bpf_probe_read_user(u, sizeof(u), args->times))
+        return 0;
+    u64 t[4] = {u[0], 0, u[1], 0};
+    return path_op_x(args, OP_UTIMES, AT_FDCWD_, args->filename, 0, 0, -1, -1, 0, t);
+}
+EXIT_PROBE(utime)
+
+#define FS_IOC_SETFLAGS_   0x40086602
+#define FS_IOC32_SETFLAGS_ 0x40046602
+#define FS_IMMUTABLE_FL_   0x10
+#define FS_APPEND_FL_      0x20
+#define S_APPEND_          4   /* inode->i_flags */
+#define S_IMMUTABLE_       8
+
+/* chattr +i / +a / -i / -a: the new flags, and the inode's flags before (extra[0]). */
+SYSCALL_PROBE(sys_enter_ioctl) {
+    u32 cmd = args->cmd;
+    if (cmd != FS_IOC_SETFLAGS_ && cmd != FS_IOC32_SETFLAGS_)
+        return 0;
+    u32 flags = 0;
+    if (bpf_probe_read_user(&flags, sizeof(flags), (void *)args->arg))
+        return 0;
+    u64 file = fd_file(bpf_get_current_task(), args->fd);
+    u32 old = read_u32(read_ptr(file, OFF_FILE_F_INODE), OFF_INODE_I_FLAGS);
+    if (!(flags & (FS_IMMUTABLE_FL_ | FS_APPEND_FL_)) && !(old & (S_APPEND_ | S_IMMUTABLE_)))
+        return 0;
+    u64 extra[4] = {old, 0, 0, 0};
+    return fd_op_x(args, OP_SETFLAGS, args->fd, flags, 0, -1, -1, 0, extra);
+}
+EXIT_PROBE(ioctl)

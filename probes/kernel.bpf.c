@@ -32,6 +32,7 @@ SPY_CONFIG(kill_sigmask, ~0ULL) /* bit n-1: signal n is recorded */
 #define KC_TGKILL          18
 #define KC_SYSCALL         19
 #define KC_MOVE_MOUNT      20
+#define KC_IO_URING_SETUP  21
 
 struct kern_rec {
     struct hdr h;
@@ -342,13 +343,52 @@ KEXIT(setdomainname)
 
 /* ---- signals to other processes (signal 0 only probes; to itself is not interesting) ---- */
 
+/* The last signal sent to spyderd itself, kept in a map pinned to bpffs (spyderd's setup
+ * pins it) so that it outlives a SIGKILL: the next start reads who sent it. */
+struct self_signal {
+    u32 pid;               /* sender tgid */
+    u32 tid;
+    u32 uid;
+    u32 sig;
+    u64 ktime;             /* CLOCK_BOOTTIME ns */
+    u64 count;             /* signals aimed at spyderd since it started */
+    u32 call;              /* KC_KILL / KC_TKILL / KC_TGKILL */
+    u32 target;
+    char comm[16];
+};
+BPF_ARRAY(self_signals, struct self_signal, 1);
+SPY_CONFIG(spyderd_tgid, 0)    /* spyderd's own tgid (set even when capture.ignore_self is off) */
+
+static __always_inline void note_self_signal(u32 call, s32 target, s32 sig) {
+    u32 zero = 0;
+    struct self_signal *s = bpf_map_lookup_elem(&self_signals, &zero);
+    if (!s)
+        return;
+    u64 pt = bpf_get_current_pid_tgid();
+    s->pid = pt >> 32;
+    s->tid = (u32)pt;
+    s->uid = (u32)bpf_get_current_uid_gid();
+    s->sig = sig;
+    s->ktime = bpf_ktime_get_boot_ns();
+    s->call = call;
+    s->target = target;
+    __sync_fetch_and_add(&s->count, 1);
+    bpf_get_current_comm(&s->comm, sizeof(s->comm));
+}
+
 static __always_inline int kill_enter(u32 call, s32 target, s32 sig) {
     u64 pt = bpf_get_current_pid_tgid();
     if (sig <= 0 || sig > 64)
         return 0;
     if (target == (s32)(pt >> 32) || target == (s32)(u32)pt)
         return 0;
-    if (!((CFG(kill_sigmask) >> (sig - 1)) & 1))
+    /* Aimed at spyderd: always an event, whatever capture.kill_signals says, and noted
+     * where a SIGKILL cannot erase it. */
+    u32 me = CFG(spyderd_tgid);
+    int at_self = me && (target == (s32)me || target == -1);
+    if (at_self)
+        note_self_signal(call, target, sig);
+    if (!at_self && !((CFG(kill_sigmask) >> (sig - 1)) & 1))
         return 0;
     struct kern_rec *r = kbegin(call);
     if (!r)
@@ -372,3 +412,18 @@ SYSCALL_PROBE(sys_enter_tgkill) {
     return kill_enter(KC_TGKILL, args->tgid, args->sig);
 }
 KEXIT(tgkill)
+
+/* ---- io_uring: its file and network operations bypass the syscall tracepoints, so a ring
+ * being set up is itself the event (entries, and the setup flags of io_uring_params). ---- */
+
+SYSCALL_PROBE(sys_enter_io_uring_setup) {
+    struct kern_rec *r = kbegin(KC_IO_URING_SETUP);
+    if (!r)
+        return 0;
+    u32 flags = 0;  /* struct io_uring_params: sq_entries, cq_entries, flags */
+    bpf_probe_read_user(&flags, sizeof(flags), (u8 *)args->params + 8);
+    r->request = args->entries;
+    r->flags = flags;
+    return kstash(r);
+}
+KEXIT(io_uring_setup)

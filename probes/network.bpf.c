@@ -28,6 +28,9 @@ SPY_CONFIG(filter_udp_ports, 0)          /* capture.udp_ports is not empty */
 #define OFF_SKC_V6_RCV_SADDR KOFF(sock_common, skc_v6_rcv_saddr)
 #define OFF_SKC_NET KOFF(sock_common, skc_net)
 #define OFF_NET_NS_INUM KOFF(net, ns.inum)
+#define OFF_FILE_F_INODE KOFF(file, f_inode)
+#define OFF_INODE_I_MODE KOFF(inode, i_mode)
+#define OFF_SOCK_SK_TYPE KOFF(sock, sk_type)
 
 
 #define TCP_ESTABLISHED 1
@@ -453,4 +456,162 @@ SYSCALL_PROBE(sys_exit_connect) {
     bpf_ringbuf_submit(r, 0);
     bpf_map_delete_elem(&unix_pending, &tid);
     return 0;
+}
+
+/* ---- raw and packet sockets (sniffers, crafted packets), filtered here by family/type ---- */
+
+#define AF_PACKET_ 17
+#define SOCK_RAW_ 3
+
+struct sock_rec {
+    struct hdr h;
+    s32 result;            /* the new fd, or -errno */
+    u32 family;
+    u32 type;              /* with SOCK_NONBLOCK / SOCK_CLOEXEC bits */
+    u32 protocol;
+};
+
+BPF_LRU_HASH(sock_pending, u32, struct sock_rec, 1024);
+SPY_RECORD(sock_rec)
+
+SYSCALL_PROBE(sys_enter_socket) {
+    u32 family = args->family, type = args->type;
+    if (family != AF_PACKET_ && (type & 0xf) != SOCK_RAW_)
+        return 0;
+    if (is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    struct sock_rec r = {};
+    fill_hdr(&r.h, K_SOCKET);
+    r.family = family;
+    r.type = type;
+    r.protocol = args->protocol;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    bpf_map_update_elem(&sock_pending, &tid, &r, BPF_ANY);
+    return 0;
+}
+
+SYSCALL_PROBE(sys_exit_socket) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct sock_rec *p = bpf_map_lookup_elem(&sock_pending, &tid);
+    if (!p)
+        return 0;
+    struct sock_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    }
+    if (!r) {
+        count_loss(K_SOCKET);
+        bpf_map_delete_elem(&sock_pending, &tid);
+        return 0;
+    }
+    __builtin_memcpy(r, p, sizeof(*r));
+    r->result = args->ret;
+    bpf_ringbuf_submit(r, 0);
+    bpf_map_delete_elem(&sock_pending, &tid);
+    return 0;
+}
+
+/* ---- dup2/dup3 of a socket onto fd 0, 1 or 2 (a shell's stdio wired to a connection) ---- */
+
+#define S_IFMT__ 0170000
+#define S_IFSOCK__ 0140000
+
+struct dup_rec {
+    struct hdr h;
+    s32 result;
+    u32 oldfd;
+    u32 newfd;
+    u16 family;
+    u16 sotype;
+    u16 protocol;
+    u16 lport;
+    u16 rport;             /* host order */
+    u16 pad;
+    u8 laddr[16];
+    u8 raddr[16];
+};
+
+BPF_LRU_HASH(dup_pending, u32, struct dup_rec, 1024);
+SPY_RECORD(dup_rec)
+
+static __always_inline int dup_enter(u32 oldfd, u32 newfd) {
+    if (newfd > 2 || oldfd == newfd)
+        return 0;
+    u64 task = bpf_get_current_task();
+    u64 fdt = read_ptr(read_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt || oldfd >= read_u32(fdt, OFF_FDT_MAX_FDS))
+        return 0;
+    u64 file = read_ptr(read_ptr(fdt, OFF_FDT_FD), (u64)oldfd * 8);
+    u16 mode = 0;
+    bpf_probe_read_kernel(&mode, 2, (void *)(read_ptr(file, OFF_FILE_F_INODE) + OFF_INODE_I_MODE));
+    if ((mode & S_IFMT__) != S_IFSOCK__)
+        return 0;
+    if (is_self(bpf_get_current_pid_tgid() >> 32))
+        return 0;
+    u64 sk = read_ptr(read_ptr(file, OFF_FILE_PRIVATE_DATA), OFF_SOCKET_SK);
+    struct dup_rec r = {};
+    fill_hdr(&r.h, K_DUP);
+    r.oldfd = oldfd;
+    r.newfd = newfd;
+    if (sk) {
+        bpf_probe_read_kernel(&r.family, 2, (void *)(sk + OFF_SKC_FAMILY));
+        bpf_probe_read_kernel(&r.sotype, 2, (void *)(sk + OFF_SOCK_SK_TYPE));
+        if (KFIELD_EXISTS(sock, sk_protocol))
+            bpf_probe_read_kernel(&r.protocol, 2, (void *)(sk + KOFF(sock, sk_protocol)));
+        if (r.family == AF_INET_ || r.family == AF_INET6_) {
+            u16 rport = 0;
+            bpf_probe_read_kernel(&r.lport, 2, (void *)(sk + OFF_SKC_NUM));
+            bpf_probe_read_kernel(&rport, 2, (void *)(sk + OFF_SKC_DPORT));
+            r.rport = (rport >> 8) | (rport << 8);
+            if (r.family == AF_INET_) {
+                bpf_probe_read_kernel(r.laddr, 4, (void *)(sk + OFF_SKC_RCV_SADDR));
+                bpf_probe_read_kernel(r.raddr, 4, (void *)(sk + OFF_SKC_DADDR));
+            } else {
+                bpf_probe_read_kernel(r.laddr, 16, (void *)(sk + OFF_SKC_V6_RCV_SADDR));
+                bpf_probe_read_kernel(r.raddr, 16, (void *)(sk + OFF_SKC_V6_DADDR));
+            }
+        }
+    }
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    bpf_map_update_elem(&dup_pending, &tid, &r, BPF_ANY);
+    return 0;
+}
+
+static __always_inline int dup_exit(long ret) {
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct dup_rec *p = bpf_map_lookup_elem(&dup_pending, &tid);
+    if (!p)
+        return 0;
+    struct dup_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    if (!r) { /* the 6.15+ ring lock may give up once (rqspinlock): retry */
+        count_event(C_RETRIES);
+        r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+    }
+    if (!r) {
+        count_loss(K_DUP);
+        bpf_map_delete_elem(&dup_pending, &tid);
+        return 0;
+    }
+    __builtin_memcpy(r, p, sizeof(*r));
+    r->result = ret;
+    bpf_ringbuf_submit(r, 0);
+    bpf_map_delete_elem(&dup_pending, &tid);
+    return 0;
+}
+
+SYSCALL_PROBE(sys_enter_dup2) {
+    return dup_enter(args->oldfd, args->newfd);
+}
+
+SYSCALL_PROBE(sys_exit_dup2) {
+    return dup_exit(args->ret);
+}
+
+SYSCALL_PROBE(sys_enter_dup3) {
+    return dup_enter(args->oldfd, args->newfd);
+}
+
+SYSCALL_PROBE(sys_exit_dup3) {
+    return dup_exit(args->ret);
 }

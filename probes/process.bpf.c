@@ -38,6 +38,29 @@ SPY_CONFIG(capture_threads, 0) /* capture.threads */
 #define OFF_MOUNT_MNT_MOUNTPOINT KOFF(mount, mnt_mountpoint)
 #define OFF_VFSMOUNT_MNT_ROOT KOFF(vfsmount, mnt_root)
 #define OFF_BPRM_FILENAME KOFF(linux_binprm, filename)
+#define OFF_CRED_CAP_EFFECTIVE KOFF(cred, cap_effective)
+#define OFF_TASK_FILES KOFF(task_struct, files)
+#define OFF_FILES_FDT KOFF(files_struct, fdt)
+#define OFF_FDT_FD KOFF(fdtable, fd)
+#define OFF_FDT_MAX_FDS KOFF(fdtable, max_fds)
+#define OFF_FILE_F_PATH_DENTRY KOFF(file, f_path.dentry)
+#define OFF_FILE_F_PATH_MNT KOFF(file, f_path.mnt)
+#define OFF_FILE_F_INODE KOFF(file, f_inode)
+#define OFF_FILE_PRIVATE_DATA KOFF(file, private_data)
+#define OFF_INODE_I_MODE KOFF(inode, i_mode)
+#define OFF_INODE_I_INO KOFF(inode, i_ino)
+#define OFF_INODE_I_SB KOFF(inode, i_sb)
+#define OFF_INODE_I_RDEV KOFF(inode, i_rdev)
+#define OFF_SB_S_DEV KOFF(super_block, s_dev)
+#define OFF_SOCKET_SK KOFF(socket, sk)
+#define OFF_SOCK_SK_TYPE KOFF(sock, sk_type)
+#define OFF_SKC_FAMILY KOFF(sock_common, skc_family)
+#define OFF_SKC_NUM KOFF(sock_common, skc_num)
+#define OFF_SKC_DPORT KOFF(sock_common, skc_dport)
+#define OFF_SKC_DADDR KOFF(sock_common, skc_daddr)
+#define OFF_SKC_RCV_SADDR KOFF(sock_common, skc_rcv_saddr)
+#define OFF_SKC_V6_DADDR KOFF(sock_common, skc_v6_daddr)
+#define OFF_SKC_V6_RCV_SADDR KOFF(sock_common, skc_v6_rcv_saddr)
 #define OFF_BPRM_INTERP KOFF(linux_binprm, interp)
 
 
@@ -128,6 +151,33 @@ RAW_TRACEPOINT_PROBE(sched_process_fork) {
 #define CWD_DEPTH 16         /* path components walked (mount crossings count as one) */
 #define TRUNC_ARGS 1
 #define TRUNC_CWD 2
+#define TRUNC_ENV 4          /* more watched variables than ENVBUF holds */
+#define TRUNC_STDIO 8        /* an fd 0-2 path deeper or longer than its buffer */
+#define ENVBUF 512           /* watched NAME=value strings, NUL separated */
+#define ENV_ENTRY 256        /* bytes kept of one of them */
+#ifndef MAX_ENV
+#define MAX_ENV 128          /* environment entries looked at */
+#endif
+#define STDIO_PATH 256       /* bytes of an fd 0-2 path: components leaf first */
+#define STDIO_DEPTH 12
+
+/* What fd 0, 1 or 2 of the new image is: the inode's type, identity and, for a socket, its
+ * addresses; for a file or FIFO its path (leaf first, NUL separated). mode 0: closed. */
+struct stdio_rec {
+    u32 mode;          /* inode i_mode */
+    u32 rdev;          /* character devices (ttys): kernel dev_t */
+    u64 ino;           /* pipes: the same number at both ends */
+    u32 dev;
+    u16 family;        /* sockets */
+    u16 sotype;
+    u16 protocol;
+    u16 lport;
+    u16 rport;         /* host order */
+    u16 path_len;
+    u8 laddr[16];
+    u8 raddr[16];
+    char path[STDIO_PATH];
+};
 
 struct exec_rec {
     struct hdr h;
@@ -144,6 +194,11 @@ struct exec_rec {
     u32 pad;
     char filename[256];
     char interp[256];  /* set only when it differs from filename (scripts, binfmt_misc) */
+    u64 cap_effective; /* of the new image */
+    u32 env_len;       /* bytes used in env */
+    u32 env_seen;      /* environment entries looked at */
+    struct stdio_rec fds[3];
+    char env[ENVBUF];  /* capture.env_vars entries only, filtered here (env_watch) */
     char cwd[CWDBUF * 2];
     char args[ARGBUF * 2];
 };
@@ -152,7 +207,65 @@ SPY_RECORD(exec_rec)
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_rec, 1);
 BPF_LRU_HASH(exec_pending, u32, struct exec_rec, 1024);
 
-static __always_inline int save_argv(const char *const *argv, u32 at) {
+/* ---- environment: only the variables of capture.env_vars ---- */
+
+/* First 7 bytes of "NAME=..." (as an 8-byte NUL-terminated read) -> 1, for names of 7 bytes
+ * or more; shorter names are keyed by "NAME=" and matched under a mask of its length
+ * (ENV_SHORT: bit n set when some name has n - 1 bytes). A hit is copied whole; user space
+ * keeps exactly the configured names (a longer name with the same first bytes is dropped
+ * and counted there). */
+BPF_HASH(env_watch, u64, u8, 64);
+SPY_CONFIG(env_short, 0)       /* capture.env_vars: bit n set when a name has n - 1 bytes */
+
+static __always_inline int env_hit(u64 w) {
+    if (bpf_map_lookup_elem(&env_watch, &w))
+        return 1;
+    u64 shorts = CFG(env_short);
+    if (!shorts)
+        return 0;
+#pragma unroll
+    for (int n = 2; n < 8; n++) {
+        if (!((shorts >> n) & 1))
+            continue;
+        u64 k = w & ((1ULL << (8 * n)) - 1);
+        if (bpf_map_lookup_elem(&env_watch, &k))
+            return 1;
+    }
+    return 0;
+}
+
+/* The write position lives in the record (map memory), not in a register: reloaded, it is
+ * unknown to the verifier, so the paths through the loop prune instead of multiplying. */
+#define VOLATILE_READ(x) (*(volatile typeof(x) *)&(x))
+
+static __always_inline void save_env(struct exec_rec *r, const char *const *envp) {
+    u32 i = 0;
+    r->env_len = 0;
+    r->env_seen = 0;
+    if (!envp)
+        return;
+#pragma clang loop unroll(disable)
+    for (i = 0; i < MAX_ENV; i++) {
+        const char *p = NULL;
+        if (bpf_probe_read_user(&p, sizeof(p), &envp[i]) || !p)
+            break;
+        u64 w = 0;
+        if (bpf_probe_read_user_str(&w, sizeof(w), p) <= 0 || !env_hit(w))
+            continue;
+        u32 off = VOLATILE_READ(r->env_len);
+        if (off >= ENVBUF / 2) {
+            r->truncated |= TRUNC_ENV;
+            break;
+        }
+        int n = bpf_probe_read_user_str(&r->env[off & (ENVBUF / 2 - 1)], ENV_ENTRY, p);
+        if (n > 0)
+            r->env_len = off + (n & (ENV_ENTRY - 1));
+    }
+    r->env_seen = i;
+}
+
+static __always_inline int save_argv(const char *const *argv, const char *const *envp,
+                                     u32 at) {
     u32 zero = 0, tid = (u32)bpf_get_current_pid_tgid();
     if (is_self(bpf_get_current_pid_tgid() >> 32))
         return 0;
@@ -196,12 +309,13 @@ last:
     }
 done:
     r->args_len = off;
+    save_env(r, envp);
     bpf_map_update_elem(&exec_pending, &tid, r, BPF_ANY);
     return 0;
 }
 
 SYSCALL_PROBE(sys_enter_execve) {
-    return save_argv((const char *const *)args->argv, 0);
+    return save_argv((const char *const *)args->argv, (const char *const *)args->envp, 0);
 }
 
 SYSCALL_PROBE(sys_exit_execve) {
@@ -211,7 +325,7 @@ SYSCALL_PROBE(sys_exit_execve) {
 }
 
 SYSCALL_PROBE(sys_enter_execveat) {
-    return save_argv((const char *const *)args->argv, 1);
+    return save_argv((const char *const *)args->argv, (const char *const *)args->envp, 1);
 }
 
 SYSCALL_PROBE(sys_exit_execveat) {
@@ -264,6 +378,109 @@ done:
     r->cwd_len = off;
 }
 
+/* ---- fds 0, 1, 2 of the new image ---- */
+
+#define S_IFMT_ 0170000
+#define S_IFSOCK_ 0140000
+#define AF_INET_ 2
+#define AF_INET6_ 10
+
+static __always_inline u64 stdio_file(u64 task, u32 fd) {
+    u64 fdt = read_ptr(read_ptr(task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if (!fdt || fd >= read_u32(fdt, OFF_FDT_MAX_FDS))
+        return 0;
+    return read_ptr(read_ptr(fdt, OFF_FDT_FD), (u64)fd * 8);
+}
+
+/* The file's path below the process root, leaf first, NUL separated (as read_cwd). */
+static __always_inline void stdio_path(struct exec_rec *r, struct stdio_rec *s, u64 file,
+                                       u64 root_dentry, u64 root_mnt) {
+    u64 dentry = read_ptr(file, OFF_FILE_F_PATH_DENTRY);
+    u64 vfsmnt = read_ptr(file, OFF_FILE_F_PATH_MNT);
+    u32 off = 0;
+#pragma unroll
+    for (int i = 0; i < STDIO_DEPTH; i++) {
+        if (!dentry || (dentry == root_dentry && vfsmnt == root_mnt))
+            goto done;
+        u64 mnt = vfsmnt - OFF_MOUNT_MNT;
+        if (dentry == read_ptr(vfsmnt, OFF_VFSMOUNT_MNT_ROOT)) {
+            u64 parent = read_ptr(mnt, OFF_MOUNT_MNT_PARENT);
+            if (!parent || parent == mnt)
+                goto done;
+            dentry = read_ptr(mnt, OFF_MOUNT_MNT_MOUNTPOINT);
+            vfsmnt = parent + OFF_MOUNT_MNT;
+            continue;
+        }
+        u64 parent = read_ptr(dentry, OFF_DENTRY_D_PARENT);
+        if (!parent || parent == dentry)
+            goto done;
+        if (off >= STDIO_PATH / 2) {
+            r->truncated |= TRUNC_STDIO;
+            goto done;
+        }
+        u64 name = read_ptr(dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
+        int n = bpf_probe_read_kernel_str(&s->path[off & (STDIO_PATH / 2 - 1)], STDIO_PATH / 2,
+                                          (void *)name);
+        if (n <= 0)
+            goto done;
+        off += n;
+        dentry = parent;
+    }
+    r->truncated |= TRUNC_STDIO;
+done:
+    s->path_len = off;
+}
+
+static __always_inline void stdio_socket(struct stdio_rec *s, u64 file) {
+    u64 sk = read_ptr(read_ptr(file, OFF_FILE_PRIVATE_DATA), OFF_SOCKET_SK);
+    if (!sk)
+        return;
+    bpf_probe_read_kernel(&s->family, 2, (void *)(sk + OFF_SKC_FAMILY));
+    bpf_probe_read_kernel(&s->sotype, 2, (void *)(sk + OFF_SOCK_SK_TYPE));
+    if (KFIELD_EXISTS(sock, sk_protocol))
+        bpf_probe_read_kernel(&s->protocol, 2, (void *)(sk + KOFF(sock, sk_protocol)));
+    if (s->family != AF_INET_ && s->family != AF_INET6_)
+        return;
+    u16 rport = 0;
+    bpf_probe_read_kernel(&s->lport, 2, (void *)(sk + OFF_SKC_NUM));
+    bpf_probe_read_kernel(&rport, 2, (void *)(sk + OFF_SKC_DPORT));
+    s->rport = (rport >> 8) | (rport << 8);
+    if (s->family == AF_INET_) {
+        bpf_probe_read_kernel(s->laddr, 4, (void *)(sk + OFF_SKC_RCV_SADDR));
+        bpf_probe_read_kernel(s->raddr, 4, (void *)(sk + OFF_SKC_DADDR));
+    } else {
+        bpf_probe_read_kernel(s->laddr, 16, (void *)(sk + OFF_SKC_V6_RCV_SADDR));
+        bpf_probe_read_kernel(s->raddr, 16, (void *)(sk + OFF_SKC_V6_DADDR));
+    }
+}
+
+static __always_inline void read_stdio(struct exec_rec *r, u64 task) {
+    u64 fs = read_ptr(task, OFF_TASK_FS);
+    u64 root_dentry = read_ptr(fs, OFF_FS_ROOT + OFF_PATH_DENTRY);
+    u64 root_mnt = read_ptr(fs, OFF_FS_ROOT + OFF_PATH_MNT);
+#pragma unroll
+    for (int fd = 0; fd < 3; fd++) {
+        struct stdio_rec *s = &r->fds[fd];
+        __builtin_memset(s, 0, offsetof(struct stdio_rec, path));
+        s->path[0] = 0;
+        u64 file = stdio_file(task, fd);
+        if (!file)
+            continue;
+        u64 inode = read_ptr(file, OFF_FILE_F_INODE);
+        u16 mode = 0;
+        bpf_probe_read_kernel(&mode, sizeof(mode), (void *)(inode + OFF_INODE_I_MODE));
+        s->mode = mode;
+        s->ino = read_ptr(inode, OFF_INODE_I_INO);
+        s->dev = read_u32(read_ptr(inode, OFF_INODE_I_SB), OFF_SB_S_DEV);
+        s->rdev = read_u32(inode, OFF_INODE_I_RDEV);
+        u32 type = mode & S_IFMT_;
+        if (type == S_IFSOCK_)
+            stdio_socket(s, file);
+        else  /* files, FIFOs, ttys, /dev/null; an anonymous pipe has no path */
+            stdio_path(r, s, file, root_dentry, root_mnt);
+    }
+}
+
 RAW_TRACEPOINT_PROBE(sched_process_exec) {
     u32 zero = 0, old = (u32)ctx->args[1];
     u64 task = ctx->args[0];
@@ -279,6 +496,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
         r->args_len = 0;
         r->truncated = 0;
         r->execveat = 0;
+        r->env_len = 0;
+        r->env_seen = 0;
     }
     fill_hdr(&r->h, K_EXEC);
     r->start = read_ptr(task, OFF_TASK_START_BOOTTIME);
@@ -297,6 +516,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec) {
     if (interp && interp != fname)
         bpf_probe_read_kernel_str(r->interp, sizeof(r->interp), (void *)interp);
     read_cwd(r, task);
+    read_stdio(r, task);
+    r->cap_effective = read_ptr(read_ptr(task, OFF_TASK_CRED), OFF_CRED_CAP_EFFECTIVE);
     r->pad = 0;
     u32 size = offsetof(struct exec_rec, args) + (r->args_len & (ARGBUF * 2 - 1));
     if (size > sizeof(struct exec_rec))

@@ -67,6 +67,8 @@ _PROTOS: dict[str, tuple[object, list[object]]] = {
     "bpf_map_update_elem": (_c.c_int, [_c.c_int, _P, _P, _c.c_uint64]),
     "bpf_map_lookup_elem": (_c.c_int, [_c.c_int, _P, _P]),
     "bpf_map_get_next_key": (_c.c_int, [_c.c_int, _P, _P]),
+    "bpf_obj_pin": (_c.c_int, [_c.c_int, _c.c_char_p]),
+    "bpf_obj_get": (_c.c_int, [_c.c_char_p]),
     "ring_buffer__new": (_P, [_c.c_int, _P, _P, _P]),
     "ring_buffer__poll": (_c.c_int, [_P, _c.c_int]),
     "ring_buffer__consume": (_c.c_int, [_P]),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spyderd.capture import ringbuf
+from spyderd.capture import ringbuf, tamper
 from spyderd.capture.btf import BTF, VMLINUX_BTF
 from spyderd.capture.libbpf import CallbackRing, KernelBtf, Libbpf
 from spyderd.capture.load_bcc import BccLoader, LoadError, blame
@@ -573,6 +573,21 @@ class Capture:
                 out[key] = out.get(key, 0) + n
         return out
 
+    def previous_self_signal(self) -> Any:
+        """The last signal the kernel saw aimed at the previous daemon on this state
+        directory (`spyderd.capture.tamper.SelfSignal`), or None: for the gap report."""
+        return self._ctx.state.get("self_signal_before")
+
+    def _release_self_signal(self) -> None:
+        pin = self._ctx.state.pop("self_signal_pin", None)
+        if pin is None or self._loader is None:
+            return
+        path, table = pin
+        last = tamper.release(table, Path(path), self._ctx.boot_to_wall)
+        if last is not None:
+            log.info("last signal received: %d from %s[%d] (uid %d)", last.signal,
+                     last.sender_comm, last.sender_pid, last.sender_uid)
+
     def backlog_bytes(self) -> int:
         """Records read from the kernel and not yet decoded (bytes)."""
         return self._drain.backlog_bytes() if self._drain else 0
@@ -589,6 +604,7 @@ class Capture:
         return out
 
     def close(self) -> None:
+        self._release_self_signal()
         if self._drain is not None:
             self._drain.close()
             self._drain = None

@@ -28,8 +28,13 @@ from spyderd.errors import ConfigError
 
 OPS = {"open": 1, "open_failed": 2, "create": 3, "unlink": 4, "rename": 5, "chmod": 6,
        "chown": 7, "setxattr": 8, "removexattr": 9, "truncate": 10, "link": 11, "symlink": 12}
-OP_NAMES = {v: k for k, v in OPS.items()}
+# Operations not chosen per watch_paths entry: `read` comes from capture.watch_reads;
+# `utimes` (explicit timestamps) and `setflags` (immutable / append-only) are recorded
+# wherever they happen.
+OTHER_OPS = {"read": 13, "utimes": 14, "setflags": 15}
+OP_NAMES = {v: k for k, v in {**OPS, **OTHER_OPS}.items()}
 ALL_OPS = sum(1 << v for v in OPS.values())
+READ = 1 << OTHER_OPS["read"]
 PATHB = 256  # bytes of path data in an LPM key (the kernel's LPM_DATA_SIZE_MAX)
 _KEY = struct.Struct(f"<I{PATHB}s")
 
@@ -57,8 +62,11 @@ DEFAULT_WATCH_PATHS: list[Any] = [
     "/etc/sysctl.conf", "/etc/sysctl.d/", "/etc/modprobe.d/", "/etc/modules",
     "/etc/localtime", "/etc/selinux/", "/etc/apparmor", "/etc/shells", "/etc/aliases",
     "/etc/docker/",
-    # audit and spyderd's own configuration
-    "/etc/audit/", "/etc/spyderd/",
+    # audit and spyderd's own configuration, rules, state, code and binaries
+    "/etc/audit/", "/etc/spyderd/", "/usr/share/spyderd/", "/var/lib/spyderd/",
+    "/opt/spyderd/", "/usr/local/sbin/spyderd", "/usr/local/sbin/spyderctl",
+    "/usr/sbin/spyderd", "/usr/bin/spyderctl", "/sbin/auditctl", "/sbin/auditd",
+    "/usr/sbin/auditctl", "/usr/sbin/auditd",
     # log tampering: removal, renaming, truncation only
     {"path": "/var/log/", "ops": ["unlink", "rename", "truncate"]},
 ]
@@ -110,6 +118,116 @@ class WatchSet:
         """(watch trie, tail trie) as {packed `struct lpm_key`: u64 value}."""
         return ({lpm_key(k): v for k, v in self.watch.items()},
                 {lpm_key(k): v for k, v in self.tails.items()})
+
+
+_SSH_NAMES = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
+              "authorized_keys", "authorized_keys2", "known_hosts"]
+DEFAULT_WATCH_READS: list[Any] = [
+    # accounts and sudo
+    "/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/security/opasswd",
+    # ssh keys, authorized_keys, known_hosts (by name: a directory entry such as
+    # /root/.ssh/ would add a check of the directory's name to every read-only open)
+    {"path": "/root/.ssh/", "names": _SSH_NAMES}, {"path": "/home/*/.ssh/", "names": _SSH_NAMES},
+    # cloud and cluster credentials
+    "/root/.aws/credentials", "/home/*/.aws/credentials",
+    "/root/.kube/config", "/home/*/.kube/config",
+    "/etc/kubernetes/admin.conf", "/etc/kubernetes/kubelet.conf",
+    "/root/.docker/config.json", "/home/*/.docker/config.json",
+    {"path": "/root/.config/gcloud/", "names": ["credentials.db", "access_tokens.db"]},
+    {"path": "/home/*/.config/gcloud/", "names": ["credentials.db", "access_tokens.db"]},
+    {"path": "/root/.azure/", "names": ["accessTokens.json", "msal_token_cache.json"]},
+    {"path": "/home/*/.azure/", "names": ["accessTokens.json", "msal_token_cache.json"]},
+    # memory and environment of other processes
+    "/proc/*/mem", "/proc/*/environ",
+    # browser credential stores
+    {"path": "/root/.mozilla/firefox/", "names": ["logins.json", "key4.db", "cookies.sqlite"]},
+    {"path": "/home/*/.mozilla/firefox/", "names": ["logins.json", "key4.db",
+                                                     "cookies.sqlite"]},
+    {"path": "/root/.config/google-chrome/", "names": ["Login Data", "Cookies", "Web Data"]},
+    {"path": "/home/*/.config/google-chrome/", "names": ["Login Data", "Cookies",
+                                                          "Web Data"]},
+    {"path": "/home/*/.config/chromium/", "names": ["Login Data", "Cookies", "Web Data"]},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNames:
+    """What a read-only open's names must be for the kernel to check its path: the file's
+    own name (`files`) or its directory's name (`dirs`)."""
+
+    files: frozenset[bytes]
+    dirs: frozenset[bytes]
+
+    def kernel_maps(self) -> tuple[dict[bytes, int], dict[int, int], int, int]:
+        """(read_names entries, read_first entries, file name length mask, directory name
+        length mask)."""
+        keys: dict[bytes, int] = {}
+        first: dict[int, int] = {}
+        masks = [0, 0]
+        for where, names in ((0, self.files), (1, self.dirs)):
+            for n in names:
+                keys[_NKEY.pack(len(n), where, n[:16].ljust(16, b"\0"))] = 1
+                first[where << 13 | min(len(n), 31) << 8 | n[0]] = 1
+                masks[where] |= 1 << min(len(n), 31)
+        return keys, first, masks[0], masks[1]
+
+    def wanted(self, path: str) -> bool:
+        """Whether the kernel would have checked `path` (its name or directory's name)."""
+        parts = path.encode("utf-8", "surrogateescape").rsplit(b"/", 2)
+        return parts[-1] in self.files or (len(parts) > 2 and parts[-2] in self.dirs)
+
+
+_NKEY = struct.Struct("<II16s")
+
+
+def parse_watch_reads(items: list[Any]) -> tuple[list[Entry], ReadNames]:
+    """Parse `capture.watch_reads`: watch-list entries for the `read` operation and the
+    names the kernel checks first. Raises ConfigError naming the bad item."""
+    entries, files, dirs = [], set(), set()
+    for i, item in enumerate(items):
+        try:
+            entry, f, d = _read_entry(item)
+        except _BadEntry as exc:
+            raise ConfigError(f"capture.watch_reads[{i}]: {exc}") from None
+        entries.append(entry)
+        files |= f
+        dirs |= d
+    return entries, ReadNames(frozenset(files), frozenset(dirs))
+
+
+def watch_read_problem(item: Any) -> str | None:
+    """What is wrong with one watch_reads item, or None (the config loader's item check)."""
+    try:
+        _read_entry(item)
+    except _BadEntry as exc:
+        return str(exc)
+    return None
+
+
+def _read_entry(item: Any) -> tuple[Entry, set[bytes], set[bytes]]:
+    names: list[Any] = []
+    if isinstance(item, dict):
+        extra = set(item) - {"path", "names"}
+        if extra:
+            raise _BadEntry(f"unknown key(s) {', '.join(sorted(map(str, extra)))}; "
+                             "expected 'path' and optional 'names'")
+        path, names = item.get("path"), item.get("names") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) and n and "/" not in n
+                                                  for n in names):
+            raise _BadEntry("'names' must be a list of file names")
+    else:
+        path = item
+    if not isinstance(path, str):
+        raise _BadEntry(f"expected a path or {{path: ..., names: [...]}}, got {item!r}")
+    e = _entry(path)
+    entry = Entry(e.head, READ, e.wild, e.tail)
+    last = path.rstrip("/").rsplit("/", 1)[-1].encode("utf-8", "surrogateescape")
+    if names:
+        return entry, {n.encode("utf-8", "surrogateescape") for n in names}, set()
+    if not last or b"*" in last or path.endswith("*"):
+        raise _BadEntry(f"{path!r}: the last component must be a name, or the entry a "
+                         "directory ending in '/', or give 'names'")
+    return (entry, set(), {last}) if path.endswith("/") else (entry, {last}, set())
 
 
 def _longest(table: dict[bytes, int], p: bytes) -> int | None:

@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from spyderd.capture.watch import DEFAULT_WATCH_PATHS, watch_path_problem
+from spyderd.capture.execinfo import DEFAULT_ENV_VARS, env_name_problem
+from spyderd.capture.watch import (
+    DEFAULT_WATCH_PATHS,
+    DEFAULT_WATCH_READS,
+    watch_path_problem,
+    watch_read_problem,
+)
 from spyderd.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/spyderd/spyderd.yaml"
@@ -45,8 +51,10 @@ SCHEMA: dict[str, Any] = {
                 "syscall_fallback": (bool, True),
                 "loader": (str, "auto", ("auto", "libbpf", "bcc")),
                 "watch_paths": (list, DEFAULT_WATCH_PATHS, watch_path_problem),
+                "watch_reads": (list, DEFAULT_WATCH_READS, watch_read_problem),
                 "failed_opens": (bool, True), "file_repeat_seconds": (float, 1.0),
-                "scope": (str, "")},
+                "scope": (str, ""),
+                "env_vars": (list, DEFAULT_ENV_VARS, env_name_problem)},
     "findings": {"settle": (float, 1.0), "journald": (bool, True), "jsonl": (str, ""),
                  "trace_threshold": (int, 40), "trace_settle": (float, 3.0),
                  "trace_idle": (float, 3600.0), "fold_window": (float, 60.0),

@@ -121,7 +121,7 @@ class Daemon(Loop):
             max_args=self.cfg.get("capture.max_args"),
             arg_bytes=self.cfg.get("capture.arg_bytes"),
             ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0,
-            options=self.cfg.get("capture"))
+            options={**self.cfg.get("capture"), "state_dir": str(self.paths.state_dir)})
         service.notify("STATUS=loading and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
         if self.capture.loader_name == "bcc":

@@ -73,6 +73,8 @@ class Graph:
         self._conns: dict[str, list[str]] = {}  # process id -> its connection node ids
         self._peer: dict[str, str] = {}  # connection id -> the other end's connection id
         self._pending_peer: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
+        # pipe inode -> ([writer image ids], [reader image ids]) from fds 0-2 at exec
+        self._pipes: OrderedDict[int, tuple[list[str], list[str]]] = OrderedDict()
         self._dirty: dict[str, Node] = {}
         self._edges: list[Edge] = []
         self._events: list[dict] = []
@@ -291,9 +293,11 @@ class Graph:
             ev.pid, ev.ppid or (prev.ppid if prev else 0), start, exec_ktime=ev.ktime,
             wall=ev.time, uid=ev.uid, exe=ev.filename, args=ev.args, comm=ev.comm,
             parent=prev, via="exec" if prev else "unknown", cgroup_id=ev.cgroup_id,
-            extra={"gid": ev.gid, "loginuid": ev.loginuid, "sessionid": ev.sessionid})
+            extra={"gid": ev.gid, "loginuid": ev.loginuid, "sessionid": ev.sessionid,
+                   **exec_extras(ev)})
         if ev.args_truncated:
             node.attrs["args_truncated"] = True
+        self._join_pipes(node, ev)
         if prev is not None:
             if self.enricher is None:  # with one, exec into a container (runc init) is seen
                 node.attrs["container_id"] = prev.attrs.get("container_id", "")
@@ -303,6 +307,50 @@ class Graph:
             self._link(prev.id, node.id, "exec", ev.time)
         self.live[ev.pid] = node
         return node
+
+    def _join_pipes(self, node: Node, ev: ExecEvent) -> None:
+        """Pipe edges: writer --pipe_write--> pipe --pipe_read--> reader, once both ends of
+        an anonymous pipe exec'd (`curl ... | sh`: either side may come first)."""
+        for fd, side in zip(ev.stdio, ("r", "w", "w"), strict=False):
+            ino = fd.get("pipe") if fd.get("type") == "pipe" else None
+            if not ino:
+                continue
+            ends = self._pipes.get(ino)
+            if ends is None:
+                ends = self._pipes[ino] = ([], [])
+                while len(self._pipes) > 65536:
+                    self._pipes.popitem(last=False)
+            writers, readers = ends
+            mine, others = (readers, writers) if side == "r" else (writers, readers)
+            if node.id in mine:
+                continue
+            mine.append(node.id)
+            for oid in others:
+                other = self.get(oid)
+                if other is not None:
+                    w, r = (other, node) if side == "r" else (node, other)
+                    self._pipe_edge(ino, w, r, ev.time)
+
+    def _pipe_edge(self, ino: int, writer: Node, reader: Node, t: int) -> None:
+        pid = f"pipe:{self.boot}:{ino}"
+        if pid not in self.nodes:
+            self._add(Node(id=pid, kind="pipe", start=t,
+                           attrs={"inode": ino, "machine_id": self.machine_id}))
+        if not writer.attrs.get("pipe_readers"):
+            self._link(writer.id, pid, "pipe_write", t)
+        if not reader.attrs.get("pipe_writers"):
+            self._link(pid, reader.id, "pipe_read", t)
+        for node, key, other in ((writer, "pipe_readers", reader), (reader, "pipe_writers",
+                                                                    writer)):
+            ids = node.attrs.setdefault(key, [])
+            if other.id not in ids and len(ids) < 16:
+                ids.append(other.id)
+                self.touch(node)
+
+    def pipe_peers(self, node: Node, side: str) -> list[Node]:
+        """The images at the other end of the image's stdin pipe (side "writers") or of
+        its stdout/stderr pipe ("readers")."""
+        return [n for i in node.attrs.get(f"pipe_{side}", ()) if (n := self.get(i))]
 
     def _on_exit(self, ev: ExitEvent) -> Node | None:
         node = self.live.pop(ev.pid, None)
@@ -498,10 +546,26 @@ class Graph:
                 excess -= 1
 
 
+def exec_extras(ev: ExecEvent) -> dict:
+    """The node attributes of an exec's script, environment, fds 0-2 and capabilities
+    (only those the capture provided)."""
+    out: dict = {}
+    if ev.script:
+        out["script"] = ev.script
+    if ev.env:
+        out["env"] = dict(ev.env)
+    for name, fd in zip(("stdin", "stdout", "stderr"), ev.stdio, strict=False):
+        out[name] = dict(fd)
+    if ev.cap_effective >= 0:
+        out["cap_effective"] = ev.cap_effective
+    return out
+
+
 _FILE_EDGE = {"open": "wrote", "create": "wrote", "truncate": "wrote", "rename": "wrote",
               "link": "wrote", "symlink": "wrote", "chmod": "changed", "chown": "changed",
               "setxattr": "changed", "removexattr": "changed", "unlink": "deleted",
-              "open_failed": "denied"}
+              "open_failed": "denied", "read": "read", "utimes": "changed",
+              "setflags": "changed"}
 
 _HANDLERS = {
     FileEvent: Graph._on_file,

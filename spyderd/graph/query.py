@@ -83,6 +83,11 @@ class History:
     def session(self, node: Node) -> Node | None:
         return self.store.node(node.attrs.get("session_id", ""))
 
+    def pipe_peers(self, node: Node, side: str) -> list[Node]:
+        """The images at the other end of the image's stdin pipe ("writers") or of its
+        stdout/stderr pipe ("readers")."""
+        return [n for i in node.attrs.get(f"pipe_{side}", ()) if (n := self.store.node(i))]
+
     def writer(self, node: Node) -> Node | None:
         if node.kind != "file":
             node = self.store.node(node.attrs.get("exec_file", ""))

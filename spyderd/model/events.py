@@ -6,6 +6,24 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+# Linux capability bits, in order (include/uapi/linux/capability.h).
+CAP_NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+
+
+def cap_names(mask: int) -> list[str]:
+    """Capability names of the bits set in `mask`."""
+    return [name for bit, name in enumerate(CAP_NAMES) if mask >> bit & 1]
+
 
 @dataclass(slots=True, kw_only=True)
 class Event:
@@ -57,6 +75,12 @@ class ExecEvent(Event):
     euid: int = -1  # effective uid after exec (setuid binaries); -1 when unknown
     loginuid: int = -1  # audit login uid (survives su/sudo); -1 = unset
     sessionid: int = -1
+    script: str = ""  # the script an interpreter runs (`bash x.sh`, a #! script); "" if none
+    env: dict[str, str] = field(default_factory=dict)  # capture.env_vars present in the image
+    # fds 0, 1, 2: {"type": tty|null|chardev|file|fifo|pipe|socket|dir|other|closed, "path",
+    # "pipe" (inode, both ends), socket "protocol", "local_ip", "local_port", "remote_ip", ...}
+    stdio: list[dict[str, Any]] = field(default_factory=list)
+    cap_effective: int = -1  # effective capabilities of the new image; -1 = unknown
 
 
 @dataclass(slots=True, kw_only=True)
@@ -143,13 +167,44 @@ class UnixConnectEvent(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class SocketEvent(Event):
+    """A packet (AF_PACKET) or raw (SOCK_RAW) socket was created: sniffing or crafting packets.
+
+    `family` packet, inet, inet6, ...; `type` raw, dgram, ...; `result` the fd or -errno."""
+
+    kind: ClassVar[str] = "socket"
+    family: str
+    type: str
+    protocol: int = 0
+    result: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class DupEvent(Event):
+    """dup2/dup3 of a socket onto fd 0, 1 or 2 (a shell's stdio wired to a connection)."""
+
+    kind: ClassVar[str] = "dup"
+    oldfd: int
+    newfd: int
+    protocol: str = ""  # tcp, udp, unix, raw, packet ...
+    local_ip: str = ""
+    local_port: int = 0
+    remote_ip: str = ""
+    remote_port: int = 0
+    result: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
 class FileEvent(Event):
     """A change to a watched path, or a failed open (EACCES/EPERM).
 
     `op` is one of: open (for write/create), open_failed, create, unlink, rename, chmod,
-    chown, setxattr, removexattr, truncate, link, symlink. `path2` is the new name for
-    rename/link/symlink. Only paths under the watched prefixes reach userspace, plus
-    writes to files that are later executed (see `WroteExecEvent`).
+    chown, setxattr, removexattr, truncate, link, symlink, read (a capture.watch_reads
+    path opened read-only), utimes (timestamps set explicitly), setflags (immutable or
+    append-only changed). `path2` is the new name for rename/link/symlink. Only paths
+    under the watched prefixes reach userspace, plus, from anywhere: chmod setting
+    setuid/setgid, the security.capability xattr, utimes and setflags, and writes to
+    files that are later executed (see `WroteExecEvent`).
     """
 
     kind: ClassVar[str] = "file"
@@ -164,6 +219,10 @@ class FileEvent(Event):
     inode: int = 0
     dev: int = 0
     xattr: str = ""  # setxattr/removexattr: the attribute name (security.capability, ...)
+    atime: int = -1  # utimes: access time set explicitly (wall ns); -1 kept or "now"
+    mtime: int = -1  # utimes: modification time set explicitly (wall ns); -1 kept or "now"
+    fsflags: int = 0  # setflags: the new inode flags (FS_IMMUTABLE_FL 0x10, FS_APPEND_FL 0x20)
+    old_fsflags: int = 0  # setflags: immutable / append-only flags before the call
 
 
 @dataclass(slots=True, kw_only=True)
@@ -233,6 +292,8 @@ class KernelEvent(Event):
     fstype: str = ""
     flags: int = 0
     nr: int = -1
+    target_spyderd: bool = False  # kill/tkill/tgkill aimed at this spyderd (or at -1)
+    target_name: str = ""  # kill/ptrace: the target's name (/proc/PID/comm), when readable
 
 
 @dataclass(slots=True, kw_only=True)
@@ -251,7 +312,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (ForkEvent, ExecEvent, ExitEvent, ConnectEvent, AcceptEvent, ListenEvent,
                 BindEvent, UdpEvent, UnixConnectEvent, FileEvent, WroteExecEvent, CredEvent,
-                SessionEvent, PrctlEvent, KernelEvent, AlertEvent)
+                SessionEvent, PrctlEvent, KernelEvent, AlertEvent, SocketEvent, DupEvent)
 }
 
 

@@ -65,16 +65,18 @@ from spyderd.rules.values import (
     unquote,
 )
 
-CAUSAL = ("parent", "ancestor", "descendant", "sibling", "peer", "session", "wrote_by")
+CAUSAL = ("parent", "ancestor", "descendant", "sibling", "peer", "session", "wrote_by",
+          "pipe_writer", "pipe_reader")
 # option each operator takes: name -> option -> what a value must be
 OPTIONS: dict[str, dict[str, str]] = {
     "ancestor": {"depth": "int"},
     "descendant": {"within": "duration"},
 }
 # operators whose answer grows as the graph does (new children, new peers): never cached
-GROWING = ("descendant", "sibling", "peer")
+GROWING = ("descendant", "sibling", "peer", "pipe_writer", "pipe_reader")
 # operators whose link appears with a later event of this kind
-LINKED_BY = {"wrote_by": frozenset({"wrote_exec"})}
+LINKED_BY = {"wrote_by": frozenset({"wrote_exec"}), "pipe_writer": frozenset({"exec"}),
+             "pipe_reader": frozenset({"exec"})}
 
 _STRING_OPS = ("contains", "startswith", "endswith", "glob", "matches")
 OPERATORS: dict[str, tuple[str, ...]] = {
@@ -585,6 +587,10 @@ class Compiler:
             return on_each(lambda node, ctx: ctx.peers(node), inner)
         if name == "session":
             return on_one(lambda node, ctx: ctx.session(node), inner)
+        if name == "pipe_writer":
+            return on_each(lambda node, ctx: ctx.pipe_peers(node, "writers"), inner)
+        if name == "pipe_reader":
+            return on_each(lambda node, ctx: ctx.pipe_peers(node, "readers"), inner)
         return on_one(lambda node, ctx: ctx.writer(node), inner)  # wrote_by
 
     # -- pieces -------------------------------------------------------------------------

@@ -15,6 +15,8 @@ What each causal operator of the condition language asks:
     peer(c)            peers(node)
     session(c)         session(node)
     wrote_by(c)        writer(node)
+    pipe_writer(c)     pipe_peers(node, "writers")
+    pipe_reader(c)     pipe_peers(node, "readers")
     machine.* fields   machine(node)
     process.connections_out   connections(node)
 """
@@ -72,6 +74,11 @@ class GraphContext(Protocol):
 
     def machine(self, node: Node) -> Node | None:
         """The machine node the image runs on (`machine:<attrs machine_id>`), if known."""
+        ...
+
+    def pipe_peers(self, node: Node, side: str) -> list[Node]:
+        """Images at the other end of the image's stdin pipe (side "writers") or of its
+        stdout/stderr pipe ("readers"): the node's pipe_writers / pipe_readers ids."""
         ...
 
 
@@ -151,3 +158,6 @@ class DictContext:
     def machine(self, node: Node) -> Node | None:
         mid = node.attrs.get("machine_id")
         return self.get(f"machine:{mid}") if mid else None
+
+    def pipe_peers(self, node: Node, side: str) -> list[Node]:
+        return [n for i in node.attrs.get(f"pipe_{side}", ()) if (n := self.get(i))]

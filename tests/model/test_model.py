@@ -51,7 +51,9 @@ def test_every_event_kind_round_trips_through_json(kind):
                "cred": {"call": "setuid", "args": [0]},
                "prctl": {"option": 15, "name": "kworker"},
                "kernel": {"call": "ptrace", "target_pid": 9, "request": 16},
-               "alert": {"message": "authentication failure"}}
+               "alert": {"message": "authentication failure"},
+               "socket": {"family": "packet", "type": "raw", "protocol": 768},
+               "dup": {"oldfd": 3, "newfd": 0, "protocol": "tcp"}}
     ev = cls(**required, **samples.get(kind, {}))
     d = json.loads(json.dumps(event_to_dict(ev)))
     assert d["kind"] == kind and next(iter(d)) == "kind"

@@ -24,11 +24,14 @@ from spyderd.capture.registry import (
 )
 from spyderd.capture.watch import (
     DEFAULT_WATCH_PATHS,
+    DEFAULT_WATCH_READS,
     OP_NAMES,
     OPS,
+    ReadNames,
     WatchSet,
     normalize,
     parse_watch_paths,
+    parse_watch_reads,
 )
 from spyderd.model import FileEvent, WroteExecEvent
 
@@ -47,10 +50,15 @@ _WEXEC = struct.Struct("<QIIQQ16sII" + _PATH)
 # or an architecture without the legacy calls) runs without them.
 REQUIRED_CALLS = ("openat", "unlinkat", "fchmodat", "fchmod", "fchownat", "fchown",
                   "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
-                  "fremovexattr", "truncate", "ftruncate", "linkat", "symlinkat")
+                  "fremovexattr", "truncate", "ftruncate", "linkat", "symlinkat", "utimensat",
+                  "ioctl")
 OPTIONAL_CALLS = ("openat2", "open", "creat", "unlink", "rmdir", "renameat2", "renameat",
                   "rename", "fchmodat2", "chmod", "chown", "lchown", "setxattrat",
-                  "removexattrat", "link", "symlink")
+                  "removexattrat", "link", "symlink", "futimesat", "utimes", "utime")
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+_TIMES = struct.Struct("<qqqq")
+# inode->i_flags S_APPEND / S_IMMUTABLE as the FS_*_FL bits chattr speaks
+_VFS_TO_FS = ((4, 0x20), (8, 0x10))
 
 
 # sys_enter hooks of the open family, needed only without bpf_task_pt_regs.
@@ -101,10 +109,31 @@ def decode_file(buf: bytes, ctx: DecodeContext) -> FileEvent | None:
         path, path2 = (path2, path) if rflags & RF_NAME else (path, "")
     if name in ("open", "create", "open_failed") and not flags & (O_CREAT | O_TMPFILE):
         mode = 0
-    return FileEvent(**h, op=name, path=path, path2=path2, flags=flags, mode=mode,
-                     owner=owner, group=group, result=result, inode=inode,
-                     dev=kernel_dev(dev) if dev else 0,
-                     xattr=cstr(xattr) if name in ("setxattr", "removexattr") else "")
+    if name == "read" and _own_proc_file(path, h["pid"]):
+        return None  # the process's own /proc files: not another process's memory
+    ev = FileEvent(**h, op=name, path=path, path2=path2, flags=flags, mode=mode,
+                   owner=owner, group=group, result=result, inode=inode,
+                   dev=kernel_dev(dev) if dev else 0,
+                   xattr=cstr(xattr) if name in ("setxattr", "removexattr") else "")
+    if name == "utimes":
+        a_s, a_ns, m_s, m_ns = _TIMES.unpack_from(xattr)
+        ev.atime, ev.mtime = _time(a_s, a_ns), _time(m_s, m_ns)
+    elif name == "setflags":
+        old = struct.unpack_from("<I", xattr)[0]
+        ev.fsflags = flags
+        ev.old_fsflags = sum(fs for vfs, fs in _VFS_TO_FS if old & vfs)
+        ev.flags = 0
+    return ev
+
+
+def _time(sec: int, nsec: int) -> int:
+    """Wall ns a utimes call sets, -1 when it keeps the time or sets "now"."""
+    return -1 if nsec in (UTIME_NOW, UTIME_OMIT) else sec * 1_000_000_000 + nsec
+
+
+def _own_proc_file(path: str, pid: int) -> bool:
+    parts = path.split("/")
+    return len(parts) > 2 and parts[1] == "proc" and parts[2] == str(pid)
 
 
 def decode_wrote_exec(buf: bytes, ctx: DecodeContext) -> WroteExecEvent:
@@ -117,15 +146,29 @@ def decode_wrote_exec(buf: bytes, ctx: DecodeContext) -> WroteExecEvent:
                           write_time=wktime + ctx.boot_to_wall if wktime else 0)
 
 
-def setup(loaded: Loaded, options: dict[str, Any], ctx: DecodeContext) -> None:
-    """Fill the watch tries, switches and the tail-call table of the stage programs."""
+def watch_set(options: dict[str, Any]) -> tuple[WatchSet, ReadNames]:
+    """capture.watch_paths and capture.watch_reads compiled into one watch list, and the
+    names a read-only open must have to be looked up in it."""
     ws = parse_watch_paths(options.get("watch_paths", DEFAULT_WATCH_PATHS))
+    reads = options.get("watch_reads")
+    entries, names = parse_watch_reads(DEFAULT_WATCH_READS if reads is None else reads)
+    return WatchSet(ws.entries + entries), names
+
+
+def setup(loaded: Loaded, options: dict[str, Any], ctx: DecodeContext) -> None:
+    """Fill the watch tries (watch_paths and watch_reads), the read-name filter, switches
+    and the tail-call table of the stage programs."""
+    ws, names = watch_set(options)
     watch, tails = ws.kernel_maps()
-    for name, entries in (("watch", watch), ("watch_tail", tails)):
+    keys, first, file_lens, dir_lens = names.kernel_maps()
+    for name, entries in (("watch", watch), ("watch_tail", tails), ("read_names", keys),
+                          ("read_first", first)):
         table = loaded.map(name)
         for key, value in entries.items():
             table.update(key, value)
     settings = loaded.map("fsettings")
+    settings.update(3, file_lens)
+    settings.update(4, dir_lens)
     settings.update(0, 1 if options.get("failed_opens", True) else 0)
     repeat_ms = int(max(0.0, options.get("file_repeat_seconds", 1.0)) * 1000)
     settings.update(2, min(repeat_ms, 2**32 - 1))

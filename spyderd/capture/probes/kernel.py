@@ -18,32 +18,48 @@ Decisions:
   settime calls, `request` = the clock id.
 - kill/tkill/tgkill: signal 0 and signals to the caller itself are dropped in the kernel;
   capture.kill_signals limits the signals (empty = all).
+- io_uring_setup is an event (`request` = entries, `flags` = setup flags): io_uring's
+  file and network operations never pass the syscall tracepoints (docs/audit-coverage.md).
+- Signals aimed at spyderd's own pid (or at -1, every process) are always events, whatever
+  `capture.kill_signals` says, and the last one is kept in a map pinned to bpffs that
+  outlives a SIGKILL; the next start reads it (`spyderd.capture.tamper`).
 - mount covers mount(2), umount2(2) and move_mount(2) (the new mount API's last step;
   `source` = from path, often empty when it moves an fsmount() descriptor).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
+from spyderd.capture import tamper
+from spyderd.capture.libbpf import Libbpf
 from spyderd.capture.records import fallback_syscalls, record
-from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
+from spyderd.capture.registry import (
+    AttachPoint,
+    DecodeContext,
+    Loaded,
+    Probe,
+    Settings,
+    register,
+)
 from spyderd.model import KernelEvent
 
+log = logging.getLogger("spyderd.capture")
 K_KERNEL = 15  # probes/common.h K_KERNEL
 _REC = record("IiiIQiI256s256s32s")
 CALLS = ("init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
          "mount", "umount", "ptrace", "memfd_create", "bpf", "settimeofday", "clock_settime",
          "adjtimex", "clock_adjtime", "sethostname", "setdomainname", "kill", "tkill",
-         "tgkill", "syscall", "move_mount")
+         "tgkill", "syscall", "move_mount", "io_uring_setup")
 FALLBACK_CALLS = ("init_module", "finit_module", "delete_module", "kexec_load",
                   "kexec_file_load")
 OTHER_CALLS = ("mount", "umount", "move_mount", "ptrace", "memfd_create", "bpf",
                "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "sethostname",
-               "setdomainname", "kill", "tkill", "tgkill")
+               "setdomainname", "kill", "tkill", "tgkill", "io_uring_setup")
 # Hooks some kernels lack (built without modules/kexec; move_mount before 5.2).
-OPTIONAL = frozenset(FALLBACK_CALLS + ("move_mount",))
+OPTIONAL = frozenset(FALLBACK_CALLS + ("move_mount", "io_uring_setup"))
 SC_HOOK = "raw_syscalls:sys_enter"  # attached only for missing FALLBACK_CALLS
 # Requests that attach to or write into another process (audit.rules' ptrace keys).
 DEFAULT_PTRACE = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206]
@@ -64,10 +80,26 @@ def decode_kernel(buf: bytes, ctx: DecodeContext) -> KernelEvent:
     elif call_name == "syscall":
         names = {n: s for s, n in fallback_syscalls().items()}
         text = names.get(nr, f"syscall_{nr}")
+    signal = call_name in ("kill", "tkill", "tgkill")
     return KernelEvent(time=v[6] + ctx.boot_to_wall, ktime=v[6], pid=v[1], tid=v[2],
                        uid=v[3], gid=v[4], cgroup_id=v[7], comm=_cstr(v[8]), call=call_name,
                        result=result, target_pid=target, request=request, name=text,
-                       source=_cstr(source), fstype=_cstr(fstype), flags=flags, nr=nr)
+                       source=_cstr(source), fstype=_cstr(fstype), flags=flags, nr=nr,
+                       target_spyderd=signal and target in (os.getpid(), -1),
+                       target_name=target_name(target) if signal or call_name == "ptrace"
+                       else "")
+
+
+def target_name(pid: int) -> str:
+    """/proc/PID/comm of a signal's or ptrace's target: read when the record is decoded,
+    so a target already gone (SIGKILL) may have no name."""
+    if pid <= 0:
+        return ""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "backslashreplace")
+    except OSError:
+        return ""
 
 
 def _missing_fallback(missing: frozenset[str]) -> list[str]:
@@ -96,6 +128,7 @@ def configure(options: dict[str, Any], missing: frozenset[str]) -> Settings:
         "filter_ptrace": 1 if _int_list(options, "ptrace_requests", DEFAULT_PTRACE) else 0,
         "filter_bpf_cmds": 1 if _int_list(options, "bpf_cmds", [5]) else 0,
         "kill_sigmask": mask,
+        "spyderd_tgid": os.getpid(),
     }
     skip = frozenset() if watched else frozenset({SC_HOOK})
     return Settings(values, skip, note)
@@ -110,6 +143,25 @@ def maps(options: dict[str, Any], missing: frozenset[str]) -> dict[str, dict[Any
                                                        DEFAULT_PTRACE)},
         "bpf_cmd_filter": {c: 1 for c in _int_list(options, "bpf_cmds", [5])},
     }
+
+
+def setup(loaded: Loaded, options: dict[str, Any], ctx: DecodeContext) -> None:
+    """Read who signalled the previous daemon on this state directory (its pinned map),
+    then pin this daemon's map in its place (`spyderd.capture.tamper`)."""
+    lib = Libbpf()
+    path = tamper.pin_path(options.get("state_dir") or "/var/lib/spyderd")
+    before = tamper.read_pinned(lib, path, ctx.boot_to_wall)
+    ctx.state["self_signal_before"] = before
+    if before is not None:
+        log.warning("the previous spyderd on this state directory was sent signal %d by "
+                    "%s[%d] (uid %d); %d signal(s) aimed at it in all", before.signal,
+                    before.sender_comm, before.sender_pid, before.sender_uid, before.count)
+    table = loaded.map("self_signals")
+    try:
+        tamper.pin(lib, table.fd, path)  # type: ignore[attr-defined]
+        ctx.state["self_signal_pin"] = (str(path), table)
+    except OSError as exc:  # no bpffs: signals to spyderd are still events, not kept
+        log.warning("signals aimed at spyderd will not survive its death: %s", exc)
 
 
 def selftest() -> None:
@@ -133,4 +185,5 @@ register(Probe(
     configure=configure,
     maps=maps,
     selftest=selftest,
+    setup=setup,
 ))

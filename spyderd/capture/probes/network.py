@@ -12,6 +12,10 @@ Decisions:
   all); the same process sending to the same destination again within
   `capture.udp_repeat_seconds` is folded in the kernel and counted (udp_repeats).
 - `result` of UDP sends is 0 on success (the byte count is not kept) or -errno.
+- socket(): only packet sockets (AF_PACKET) and raw sockets (SOCK_RAW) are events, chosen
+  in the kernel: sniffers and hand-made packets; ping's ICMP datagram sockets are not.
+- dup2/dup3 onto fd 0, 1 or 2 from a socket are events (the classic reverse shell wiring
+  a connection to a shell's stdio), with the socket's protocol and addresses.
 """
 
 from __future__ import annotations
@@ -25,16 +29,24 @@ from spyderd.model import (
     AcceptEvent,
     BindEvent,
     ConnectEvent,
+    DupEvent,
     ListenEvent,
+    SocketEvent,
     UdpEvent,
     UnixConnectEvent,
 )
 
 # probes/common.h K_* of this probe's records
 K_CONNECT, K_ACCEPT, K_LISTEN, K_BIND, K_UDP, K_UNIX_CONNECT = 4, 5, 6, 9, 10, 11
+K_SOCKET, K_DUP = 16, 17
 _CONN = record("HHHHiI16s16s")
 _ADDR = record("HHHHiI16sQ")
 _UNIX = record("iI128s")
+_SOCK = record("iIII")
+_DUP = record("iIIHHHHHH16s16s")
+FAMILIES = {1: "unix", 2: "inet", 10: "inet6", 16: "netlink", 17: "packet"}
+TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
+IPPROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 255: "raw"}
 UDP_CALLS = ("sendto", "sendmsg", "connect", "sendmmsg")
 SOCK_TYPES = {1: "tcp", 2: "udp"}
 
@@ -104,6 +116,34 @@ def decode_unix(buf: bytes, ctx: DecodeContext) -> UnixConnectEvent:
     return UnixConnectEvent(**_head(v, ctx), path=unix_path(path, length), result=result)
 
 
+def decode_socket(buf: bytes, ctx: DecodeContext) -> SocketEvent:
+    v = _SOCK.unpack_from(buf, 0)
+    result, family, type_, protocol = v[9:]
+    return SocketEvent(**_head(v, ctx), family=FAMILIES.get(family, str(family)),
+                       type=TYPES.get(type_ & 0xF, str(type_ & 0xF)), protocol=protocol,
+                       result=result)
+
+
+def sock_protocol(family: int, sotype: int, protocol: int) -> str:
+    """tcp, udp, unix, raw, packet, netlink ... for a socket's family, type and protocol."""
+    if family in (1, 16, 17):
+        return FAMILIES[family]
+    if sotype == 3:
+        return "raw"
+    return IPPROTO.get(protocol) or {1: "tcp", 2: "udp"}.get(sotype, str(protocol))
+
+
+def decode_dup(buf: bytes, ctx: DecodeContext) -> DupEvent:
+    v = _DUP.unpack_from(buf, 0)
+    result, oldfd, newfd, family, sotype, protocol, lport, rport, _pad, laddr, raddr = v[9:]
+    inet = family in (socket.AF_INET, socket.AF_INET6)
+    return DupEvent(**_head(v, ctx), oldfd=oldfd, newfd=newfd,
+                    protocol=sock_protocol(family, sotype, protocol),
+                    local_ip=ip_text(family, laddr) if inet else "", local_port=lport,
+                    remote_ip=ip_text(family, raddr) if inet else "", remote_port=rport,
+                    result=result)
+
+
 def configure(options: dict[str, Any], _missing: frozenset[str]) -> Settings:
     ns = int(float(options.get("udp_repeat_seconds", 1.0)) * 1e9)
     return Settings({"udp_repeat_ns": max(ns, 0),
@@ -146,11 +186,19 @@ register(Probe(
         AttachPoint("tracepoint", "syscalls:sys_exit_sendmsg"),
         AttachPoint("tracepoint", "syscalls:sys_enter_sendmmsg", optional=True),
         AttachPoint("tracepoint", "syscalls:sys_exit_sendmmsg", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_enter_socket"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_socket"),
+        AttachPoint("tracepoint", "syscalls:sys_enter_dup2", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_exit_dup2", optional=True),
+        AttachPoint("tracepoint", "syscalls:sys_enter_dup3"),
+        AttachPoint("tracepoint", "syscalls:sys_exit_dup3"),
     ),
     decoders={K_CONNECT: ("connect", decode_connect), K_ACCEPT: ("accept", decode_accept),
               K_LISTEN: ("listen", decode_listen), K_BIND: ("bind", decode_bind),
-              K_UDP: ("udp", decode_udp), K_UNIX_CONNECT: ("unix_connect", decode_unix)},
-    layouts={"conn_rec": _CONN, "addr_rec": _ADDR, "unix_rec": _UNIX},
+              K_UDP: ("udp", decode_udp), K_UNIX_CONNECT: ("unix_connect", decode_unix),
+              K_SOCKET: ("socket", decode_socket), K_DUP: ("dup", decode_dup)},
+    layouts={"conn_rec": _CONN, "addr_rec": _ADDR, "unix_rec": _UNIX, "sock_rec": _SOCK,
+             "dup_rec": _DUP},
     configure=configure,
     maps=maps,
     selftest=selftest,

@@ -16,16 +16,26 @@ import os
 import shutil
 from typing import Any
 
+from spyderd.capture.execinfo import (
+    DEFAULT_ENV_VARS,
+    STDIO,
+    decode_env,
+    decode_stdio,
+    env_keys,
+    script_path,
+)
 from spyderd.capture.records import record, signed32
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import ExecEvent, ExitEvent, ForkEvent
 
 K_FORK, K_EXEC, K_EXIT = 1, 2, 3  # probes/process.bpf.c K_* (common.h)
 _FORK = record("IIQQII")
-_EXEC = record("QIIIIIIIIII256s256s")  # then cwd[2 * CWDBUF], args[]
+# then stdio_rec[3], env[ENVBUF], cwd[2 * CWDBUF], args[]
+_EXEC = record("QIIIIIIIIII256s256sQII")
 _EXIT = record("II")
+ENVBUF = 512
 CWDBUF = 512
-TRUNC_ARGS, TRUNC_CWD = 1, 2
+TRUNC_ARGS, TRUNC_CWD, TRUNC_ENV, TRUNC_STDIO = 1, 2, 4, 8
 
 
 def _text(raw: bytes) -> str:
@@ -55,18 +65,27 @@ def cwd_text(raw: bytes, truncated: bool) -> str:
 def decode_exec(buf: bytes, ctx: DecodeContext) -> ExecEvent:
     (_k, pid, tid, uid, gid, _p, ktime, cgid, comm, start, ppid, argc, args_len, truncated,
      execveat, euid, loginuid, sessionid, cwd_len, _pad, filename,
-     interp) = _EXEC.unpack_from(buf, 0)
+     interp, caps, env_len, _env_seen) = _EXEC.unpack_from(buf, 0)
     off = _EXEC.size
+    stdio = decode_stdio(buf, off)
+    off += 3 * STDIO.size
+    wanted = ctx.state.get("process_env", _DEFAULT_ENV)
+    env = decode_env(buf[off:off + min(env_len, ENVBUF)], wanted) if env_len else {}
+    off += ENVBUF
     cwd = buf[off:off + min(cwd_len, 2 * CWDBUF)]
     off += 2 * CWDBUF
     raw = buf[off:off + args_len]
     args = [_text(a) for a in raw.split(b"\0")[:argc]]
+    exe, interpreter = _cstr(filename), _cstr(interp)
+    cwd_path = cwd_text(cwd, bool(truncated & TRUNC_CWD))
     return ExecEvent(time=ktime + ctx.boot_to_wall, ktime=ktime, pid=pid, tid=tid, uid=uid,
-                     gid=gid, cgroup_id=cgid, comm=_cstr(comm), filename=_cstr(filename),
+                     gid=gid, cgroup_id=cgid, comm=_cstr(comm), filename=exe,
                      args=args, args_truncated=bool(truncated & TRUNC_ARGS), start=start,
-                     ppid=ppid, cwd=cwd_text(cwd, bool(truncated & TRUNC_CWD)),
-                     interpreter=_cstr(interp), execveat=bool(execveat), euid=signed32(euid),
-                     loginuid=signed32(loginuid), sessionid=signed32(sessionid))
+                     ppid=ppid, cwd=cwd_path, interpreter=interpreter,
+                     execveat=bool(execveat), euid=signed32(euid),
+                     loginuid=signed32(loginuid), sessionid=signed32(sessionid),
+                     script=script_path(exe, interpreter, args, cwd_path), env=env,
+                     stdio=list(stdio), cap_effective=caps)
 
 
 def decode_exit(buf: bytes, ctx: DecodeContext) -> ExitEvent:
@@ -76,8 +95,29 @@ def decode_exit(buf: bytes, ctx: DecodeContext) -> ExitEvent:
                      signal=status & 0x7F)
 
 
+_DEFAULT_ENV = frozenset(DEFAULT_ENV_VARS)
+
+
+def _env_vars(options: dict[str, Any]) -> list[str]:
+    value = options.get("env_vars")
+    return list(DEFAULT_ENV_VARS if value is None else value)
+
+
 def configure(options: dict[str, Any], _missing: frozenset[str]) -> Settings:
-    return Settings({"capture_threads": 1 if options.get("threads") else 0})
+    _, short = env_keys(_env_vars(options))
+    return Settings({"capture_threads": 1 if options.get("threads") else 0,
+                     "env_short": short})
+
+
+def maps(options: dict[str, Any], _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
+    """capture.env_vars as the kernel's env_watch keys."""
+    keys, _ = env_keys(_env_vars(options))
+    return {"env_watch": keys}
+
+
+def setup(_loaded: Any, options: dict[str, Any], ctx: DecodeContext) -> None:
+    """The exact environment names the decoder keeps."""
+    ctx.state["process_env"] = frozenset(_env_vars(options))
 
 
 def selftest() -> None:
@@ -107,5 +147,7 @@ register(Probe(
               K_EXIT: ("exit", decode_exit)},
     layouts={"fork_rec": _FORK, "exec_rec": _EXEC, "exit_rec": _EXIT},
     configure=configure,
+    maps=maps,
     selftest=selftest,
+    setup=setup,
 ))

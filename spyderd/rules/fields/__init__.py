@@ -28,6 +28,7 @@ from spyderd.model.events import Event
 from spyderd.model.nodes import Node
 from spyderd.rules.context import GraphContext, parent_process
 from spyderd.rules.fields.base import ALL_KINDS, FIELD_TYPES, Field, Getter, Reader
+from spyderd.rules.fields.capture import capture_fields, env_field
 from spyderd.rules.fields.context import context_fields
 from spyderd.rules.fields.events import event_fields
 from spyderd.rules.fields.files import file_fields
@@ -62,8 +63,27 @@ def _catalogue() -> MappingProxyType[str, Field]:
         *process,
         *parent_fields(process),
         *context_fields(),
+        *capture_fields(),
     ]
-    return MappingProxyType({fld.name: fld for fld in fields})
+    return MappingProxyType(_Catalogue({fld.name: fld for fld in fields}))
+
+
+class _Catalogue(dict):
+    """The field table; `process.env.NAME` and `parent.env.NAME` exist for every NAME."""
+
+    def __missing__(self, name: str) -> Field:
+        for prefix, parent in (("process.env.", False), ("parent.env.", True)):
+            var = name.removeprefix(prefix)
+            if var != name and var.replace("_", "a").isalnum() and not var[0].isdigit():
+                fld = self[name] = env_field(var, parent)
+                return fld
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
 
 FIELDS: MappingProxyType[str, Field] = _catalogue()

@@ -8,7 +8,7 @@ from spyderd.rules.fields.base import ALL_KINDS, Field, ev_attr, event_field
 
 RESULT = frozenset({
     "connect", "accept", "bind", "udp", "unix_connect", "file", "cred", "setsid", "prctl",
-    "kernel",
+    "kernel", "socket", "dup",
 })  # fmt: skip
 EXIT = frozenset({"exit"})
 FORK = frozenset({"fork"})
