@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         args.paths = [*args.paths, *extra]  # `rules validate --standalone FILE`: paths last
     elif extra:
         parser.error("unrecognized arguments: " + " ".join(extra))
-    if not isinstance(sys.stdout, SafeStream):  # see ctl_output: no raw control characters
+    if not isinstance(sys.stdout, SafeStream):  # see ctl.output: no raw control characters
         sys.stdout = SafeStream(sys.stdout)  # type: ignore[assignment]
     # Ctrl-C and SIGTERM end a `-f` follow cleanly even when started from a shell that
     # ignores SIGINT for background jobs (Python then installs no handler of its own).

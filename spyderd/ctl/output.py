@@ -38,7 +38,7 @@ EXIT_CODES = f"""exit status:
   {EXIT_NOT_FOUND}  no such finding, trace or process"""
 
 
-# spyderctl's own SGR sequences (traces.render, ctl, ctl_history); every other control
+# spyderctl's own SGR sequences (traces.render, ctl.cli, ctl.history); every other control
 # character is escaped.
 _OWN_SGR = r"\x1b\[(?:0|1|2|31|33|36|1;31|1;32)m"
 _UNSAFE = re.compile(f"({_OWN_SGR})|[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]")
