@@ -1,0 +1,59 @@
+"""Tampering is evidence: a test process that SIGSTOPs spyderd gets a finding, one that
+SIGKILLs it is named by the gap report of the next start (the kernel keeps the last signal
+aimed at spyderd in a pinned map that outlives the daemon)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spyderd.daemon.service import MSG_GAP_UNCLEAN
+from tests.conftest import REPO, journal_entries, wait_for
+
+pytestmark = pytest.mark.root
+FROZEN = "spyderd killed or frozen by another process"
+SENDER = ("import os, sys, time; os.kill(int(sys.argv[1]), int(sys.argv[2])); "
+          "print(os.getpid(), flush=True); time.sleep(float(sys.argv[3]))")
+
+
+def _send(pid: int, sig: int, linger: float = 3.0) -> subprocess.Popen:
+    """A process of its own sends the signal (and stays a moment, so the graph knows it)."""
+    return subprocess.Popen([sys.executable, "-c", SENDER, str(pid), str(int(sig)),
+                             str(linger)], stdout=subprocess.PIPE, text=True)
+
+
+def test_sigstop_gives_a_finding_and_sigkill_is_named_at_the_next_start(spyderd_factory):
+    d = spyderd_factory([str(REPO / "rules"), str(REPO / "tests/robust/rules")])
+    d.start()
+    pid = d.proc.pid
+    stopper = _send(pid, signal.SIGSTOP)
+    stopper_pid = int(stopper.stdout.readline())
+    time.sleep(2)
+    os.kill(pid, signal.SIGCONT)
+    found = wait_for(lambda: [e for e in journal_entries(SYSLOG_IDENTIFIER="spyderd",
+                                                         SPYDER_RULE=FROZEN, _PID=str(pid))
+                              if e.get("SPYDER_PID") == str(stopper_pid)], 60)
+    assert found, "no finding for the SIGSTOP"
+    stopper.wait()
+    stopper.stdout.close()
+    killer = _send(pid, signal.SIGKILL, 0.5)
+    killer_pid = int(killer.stdout.readline())
+    d.proc.wait(30)
+    killer.wait()
+    killer.stdout.close()
+    d.start()
+    gaps = wait_for(lambda: journal_entries(SYSLOG_IDENTIFIER="spyderd",
+                                            MESSAGE_ID=MSG_GAP_UNCLEAN, _PID=str(d.proc.pid)),
+                    30)
+    assert gaps, "no capture-gap report after the SIGKILL"
+    g = gaps[-1]
+    assert g.get("SPYDER_GAP_SIGNAL") == "9" and g.get("SPYDER_GAP_SENDER_PID") == \
+        str(killer_pid), g
+    assert f"SIGKILL by python3[{killer_pid}]" in g["MESSAGE"] or \
+        f"[{killer_pid}]" in g["MESSAGE"]
+    assert "the previous run was sent SIGKILL" in d.ctl("status").stdout
