@@ -1,34 +1,52 @@
-"""Retention: prune by age and by size, oldest first, in chunks that never stall capture.
+"""Retention by value: raw events age out first, then graph nodes nobody needs, then findings.
 
-Only ended nodes are pruned (a live process, and the ancestry of one, stays however old);
-a pruned node takes its edges (both directions) and index entries with it, so the graph
-invariants hold after every chunk: every edge's ends exist, no index entry is an orphan.
+Three horizons, oldest data first within each, in chunks that never stall capture:
+
+1. **Events** older than `events_age_s` are stripped from their blocks (the block is
+   rewritten with its nodes and edges only). The audit trail is the bulk of the store and
+   the graph summarises it.
+2. **Nodes** in blocks whose newest node time is older than `max_age_s` are dropped,
+   except what still explains something: live processes, the ancestry of live processes,
+   and nodes a kept finding names (its subject, trace root, referenced nodes and chain:
+   the `pins` index). Those are carried forward into a new block, with the edges between
+   kept nodes, and the old block goes.
+3. **Findings** (and their traces) older than `findings_age_s`; their pins then expire.
+
+Over the size limit the same order holds: events go first (a tenth of their span per
+step) while they reach further back than the newest quarter of the graph's span; then
+nodes; findings only when nothing else is left to prune.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from spyderd.graph.codec import Block, BlockWriter, block_times, loc_key, node_key
 from spyderd.graph.store import (
-    PIDKEY,
-    SELF_DESCRIBED,
     U64,
     Store,
-    _edge_val,
-    decode_edge,
-    decode_node,
-    implied_in_edge,
-    time_key,
+    event_index_keys,
+    node_index_keys,
 )
+from spyderd.model import Node
+
+DAY_S = 86400.0
 
 
 @dataclass
 class Policy:
-    max_age_s: float = 90 * 86400
+    max_age_s: float = 90 * DAY_S  # graph nodes
     max_bytes: int = 0  # 0 = no size limit
-    chunk: int = 500  # deletions per transaction
+    chunk: int = 500  # deletions per transaction (events, nodes or findings)
+    events_age_s: float | None = None  # raw events; default a third of max_age_s
+    findings_age_s: float | None = None  # findings and traces; default 2 x max_age_s
+
+    def horizons(self) -> tuple[float, float, float]:
+        ev = self.events_age_s if self.events_age_s is not None else self.max_age_s / 3
+        fnd = self.findings_age_s if self.findings_age_s is not None else 2 * self.max_age_s
+        return min(ev, self.max_age_s), self.max_age_s, max(fnd, self.max_age_s)
 
 
 @dataclass
@@ -36,95 +54,223 @@ class PruneResult:
     nodes: int = 0
     event_blocks: int = 0
     findings: int = 0
+    carried: int = 0
     done: bool = True
+    cutoffs: dict[str, int] = field(default_factory=dict)
 
 
 def prune(store: Store, policy: Policy, now_ns: int | None = None) -> PruneResult:
     """One bounded pruning step; call again while `done` is False."""
     now_ns = time.time_ns() if now_ns is None else now_ns
-    cutoff = now_ns - int(policy.max_age_s * 1e9)
+    ev_age, node_age, fnd_age = policy.horizons()
+    cut = {"events": now_ns - int(ev_age * 1e9), "nodes": now_ns - int(node_age * 1e9),
+           "findings": now_ns - int(fnd_age * 1e9)}
     if policy.max_bytes and store.stats()["used_bytes"] > policy.max_bytes:
-        oldest = _oldest_time(store)
-        step = max((now_ns - oldest) // 10, 1)  # a tenth of the history per step
-        cutoff = max(cutoff, oldest + step)
-    res = PruneResult()
+        _tighten(store, cut, now_ns)
+    res = PruneResult(cutoffs=cut)
 
     def step(txn) -> None:
-        res.event_blocks = _prune_events(store, txn, cutoff, policy.chunk)
-        res.nodes = _prune_nodes(store, txn, cutoff, policy.chunk)
-        res.findings = _prune_findings(store, txn, cutoff, policy.chunk)
+        res.event_blocks = _prune_events(store, txn, cut["events"], policy.chunk)
+        res.nodes, res.carried = _prune_nodes(store, txn, cut["nodes"], cut["findings"],
+                                              policy.chunk)
+        res.findings = _prune_findings(store, txn, cut["findings"], policy.chunk)
 
     store._write(step)
     res.done = max(res.event_blocks, res.nodes, res.findings) < policy.chunk
     return res
 
 
-def _oldest_time(store: Store) -> int:
-    oldest = []
+def _oldest(store: Store) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
     with store.env.begin() as txn:
-        for name in ("events", "idx_end", "idx_ftime"):
+        for tier, name in (("events", "btime"), ("nodes", "ntime"), ("findings", "idx_ftime")):
             with txn.cursor(db=store.db[name]) as cur:
-                if cur.first():
-                    oldest.append(U64.unpack_from(cur.key())[0])
-    return min(oldest) if oldest else time.time_ns()
+                out[tier] = U64.unpack_from(cur.key())[0] if cur.first() else None
+    return out
 
+
+def _tighten(store: Store, cut: dict[str, int], now_ns: int) -> None:
+    """Over the size limit: move the cheapest tier's cutoff forward by a tenth of its span."""
+    old = _oldest(store)
+    node_span = now_ns - old["nodes"] if old["nodes"] is not None else 0
+    if old["events"] is not None and now_ns - old["events"] > node_span // 4:
+        cut["events"] = max(cut["events"], old["events"] + max((now_ns - old["events"]) // 10,
+                                                               1))
+    elif old["nodes"] is not None and node_span > 0:
+        cut["nodes"] = max(cut["nodes"], old["nodes"] + max(node_span // 10, 1))
+        cut["events"] = max(cut["events"], cut["nodes"])
+    elif old["findings"] is not None:
+        cut["findings"] = max(cut["findings"],
+                              old["findings"] + max((now_ns - old["findings"]) // 10, 1))
+
+
+# -- events ----------------------------------------------------------------------------------
 
 def _prune_events(store: Store, txn, cutoff: int, limit: int) -> int:
+    """Strip the events of blocks whose last event is older than `cutoff`."""
+    db = store.db
     n = 0
-    with txn.cursor(db=store.db["events"]) as cur:
+    with txn.cursor(db=db["btime"]) as cur:
         while n < limit and cur.first():
-            if U64.unpack_from(cur.value())[0] >= cutoff:
+            key = cur.key()
+            seq = U64.unpack_from(key, 8)[0]
+            raw = txn.get(key[8:], db=db["blocks"])
+            if raw is not None and block_times(raw)[1] >= cutoff:
                 break
             cur.delete()
+            if raw is not None:
+                _strip_events(store, txn, seq, Block(raw))
             n += 1
     return n
 
 
-def _prune_nodes(store: Store, txn, cutoff: int, limit: int) -> int:
+def _strip_events(store: Store, txn, seq: int, block: Block) -> None:
     db = store.db
-    n = 0
-    with txn.cursor(db=db["idx_end"]) as cur:
-        while n < limit and cur.first():
+    sk = U64.pack(seq)
+    keep = _index_keys(store, block, with_events=False)
+    for ev in block.events():
+        for k in event_index_keys(ev, store._container_of(ev.get("process_id", ""))):
+            if k not in keep:
+                txn.delete(k + sk, db=db["xidx"])
+    store.forget(seq)
+    if not block.node_rows and not block.edge_rows:
+        txn.delete(sk, db=db["blocks"])
+        return
+    w = BlockWriter()
+    for node in block.nodes():
+        w.add_node(node)
+    for e in block.edges():
+        w.add_edge(e)
+    txn.put(sk, w.encode(), db=db["blocks"])
+
+
+def _index_keys(store: Store, block: Block, with_events: bool) -> set[bytes]:
+    keys: set[bytes] = set()
+    for node in block.nodes():
+        keys.update(node_index_keys(node))
+    if with_events:
+        for ev in block.events():
+            keys.update(event_index_keys(ev, store._container_of(ev.get("process_id", ""))))
+    return keys
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+def _prune_nodes(store: Store, txn, cutoff: int, pin_cutoff: int,
+                 limit: int) -> tuple[int, int]:
+    """Drop old blocks' nodes nobody needs; carry the rest into one new block."""
+    db = store.db
+    dropped = carried = 0
+    keep_ids: set[str] | None = None
+    out = BlockWriter()
+    out_edges: list = []
+    with txn.cursor(db=db["ntime"]) as cur:
+        while dropped + carried < limit and cur.first():
             key = cur.key()
             if U64.unpack_from(key)[0] >= cutoff:
                 break
+            if keep_ids is None:
+                keep_ids = _live_ancestry(store, txn)
             cur.delete()
-            delete_node(store, txn, key[8:].decode())
-            n += 1
-    return n
+            seq = U64.unpack_from(key, 8)[0]
+            d, c = _drop_block(store, txn, seq, keep_ids, pin_cutoff, out, out_edges)
+            dropped, carried = dropped + d, carried + c
+    if out.nodes:
+        for e in out_edges:
+            out.add_edge(e)
+        store.put_blocks(txn, [out])
+    return dropped, carried
 
 
-def delete_node(store: Store, txn, node_id: str) -> None:
-    """Remove a node, its edges in both directions and its index entries."""
+def _drop_block(store: Store, txn, seq: int, keep_ids: set[str], pin_cutoff: int,
+                out: BlockWriter, out_edges: list) -> tuple[int, int]:
     db = store.db
-    key = node_id.encode()
-    raw = txn.get(key, db=db["nodes"])
-    for direction, reverse in (("edges_out", "edges_in"), ("edges_in", "edges_out")):
-        with txn.cursor(db=db[direction]) as cur:
-            if cur.set_key(key):
-                for val in list(cur.iternext_dup()):
-                    other, kind, t = decode_edge(val)
-                    if direction == "edges_in" or kind not in SELF_DESCRIBED:
-                        txn.delete(other.encode(), _edge_val(node_id, kind, t), db=db[reverse])
-                txn.delete(key, db=db[direction])
+    sk = U64.pack(seq)
+    raw = txn.get(sk, db=db["blocks"])
     if raw is None:
-        return
-    node = decode_node(raw, node_id)
-    implied = implied_in_edge(node)
-    if implied is not None:  # the parent's/owner's out-edge to this node goes too
-        txn.delete(implied.src.encode(), _edge_val(node_id, implied.kind, implied.time),
-                   db=db["edges_out"])
-    txn.delete(time_key(node.start, node.id), db=db["idx_time"])
-    if node.end:
-        txn.delete(time_key(node.end, node.id), db=db["idx_end"])
-    if node.kind == "process":
-        txn.delete(PIDKEY.pack(node.pid, node.attrs.get("start_ns", 0)), key, db=db["idx_pid"])
-        ctr = node.attrs.get("container_id")
-        if ctr:
-            txn.delete(ctr.encode() + b"\0" + time_key(node.start, node.id),
-                       db=db["idx_container"])
-    txn.delete(key, db=db["nodes"])
+        return 0, 0
+    block = Block(raw)
+    if block.event_rows:  # events never outlive the nodes they refer to
+        txn.delete(U64.pack(max(block_times(raw)[0], 0)) + sk, db=db["btime"])
+    dropped = carried = 0
+    kept: set[str] = set()
+    locs = set()
+    for node in block.nodes():
+        loc = loc_key(node.id, store.boots)
+        if loc is not None:
+            locs.add(loc)
+        if not store.is_latest(txn, node.id, seq):
+            continue  # a stale copy: the node was written again later
+        k = node_key(node.id, store.boots)
+        if _keep(node, k, keep_ids, pin_cutoff, txn, db):
+            out.add_node(node)
+            kept.add(node.id)
+            carried += 1
+        else:
+            _forget_node(txn, db, node.id, k)
+            dropped += 1
+    for loc in locs:
+        txn.delete(loc + sk, db=db["ids"])
+    for e in block.edges():
+        if ((e.src in kept or e.dst in kept) and _exists(store, txn, e.src, kept)
+                and _exists(store, txn, e.dst, kept)):
+            out_edges.append(e)
+    for k in _index_keys(store, block, with_events=True):
+        txn.delete(k + sk, db=db["xidx"])
+    for nid in {x for e in block.edges() for x in (e.src, e.dst)} | set(block.ids()):
+        k = node_key(nid, store.boots)
+        if k is not None:
+            txn.delete(k + sk, db=db["eidx"])
+    txn.delete(sk, db=db["blocks"])
+    store.forget(seq)
+    return dropped, carried
 
+
+def _keep(node: Node, key: bytes, keep_ids: set[str], pin_cutoff: int, txn, db) -> bool:
+    if node.id in keep_ids or (node.kind == "process" and not node.end):
+        return True
+    pin = txn.get(key, db=db["pins"])
+    if pin is not None:
+        if U64.unpack(pin)[0] >= pin_cutoff:
+            return True
+        txn.delete(key, db=db["pins"])
+    return False
+
+
+def _forget_node(txn, db, node_id: str, key: bytes) -> None:
+    txn.delete(node_id.encode(), db=db["live"])
+    with txn.cursor(db=db["eidx"]) as cur:
+        mine = []
+        if cur.set_range(key):
+            for k in cur.iternext(values=False):
+                if not k.startswith(key):
+                    break
+                if len(k) == len(key) + 8:
+                    mine.append(k)
+    for k in mine:
+        txn.delete(k, db=db["eidx"])
+
+
+def _exists(store: Store, txn, node_id: str, kept: set[str]) -> bool:
+    return node_id in kept or store._node(txn, node_id) is not None
+
+
+def _live_ancestry(store: Store, txn) -> set[str]:
+    """Ids of every ancestor of a live process (live processes keep their ancestry)."""
+    out: set[str] = set()
+    with txn.cursor(db=store.db["live"]) as cur:
+        ids = [k.decode() for k in cur.iternext(values=False)]
+    for nid in ids:
+        cur_node = store._node(txn, nid)
+        for _ in range(64):
+            if cur_node is None or not cur_node.parent or cur_node.parent in out:
+                break
+            out.add(cur_node.parent)
+            cur_node = store._node(txn, cur_node.parent)
+    return out
+
+
+# -- findings --------------------------------------------------------------------------------
 
 def _prune_findings(store: Store, txn, cutoff: int, limit: int) -> int:
     db = store.db
@@ -141,39 +287,54 @@ def _prune_findings(store: Store, txn, cutoff: int, limit: int) -> int:
                 f = json.loads(raw)
                 txn.delete(f["rule"].encode() + b"\0" + key, db=db["idx_rule"])
                 txn.delete(fid, db=db["findings"])
+                tr = f.get("trace_id", "").encode()
+                if tr and not _trace_has_findings(store, txn, tr, fid):
+                    txn.delete(tr, db=db["traces"])
             n += 1
     return n
 
 
+def _trace_has_findings(store: Store, txn, tid: bytes, gone: bytes) -> bool:
+    raw = txn.get(tid, db=store.db["traces"])
+    if raw is None:
+        return False
+    ids = json.loads(raw).get("findings", [])
+    return any(i.encode() != gone and txn.get(i.encode(), db=store.db["findings"])
+               for i in ids)
+
+
+# -- checks ----------------------------------------------------------------------------------
+
 def check_invariants(store: Store) -> list[str]:
-    """Every edge's ends exist, every index entry points at a stored record."""
+    """Every index entry points at a stored block that holds what it claims."""
     problems: list[str] = []
     db = store.db
     with store.env.begin() as txn:
-        def exists(name: str, key: bytes) -> bool:
-            return txn.get(key, db=db[name]) is not None
-
-        for direction in ("edges_out", "edges_in"):
-            with txn.cursor(db=db[direction]) as cur:
-                for key, val in cur:
-                    other = decode_edge(val)[0]
-                    if not exists("nodes", key) or not exists("nodes", other.encode()):
-                        problems.append(f"{direction}: {key.decode()} -> {other}: missing end")
-        with txn.cursor(db=db["idx_pid"]) as cur:
-            for key, val in cur:
-                if not exists("nodes", val):
-                    problems.append(f"idx_pid: orphan {val.decode()}")
-        for name in ("idx_time", "idx_end"):
-            with txn.cursor(db=db[name]) as cur:
-                for key in cur.iternext(values=False):
-                    if not exists("nodes", key[8:]):
-                        problems.append(f"{name}: orphan {key[8:].decode()}")
-        with txn.cursor(db=db["idx_container"]) as cur:
-            for key in cur.iternext(values=False):
-                if not exists("nodes", key.split(b"\0", 1)[1][8:]):
-                    problems.append(f"idx_container: orphan {key!r}")
-        with txn.cursor(db=db["idx_ftime"]) as cur:
-            for key in cur.iternext(values=False):
-                if not exists("findings", key[8:]):
-                    problems.append(f"idx_ftime: orphan {key[8:].decode()}")
+        blocks = {U64.unpack(k)[0] for k in _keys(txn, db["blocks"])}
+        for key in _keys(txn, db["ids"]):
+            seq = U64.unpack_from(key, len(key) - 8)[0]
+            b = store.block(txn, seq) if seq in blocks else None
+            if b is None:
+                problems.append(f"ids: {key!r} -> missing block {seq}")
+            elif not any(loc_key(i, store.boots) == key[:-8] for i in b.ids()):
+                problems.append(f"ids: {key!r} not in block {seq}")
+        for key in _keys(txn, db["live"]):
+            if store._node(txn, key.decode()) is None:
+                problems.append(f"live: orphan {key!r}")
+        for name in ("btime", "ntime"):
+            for key in _keys(txn, db[name]):
+                if U64.unpack_from(key, 8)[0] not in blocks:
+                    problems.append(f"{name}: orphan block {U64.unpack_from(key, 8)[0]}")
+        for name in ("eidx", "xidx"):
+            for key in _keys(txn, db[name]):
+                if U64.unpack_from(key, len(key) - 8)[0] not in blocks:
+                    problems.append(f"{name}: {key[:-8]!r} -> missing block")
+        for key in _keys(txn, db["idx_ftime"]):
+            if txn.get(key[8:], db=db["findings"]) is None:
+                problems.append(f"idx_ftime: orphan {key[8:].decode()}")
     return problems
+
+
+def _keys(txn, db) -> list[bytes]:
+    with txn.cursor(db=db) as cur:
+        return list(cur.iternext(values=False))

@@ -4,26 +4,28 @@ Readers (spyderctl) open the same environment read-only while the daemon writes;
 LMDB gives them a consistent snapshot. A commit is atomic, so a `kill -9` loses at
 most the batch not yet committed and never leaves a half-written graph.
 
-Layout (one named database each):
+Schema 3 layout (one named database each; blocks are described in `spyderd.graph.codec`):
 
-- `nodes`        id → the node as JSON without its id and zero/default fields, deflated
-                 with a preset dictionary of spyderd's common keys and strings
-- `edges_out`    src → `kind \0 dst \0 time` (dupsort); `edges_in` the same reversed, but
-                 only for edges a node can't name itself: a process knows its parent
-                 (spawned/exec) and a connection or listener its process, so those edges
-                 are answered from the node and not stored twice
-- `events`       (first time, block seq) → max time + zlib(JSON list of events): one block
-                 per batch, so an event costs a few dozen bytes on disk
-- `findings`     id → JSON; `traces` id → JSON
-- `idx_pid`      (pid, start_ns) → process node id (dupsort)
-- `idx_time`     (start, id) for every node; `idx_end` (end, id) once a node has ended
-- `idx_container` container id \\0 (start, id) for processes in containers
-- `idx_rule`     rule name \\0 (time, finding id); `idx_ftime` (time, finding id)
-- `meta`         schema version, sequences, prune state, daemon liveness
+- `blocks`   seq → one batch's nodes, edges and events, compressed together (a big batch
+             is cut into several blocks); seqs only grow, so pages fill completely
+- `btime`    (first event time, seq) for blocks holding events: time-ordered event scans
+- `ntime`    (latest node time, seq) for blocks holding nodes: time-bounded node listings
+- `ids`      location prefix + seq: the block holds a copy of the node (the newest seq
+             holding it has the latest); the images of one process share a prefix that
+             starts with the pid, so this is also the index by pid (and a block that
+             wrote a process's nodes needs no `xidx` pid entry for its events)
+- `live`     id of every process image not ended yet (`spyderctl ps`)
+- `eidx`     node key + seq: that block holds edges of the node, or an earlier copy of it
+- `xidx`     tag + value + seq: the block holds events (and nodes) of that pid (`P`), path
+             (`F`), remote address (`A`), user (`U`), container (`C`)
+- `pins`     node key → time of the latest finding whose trace names the node: retention
+             keeps it (and what explains it) as long as that finding is kept
+- `findings` id → JSON; `traces` id → JSON; `idx_rule` rule \\0 (time, id); `idx_ftime`
+- `outbox`   fleet messages written in the batch's transaction (`spyderd.fleet.outbox`)
+- `meta`     schema version, sequences, boot ids, prune state, daemon liveness
 
-Retention prunes ended nodes (with their edges and index entries), event blocks and
-findings older than the age limit, and the oldest of them first when the store is over
-its size limit; it works in small chunks so it never holds the writer for long.
+Retention (`spyderd.graph.retention`) strips raw events from old blocks first, then
+drops nodes nobody needs, then findings; see there.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,73 +41,36 @@ from typing import Any
 import lmdb
 
 from spyderd.errors import StoreError
+from spyderd.graph.codec import (
+    Block,
+    BlockWriter,
+    BootTable,
+    block_times,
+    digest,
+    loc_key,
+    node_key,
+)
 from spyderd.model import Edge, Finding, Node
 
-SCHEMA_VERSION = 2
-DBS = ("meta", "nodes", "edges_out", "edges_in", "events", "findings", "traces",
-       "idx_pid", "idx_time", "idx_end", "idx_container", "idx_rule", "idx_ftime", "outbox")
-DUPSORT = ("edges_out", "edges_in", "idx_pid")
+SCHEMA_VERSION = 3
+DBS = ("meta", "blocks", "btime", "ntime", "ids", "live", "eidx", "xidx", "pins",
+       "findings", "traces", "idx_rule", "idx_ftime", "outbox")
 U64 = struct.Struct(">Q")
-PIDKEY = struct.Struct(">IQ")
-BLOCK_SPAN_NS = 120 * 1_000_000_000  # an event block never spans more than this
-_NODE_CORE = ("start", "end", "pid", "ppid", "uid", "parent", "via")
+U32 = struct.Struct(">I")
+BLOCK_SPAN_NS = 120 * 1_000_000_000  # the events of one block never span more than this
+MAX_BLOCK_EVENTS = 2048
+MAX_BLOCK_NODES = 1024
+BLOCK_CACHE = 64
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-# Edges a node can name itself (see module doc): not kept in `edges_in`.
+# Edges a node can name itself: the destination knows its parent/owner, so an in-edge
+# lookup rebuilds them from the node (`implied_in_edge`).
 SELF_DESCRIBED = frozenset({"spawned", "exec", "connect", "accept", "listen"})
-# Attribute values left out when equal to these (put back on decode), per node kind.
-NODE_DEFAULTS = {"process": {"container_id": "", "cgroup_id": 0},
-                 "connection": {"container_id": ""}}
-_ZDICT = (
-    b'"direction":"out","family":4,"local_ip":"127.0.0.1","local_port":"remote_ip":'
-    b'"remote_port":"result":0,"process_id":"proc:"kind":"connection","start":"pid":'
-    b'"uid":0,"ppid":"parent":"proc:"via":"spawned","via":"exec","exe":"/usr/bin/'
-    b'"args":["comm":"start_ns":"container_id":"listen_ports":[],"accepts":'
-    b'"exit_code":0,"exit_signal":0,"replaced_by":"proc:"end":"gid":0,'
-    b'"kind":"process","start":"/usr/sbin/","/bin/sh","-c","python3","kind":"file",'
-)
-
-_COMPRESSOR = zlib.compressobj(6, zlib.DEFLATED, -10, 2, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+_FILE_KINDS = ("file", "wrote_exec")
+_ADDR_KINDS = ("connect", "accept", "udp")
 
 
 def _dumps(obj: Any) -> bytes:
     return _ENCODE(obj).encode()
-
-
-def encode_node(n: Node) -> bytes:
-    """JSON without the id (it is the key) or zero/default fields, deflated with _ZDICT."""
-    d: dict[str, Any] = {"kind": n.kind}
-    for k in _NODE_CORE:
-        v = getattr(n, k)
-        if v:
-            d[k] = v
-    defaults = NODE_DEFAULTS.get(n.kind, {})
-    for k, v in n.attrs.items():
-        if k not in defaults or defaults[k] != v:
-            d[k] = v
-    c = _COMPRESSOR.copy()  # copying a primed compressor beats loading the dictionary
-    return b"Z" + c.compress(_dumps(d)) + c.flush()
-
-
-def decode_node(raw: bytes, node_id: str = "") -> Node:
-    """Inverse of encode_node (also reads plain JSON values of older stores)."""
-    if raw[:1] == b"Z":
-        d = zlib.decompressobj(-10, zdict=_ZDICT)
-        raw = d.decompress(raw[1:]) + d.flush()
-    data = json.loads(raw)
-    data.setdefault("id", node_id)
-    for k, v in NODE_DEFAULTS.get(data.get("kind"), {}).items():
-        data.setdefault(k, v)
-    return Node.from_dict(data)
-
-
-def _edge_val(other: str, kind: str, t: int) -> bytes:
-    return f"{kind}\0{other}\0{t}".encode()
-
-
-def decode_edge(raw: bytes) -> tuple[str, str, int]:
-    """(other end, kind, time) from an edge value."""
-    kind, other, t = raw.decode().split("\0")
-    return other, kind, int(t)
 
 
 def implied_in_edge(n: Node) -> Edge | None:
@@ -125,6 +90,33 @@ def time_key(t: int, ident: str) -> bytes:
     return U64.pack(max(t, 0)) + ident.encode()
 
 
+def event_index_keys(ev: dict[str, Any], container: str) -> list[bytes]:
+    """`xidx` key prefixes (without seq) an event is found under."""
+    keys = [b"P" + U32.pack(ev.get("pid", 0) & 0xFFFFFFFF),
+            b"U" + U32.pack(ev.get("uid", 0) & 0xFFFFFFFF)]
+    kind = ev["kind"]
+    if kind in _FILE_KINDS or kind == "exec":
+        for f in ("path", "path2", "filename"):
+            if ev.get(f):
+                keys.append(b"F" + digest(ev[f]))
+    elif kind in _ADDR_KINDS and ev.get("remote_ip"):
+        keys.append(b"A" + digest(ev["remote_ip"]))
+    if container:
+        keys.append(b"C" + digest(container))
+    return keys
+
+
+def node_index_keys(n: Node) -> list[bytes]:
+    """`xidx` key prefixes a process node is found under (user, container)."""
+    if n.kind != "process":
+        return []
+    keys = [b"U" + U32.pack(n.uid & 0xFFFFFFFF)]
+    ctr = n.attrs.get("container_id")
+    if ctr:
+        keys.append(b"C" + digest(ctr))
+    return keys
+
+
 class Store:
     """One LMDB environment under `<state_dir>/store`."""
 
@@ -139,22 +131,38 @@ class Store:
         try:
             if not readonly:
                 self.path.mkdir(parents=True, exist_ok=True, mode=0o750)
-            self.env = lmdb.open(str(self.path), max_dbs=len(DBS) + 1, map_size=map_size,
+            self.env = lmdb.open(str(self.path), max_dbs=32, map_size=map_size,
                                  readonly=readonly, lock=True, subdir=True, mode=0o640)
         except PermissionError as exc:
             raise StoreError(f"permission denied: {self.path}: {exc.strerror}") from None
         except lmdb.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        self._cache: OrderedDict[int, Block] = OrderedDict()
+        self._containers: OrderedDict[str, str] = OrderedDict()
+        self._open_dbs()
+        self.boots = BootTable(self.get_meta("boots") or [])
+        if not readonly:
+            from spyderd.graph.migrate import migrate  # migrate imports this module
+
+            migrate(self)
+
+    def _open_dbs(self) -> None:
         try:
-            self.db = {n: self.env.open_db(n.encode(), create=not readonly,
-                                           dupsort=n in DUPSORT) for n in DBS}
+            self.db = {n: self.env.open_db(n.encode(), create=not self.readonly)
+                       for n in DBS}
         except lmdb.NotFoundError:
             raise StoreError(f"store {self.path} was written by an older spyderd; start the "
                              "daemon once to migrate it") from None
         except lmdb.Error as exc:
             raise StoreError(f"store {self.path} is unreadable: {exc}") from None
-        if not readonly:
-            migrate(self)
+        if self.readonly and self.schema() not in (None, SCHEMA_VERSION):
+            raise StoreError(f"store {self.path} has schema {self.schema()}; this spyderd "
+                             f"reads {SCHEMA_VERSION} (start the daemon once to migrate it)")
+
+    def schema(self) -> int | None:
+        with self.env.begin() as txn:
+            raw = txn.get(b"schema", db=self.db["meta"])
+        return int(raw) if raw else None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -167,6 +175,7 @@ class Store:
                 return
             except lmdb.MapFullError:
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                self._cache.clear()
 
     def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
                     findings: list[Finding], traces: dict[str, dict],
@@ -178,59 +187,95 @@ class Store:
             if extra is not None:
                 extra(txn)
 
-        self._write(put)
+        boots = list(self.boots.names)
+        try:
+            self._write(put)
+        except BaseException:
+            self.boots = BootTable(boots)  # boot numbers handed out in the lost txn
+            raise
 
     def _put_all(self, txn, nodes, edges, events, findings, traces) -> None:
-        db = self.db
-        for n in nodes:
-            key = n.id.encode()
-            old = txn.get(key, db=db["nodes"])
-            if old is None:
-                txn.put(time_key(n.start, n.id), b"", db=db["idx_time"])
-                if n.kind == "process":
-                    txn.put(PIDKEY.pack(n.pid, n.attrs.get("start_ns", 0)), key,
-                            db=db["idx_pid"])
-                    ctr = n.attrs.get("container_id")
-                    if ctr:
-                        txn.put(ctr.encode() + b"\0" + time_key(n.start, n.id), b"",
-                                db=db["idx_container"])
-            if n.end:  # idempotent: re-putting the same key costs little
-                txn.put(time_key(n.end, n.id), b"", db=db["idx_end"])
-            txn.put(key, encode_node(n), db=db["nodes"])
-        for e in edges:
-            txn.put(e.src.encode(), _edge_val(e.dst, e.kind, e.time), db=db["edges_out"])
-            if e.kind not in SELF_DESCRIBED:
-                txn.put(e.dst.encode(), _edge_val(e.src, e.kind, e.time), db=db["edges_in"])
+        if nodes or edges or events:
+            n_boots = len(self.boots.names)
+            self.put_blocks(txn, build_blocks(nodes, edges, events))
+            if len(self.boots.names) != n_boots:
+                txn.put(b"boots", _dumps(self.boots.names), db=self.db["meta"])
         if events:
-            self._put_events(txn, events)
+            n = int(txn.get(b"event_count", db=self.db["meta"]) or 0) + len(events)
+            txn.put(b"event_count", str(n).encode(), db=self.db["meta"])
         for f in findings:
-            key = f.id.encode()
-            if txn.get(key, db=db["findings"]) is None:
-                txn.put(time_key(f.time, f.id), b"", db=db["idx_ftime"])
-                txn.put(f.rule.encode() + b"\0" + time_key(f.time, f.id), b"",
-                        db=db["idx_rule"])
-            txn.put(key, _dumps(f.to_dict()), db=db["findings"])
+            self._put_finding(txn, f)
         for tid, tr in traces.items():
-            txn.put(tid.encode(), _dumps(tr), db=db["traces"])
+            txn.put(tid.encode(), _dumps(tr), db=self.db["traces"])
 
-    def _put_events(self, txn, events: list[dict]) -> None:
-        """One compressed block per batch, split where a batch spans too long."""
-        seq = int(txn.get(b"event_seq", db=self.db["meta"]) or 0)
-        chunk: list[dict] = []
-        for ev in sorted(events, key=lambda e: e["time"]):
-            if chunk and ev["time"] - chunk[0]["time"] > BLOCK_SPAN_NS:
-                self._put_block(txn, chunk, seq)
-                seq, chunk = seq + 1, []
-            chunk.append(ev)
-        self._put_block(txn, chunk, seq)
-        txn.put(b"event_seq", str(seq + 1).encode(), db=self.db["meta"])
-        n = int(txn.get(b"event_count", db=self.db["meta"]) or 0) + len(events)
-        txn.put(b"event_count", str(n).encode(), db=self.db["meta"])
+    def _next_seq(self, txn) -> int:
+        seq = int(txn.get(b"block_seq", db=self.db["meta"]) or 0)
+        txn.put(b"block_seq", str(seq + 1).encode(), db=self.db["meta"])
+        return seq
 
-    def _put_block(self, txn, chunk: list[dict], seq: int) -> None:
-        key = U64.pack(chunk[0]["time"]) + U64.pack(seq)
-        val = U64.pack(chunk[-1]["time"]) + zlib.compress(_dumps(chunk), 6)
-        txn.put(key, val, db=self.db["events"])
+    def put_blocks(self, txn, blocks: list[BlockWriter]) -> list[int]:
+        """Write built blocks with their index entries; returns their seqs."""
+        return [self._put_block(txn, bw) for bw in blocks]
+
+    def _put_block(self, txn, bw: BlockWriter) -> int:
+        db = self.db
+        seq = self._next_seq(txn)
+        sk = U64.pack(seq)
+        txn.put(sk, bw.encode(), db=db["blocks"], append=True)
+        if bw.events:
+            txn.put(U64.pack(max(bw.ev_first, 0)) + sk, b"", db=db["btime"])
+        xkeys: set[bytes] = set()
+        ekeys: set[bytes] = set()
+        if bw.node_objs:
+            latest = max(max(n.start, n.end) for n in bw.node_objs)
+            txn.put(U64.pack(max(latest, 0)) + sk, b"", db=db["ntime"])
+        located: set[int] = set()  # pids whose `ids` entries already name this block
+        for n in bw.node_objs:
+            loc = loc_key(n.id, self.boots, add=True)
+            txn.put(loc + sk, b"", db=db["ids"])
+            if loc[:1] in (b"p", b"c"):
+                located.add(n.pid)
+            if n.kind == "process":
+                if n.end:
+                    txn.delete(n.id.encode(), db=db["live"])
+                else:
+                    txn.put(n.id.encode(), b"", db=db["live"])
+                ctr = n.attrs.get("container_id") or ""
+                self._containers[n.id] = ctr
+                if len(self._containers) > 65536:
+                    self._containers.popitem(last=False)
+            xkeys.update(node_index_keys(n))
+        written = bw.rows
+        for src, dst, kind in bw.edge_ends():
+            if src not in written:
+                ekeys.add(node_key(src, self.boots, add=True))
+            if dst not in written and kind not in SELF_DESCRIBED:
+                ekeys.add(node_key(dst, self.boots, add=True))
+        for key in ekeys:
+            txn.put(key + sk, b"", db=db["eidx"])
+        for ev in bw.raw_events:
+            keys = event_index_keys(ev, self._containers.get(ev.get("process_id", ""), ""))
+            xkeys.update(keys[1:] if ev.get("pid") in located else keys)
+        for key in sorted(xkeys):
+            txn.put(key + sk, b"", db=db["xidx"])
+        return seq
+
+    def _put_finding(self, txn, f: Finding, reindex: bool = False) -> None:
+        db = self.db
+        key = f.id.encode()
+        if reindex or txn.get(key, db=db["findings"]) is None:
+            txn.put(time_key(f.time, f.id), b"", db=db["idx_ftime"])
+            txn.put(f.rule.encode() + b"\0" + time_key(f.time, f.id), b"", db=db["idx_rule"])
+        txn.put(key, _dumps(f.to_dict()), db=db["findings"])
+        names = {f.process_id, f.root_id, *f.refs, *(c.get("id", "") for c in f.chain)}
+        stamp = U64.pack(max(f.last_time or f.time, 0))
+        for nid in names:
+            k = node_key(nid, self.boots, add=True) if nid else None
+            if k is None:
+                continue
+            old = txn.get(k, db=db["pins"])
+            if old is None or old < stamp:
+                txn.put(k, stamp, db=db["pins"])
 
     def put_meta(self, key: str, value: Any) -> None:
         self._write(lambda txn: txn.put(key.encode(), _dumps(value), db=self.db["meta"]))
@@ -242,69 +287,245 @@ class Store:
             raw = txn.get(key.encode(), db=self.db["meta"])
         return json.loads(raw) if raw else None
 
+    def key(self, node_id: str) -> bytes | None:
+        """The compact key of a node id (`eidx`, `pins`); None for an unknown boot."""
+        self.loc(node_id)  # refreshes the boot table of a reader
+        return node_key(node_id, self.boots)
+
+    def block(self, txn, seq: int) -> Block | None:
+        """A decoded block (cached: trace and query lookups revisit the same blocks)."""
+        b = self._cache.get(seq)
+        if b is not None:
+            self._cache.move_to_end(seq)
+            return b
+        raw = txn.get(U64.pack(seq), db=self.db["blocks"])
+        if raw is None:
+            return None
+        b = self._cache[seq] = Block(raw)
+        if len(self._cache) > BLOCK_CACHE:
+            self._cache.popitem(last=False)
+        return b
+
+    def forget(self, seq: int) -> None:
+        self._cache.pop(seq, None)
+
+    def loc(self, node_id: str) -> bytes | None:
+        """The `ids` prefix of a node id (None for a boot this store never saw)."""
+        k = loc_key(node_id, self.boots)
+        if k is None and self.readonly:  # a reader: the daemon may have added the boot
+            self.boots = BootTable(self.get_meta("boots") or [])
+            k = loc_key(node_id, self.boots)
+        return k
+
+    def _copies(self, txn, prefix: bytes) -> list[int]:
+        """Seqs of the blocks under an `ids` prefix, newest first."""
+        out = []
+        with txn.cursor(db=self.db["ids"]) as cur:
+            if cur.set_range(prefix):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(prefix):
+                        break
+                    if len(key) == len(prefix) + 8:
+                        out.append(U64.unpack_from(key, len(prefix))[0])
+        out.sort(reverse=True)
+        return out
+
+    def _node_at(self, txn, node_id: str) -> tuple[Node | None, int]:
+        """(latest copy, its block seq) of a node."""
+        k = self.loc(node_id) if node_id else None
+        for seq in self._copies(txn, k) if k else ():
+            b = self.block(txn, seq)
+            i = b.ids().get(node_id) if b is not None else None
+            if i is not None:
+                return b.node(i), seq
+        return None, -1
+
+    def _node(self, txn, node_id: str) -> Node | None:
+        return self._node_at(txn, node_id)[0]
+
+    def is_latest(self, txn, node_id: str, seq: int) -> bool:
+        """True if block `seq` holds the newest copy of the node."""
+        k = self.loc(node_id)
+        for later in self._copies(txn, k) if k else ():
+            if later <= seq:
+                return True
+            b = self.block(txn, later)
+            if b is not None and node_id in b.ids():
+                return False
+        return False
+
     def node(self, node_id: str) -> Node | None:
         if not node_id:
             return None
         with self.env.begin() as txn:
-            raw = txn.get(node_id.encode(), db=self.db["nodes"])
-        return decode_node(raw, node_id) if raw else None
+            return self._node(txn, node_id)
+
+    def nodes(self, ids: list[str]) -> list[Node | None]:
+        """Several nodes in one read transaction."""
+        with self.env.begin() as txn:
+            return [self._node(txn, i) if i else None for i in ids]
+
+    def _edge_blocks(self, txn, node_id: str) -> list[int]:
+        loc = self.loc(node_id)
+        k = self.key(node_id)
+        if k is None or loc is None:
+            return []
+        seqs = self._copies(txn, loc)
+        with txn.cursor(db=self.db["eidx"]) as cur:
+            if cur.set_range(k):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(k):
+                        break
+                    if len(key) == len(k) + 8:
+                        seqs.append(U64.unpack_from(key, len(k))[0])
+        return sorted(set(seqs))
 
     def edges(self, node_id: str, direction: str = "out") -> list[Edge]:
-        """Edges leaving (`out`) or entering (`in`) a node."""
-        out = []
-        with self.env.begin() as txn, txn.cursor(db=self.db[f"edges_{direction}"]) as cur:
-            if cur.set_key(node_id.encode()):
-                for raw in cur.iternext_dup():
-                    other, kind, t = decode_edge(raw)
-                    src, dst = (node_id, other) if direction == "out" else (other, node_id)
-                    out.append(Edge(src, dst, kind, t))
+        """Edges leaving (`out`) or entering (`in`) a node, oldest first."""
+        out: list[Edge] = []
+        seen: set[Edge] = set()
+        with self.env.begin() as txn:
+            for seq in self._edge_blocks(txn, node_id):
+                b = self.block(txn, seq)
+                if b is None:
+                    continue
+                for e in b.edges_of(node_id, direction):
+                    if direction == "in" and e.kind in SELF_DESCRIBED:
+                        continue
+                    if e not in seen:
+                        seen.add(e)
+                        out.append(e)
             if direction == "in":
-                raw = txn.get(node_id.encode(), db=self.db["nodes"])
-                implied = implied_in_edge(decode_node(raw, node_id)) if raw else None
+                node = self._node(txn, node_id)
+                implied = implied_in_edge(node) if node is not None else None
                 if implied is not None:
                     out.insert(0, implied)
         return out
 
     def processes_by_pid(self, pid: int) -> list[Node]:
         """Every stored image of a pid, oldest process first."""
-        out = []
-        with self.env.begin() as txn, txn.cursor(db=self.db["idx_pid"]) as cur:
-            if cur.set_range(PIDKEY.pack(pid, 0)):
-                for key, val in cur:
-                    if PIDKEY.unpack(key)[0] != pid:
+        prefix = b"p" + U32.pack(pid & 0xFFFFFFFF)
+        found: dict[str, Node] = {}
+        with self.env.begin() as txn, txn.cursor(db=self.db["ids"]) as cur:
+            seqs = []
+            if cur.set_range(prefix):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(prefix):
                         break
-                    raw = txn.get(val, db=self.db["nodes"])
-                    if raw:
-                        out.append(decode_node(raw, val.decode()))
+                    seqs.append(U64.unpack_from(key, len(key) - 8)[0])
+            for seq in sorted(set(seqs), reverse=True):  # newest copy of each node wins
+                b = self.block(txn, seq)
+                for nid, i in (b.ids().items() if b is not None else ()):
+                    if nid not in found and nid.startswith("proc:"):
+                        n = b.node(i)
+                        if n.pid == pid and n.kind == "process":
+                            found[nid] = n
+        return sorted(found.values(), key=lambda n: (n.attrs.get("start_ns", 0), n.start))
+
+    def live_processes(self) -> list[Node]:
+        """Process images without an end, as the store knows them."""
+        with self.env.begin() as txn, txn.cursor(db=self.db["live"]) as cur:
+            ids = [k.decode() for k in cur.iternext(values=False)]
+            out = [n for n in (self._node(txn, i) for i in ids) if n is not None and not n.end]
+        return sorted(out, key=lambda n: n.start)
+
+    def _latest_in(self, txn, seq: int, since_ns: int, until_ns: int | None,
+                   kind: str | None, keep: Callable[[Node], bool] | None) -> list[Node]:
+        """Nodes whose latest copy is block `seq`, started in [since, until]."""
+        b = self.block(txn, seq)
+        if b is None:
+            return []
+        out = []
+        for i, start in enumerate(b.starts()):
+            if start < since_ns or (until_ns is not None and start > until_ns):
+                continue
+            n = b.node(i)
+            if kind is not None and n.kind != kind:
+                continue
+            if (keep is None or keep(n)) and self.is_latest(txn, n.id, seq):
+                out.append(n)
         return out
 
     def nodes_between(self, since_ns: int = 0, until_ns: int | None = None,
-                      kind: str | None = None) -> Iterator[Node]:
-        """Nodes that started in [since, until], oldest first."""
-        yield from self._scan_time_index("idx_time", b"", since_ns, until_ns, kind)
+                      kind: str | None = None,
+                      keep: Callable[[Node], bool] | None = None) -> Iterator[Node]:
+        """Nodes that started in [since, until], oldest first (blocks whose latest node
+        time is before `since` are skipped through the `ntime` index)."""
+        out: list[Node] = []
+        with self.env.begin() as txn, txn.cursor(db=self.db["ntime"]) as cur:
+            seqs = []
+            if cur.set_range(U64.pack(max(since_ns, 0))):
+                seqs = [U64.unpack_from(k, 8)[0] for k in cur.iternext(values=False)]
+            for seq in sorted(seqs):
+                out.extend(self._latest_in(txn, seq, since_ns, until_ns, kind, keep))
+        out.sort(key=lambda n: n.start)
+        yield from out
+
+    def indexed_blocks(self, txn, prefix: bytes, since_ns: int = 0) -> list[int]:
+        """Seqs of blocks under an `xidx` prefix, from the first block that can hold
+        anything at or after `since_ns`."""
+        lo = self._first_seq_since(txn, since_ns)
+        out = []
+        with txn.cursor(db=self.db["xidx"]) as cur:
+            if cur.set_range(prefix + U64.pack(lo)):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(prefix) or len(key) != len(prefix) + 8:
+                        break
+                    out.append(U64.unpack_from(key, len(prefix))[0])
+        return out
+
+    def _pid_blocks(self, txn, pid: int, since_ns: int) -> list[int]:
+        """Seqs of blocks that wrote nodes of a pid (their events are not in `xidx`)."""
+        lo = self._first_seq_since(txn, since_ns)
+        out = []
+        for tag in (b"p", b"c"):
+            prefix = tag + U32.pack(pid & 0xFFFFFFFF)
+            with txn.cursor(db=self.db["ids"]) as cur:
+                if cur.set_range(prefix):
+                    for key in cur.iternext(values=False):
+                        if not key.startswith(prefix):
+                            break
+                        seq = U64.unpack_from(key, len(key) - 8)[0]
+                        if seq >= lo:
+                            out.append(seq)
+        return out
+
+    def _first_seq_since(self, txn, since_ns: int) -> int:
+        """Lowest seq of a block written with events or nodes at or after `since_ns`."""
+        if since_ns <= 0:
+            return 0
+        lo = None
+        for name, back in (("btime", BLOCK_SPAN_NS), ("ntime", 0)):
+            with txn.cursor(db=self.db[name]) as cur:
+                if cur.set_range(U64.pack(max(since_ns - back, 0))):
+                    seqs = [U64.unpack_from(k, 8)[0] for k in cur.iternext(values=False)]
+                    if seqs:
+                        m = min(seqs)
+                        lo = m if lo is None else min(lo, m)
+        return lo if lo is not None else 1 << 63
 
     def in_container(self, container_id: str, since_ns: int = 0,
                      until_ns: int | None = None) -> Iterator[Node]:
         """Processes that ran in a container, oldest first."""
-        yield from self._scan_time_index("idx_container", container_id.encode() + b"\0",
-                                         since_ns, until_ns, None)
+        out: list[Node] = []
+        with self.env.begin() as txn:
+            for seq in self.indexed_blocks(txn, b"C" + digest(container_id), since_ns):
+                out.extend(self._latest_in(
+                    txn, seq, since_ns, until_ns, "process",
+                    lambda n: n.attrs.get("container_id") == container_id))
+        out.sort(key=lambda n: n.start)
+        yield from out
 
-    def _scan_time_index(self, name: str, prefix: bytes, since_ns: int,
-                         until_ns: int | None, kind: str | None) -> Iterator[Node]:
-        with self.env.begin() as txn, txn.cursor(db=self.db[name]) as cur:
-            if not cur.set_range(prefix + U64.pack(max(since_ns, 0))):
-                return
-            for key in cur.iternext(values=False):
-                if not key.startswith(prefix):
-                    break
-                rest = key[len(prefix):]
-                if until_ns is not None and U64.unpack_from(rest)[0] > until_ns:
-                    break
-                raw = txn.get(rest[8:], db=self.db["nodes"])
-                if raw:
-                    node = decode_node(raw, rest[8:].decode())
-                    if kind is None or node.kind == kind:
-                        yield node
+    def by_user(self, uid: int, since_ns: int = 0, until_ns: int | None = None,
+                kind: str | None = "process") -> Iterator[Node]:
+        """Processes that ran as a uid, oldest first."""
+        out: list[Node] = []
+        with self.env.begin() as txn:
+            for seq in self.indexed_blocks(txn, b"U" + U32.pack(uid & 0xFFFFFFFF), since_ns):
+                out.extend(self._latest_in(txn, seq, since_ns, until_ns, kind,
+                                           lambda n: n.uid == uid))
+        out.sort(key=lambda n: n.start)
+        yield from out
 
     def finding(self, fid: str) -> Finding | None:
         with self.env.begin() as txn:
@@ -335,20 +556,61 @@ class Store:
             for _, raw in cur:
                 yield json.loads(raw)
 
-    def events(self, since_ns: int = 0, until_ns: int | None = None) -> Iterator[dict]:
-        """Stored events in time order (blocks are decompressed one at a time)."""
-        with self.env.begin() as txn, txn.cursor(db=self.db["events"]) as cur:
-            if not cur.set_range(U64.pack(max(since_ns - BLOCK_SPAN_NS, 0))):
-                return
-            for key, val in cur:
-                first = U64.unpack_from(key)[0]
-                if until_ns is not None and first > until_ns:
-                    break
-                if U64.unpack_from(val)[0] < since_ns:
+    def events(self, since_ns: int = 0, until_ns: int | None = None, *,
+               pid: int | None = None, path: str | None = None,
+               remote_ip: str | None = None, uid: int | None = None,
+               container_id: str | None = None) -> Iterator[dict]:
+        """Stored events in time order. `pid`, `path`, `remote_ip`, `uid` and
+        `container_id` narrow them through the `xidx` indexes (only blocks that hold such
+        events are decompressed)."""
+        prefix = _event_prefix(pid, path, remote_ip, uid, container_id)
+        with self.env.begin() as txn:
+            if prefix is None:
+                seqs = self._time_seqs(txn, since_ns, until_ns)
+            else:
+                seqs = self.indexed_blocks(txn, prefix, since_ns)
+                if pid is not None:
+                    seqs = sorted(set(seqs) | set(self._pid_blocks(txn, pid, since_ns)))
+            rows: list[dict] = []
+            for seq in seqs:
+                raw = txn.get(U64.pack(seq), db=self.db["blocks"])
+                if raw is None:
                     continue
-                for ev in json.loads(zlib.decompress(val[8:])):
-                    if ev["time"] >= since_ns and (until_ns is None or ev["time"] <= until_ns):
-                        yield ev
+                first, last = block_times(raw)
+                if last < since_ns or (until_ns is not None and first > until_ns):
+                    continue
+                b = self.block(txn, seq)
+                for ev in b.events():
+                    if ev["time"] < since_ns or (until_ns is not None and ev["time"] > until_ns):
+                        continue
+                    if prefix is None or _event_matches(ev, pid, path, remote_ip, uid,
+                                                        container_id, self._container_of):
+                        rows.append(ev)
+                if prefix is None and len(rows) > 4 * MAX_BLOCK_EVENTS:
+                    yield from _drain_sorted(rows, keep_after=first)
+        rows.sort(key=lambda e: e["time"])
+        yield from rows
+
+    def _container_of(self, process_id: str) -> str:
+        ctr = self._containers.get(process_id)
+        if ctr is None:
+            n = self.node(process_id)
+            ctr = n.attrs.get("container_id", "") if n else ""
+            self._containers[process_id] = ctr
+            if len(self._containers) > 65536:
+                self._containers.popitem(last=False)
+        return ctr
+
+    def _time_seqs(self, txn, since_ns: int, until_ns: int | None) -> list[int]:
+        """Seqs of event blocks that may hold events in [since, until], by first time."""
+        out = []
+        with txn.cursor(db=self.db["btime"]) as cur:
+            if cur.set_range(U64.pack(max(since_ns - BLOCK_SPAN_NS, 0))):
+                for key in cur.iternext(values=False):
+                    if until_ns is not None and U64.unpack_from(key)[0] > until_ns:
+                        break
+                    out.append(U64.unpack_from(key, 8)[0])
+        return out
 
     def stats(self) -> dict[str, int]:
         out = {}
@@ -356,6 +618,8 @@ class Store:
             for name, db in self.db.items():
                 out[name] = txn.stat(db)["entries"]
             out["event_count"] = int(txn.get(b"event_count", db=self.db["meta"]) or 0)
+        out["nodes"] = out["ids"]
+        out["events"] = out["btime"]
         info = self.env.info()
         out["bytes"] = os.path.getsize(self.path / "data.mdb")
         out["used_bytes"] = (info["last_pgno"] + 1) * self.env.stat()["psize"]
@@ -363,60 +627,78 @@ class Store:
         return out
 
     def close(self) -> None:
+        self._cache.clear()
         self.env.close()
 
 
-# -- schema migrations ---------------------------------------------------------------------
-
-def _migrate_1_to_2(store: Store, txn) -> None:
-    """v1 kept one JSON value per event and no end/container/rule indexes."""
-    db = store.db
-    blocks: list[dict] = []
-    with txn.cursor(db=db["events"]) as cur:
-        old = [(key, raw) for key, raw in cur if raw[:1] == b"{"]
-    for key, raw in old:  # deleting under the cursor would skip every other record
-        blocks.append(json.loads(raw))
-        txn.delete(key, db=db["events"])
-    if blocks:
-        store._put_events(txn, blocks)
-    with txn.cursor(db=db["nodes"]) as cur:
-        for key, raw in cur:
-            d = decode_node(raw, key.decode()).to_dict()
-            if d.get("end"):
-                txn.put(time_key(d["end"], d["id"]), b"", db=db["idx_end"])
-            if d.get("kind") == "process" and d.get("container_id"):
-                txn.put(d["container_id"].encode() + b"\0" + time_key(d.get("start", 0),
-                                                                      d["id"]),
-                        b"", db=db["idx_container"])
-    with txn.cursor(db=db["findings"]) as cur:
-        for key, raw in cur:
-            f = json.loads(raw)
-            txn.put(time_key(f["time"], f["id"]), b"", db=db["idx_ftime"])
-            txn.put(f["rule"].encode() + b"\0" + time_key(f["time"], f["id"]), b"",
-                    db=db["idx_rule"])
+def _drain_sorted(rows: list[dict], keep_after: int) -> Iterator[dict]:
+    """Yield (and remove) the rows that are certainly before any later block's events."""
+    rows.sort(key=lambda e: e["time"])
+    i = 0
+    while i < len(rows) and rows[i]["time"] < keep_after:
+        i += 1
+    yield from rows[:i]
+    del rows[:i]
 
 
-MIGRATIONS: dict[int, Callable[[Store, Any], None]] = {1: _migrate_1_to_2}
+def _event_prefix(pid, path, remote_ip, uid, container_id) -> bytes | None:
+    if pid is not None:
+        return b"P" + U32.pack(pid & 0xFFFFFFFF)
+    if path is not None:
+        return b"F" + digest(path)
+    if remote_ip is not None:
+        return b"A" + digest(remote_ip)
+    if container_id is not None:
+        return b"C" + digest(container_id)
+    if uid is not None:
+        return b"U" + U32.pack(uid & 0xFFFFFFFF)
+    return None
 
 
-def migrate(store: Store) -> None:
-    """Bring the store to SCHEMA_VERSION, one step per transaction; refuse newer stores."""
-    meta = store.db["meta"]
-    with store.env.begin() as txn:
-        raw = txn.get(b"schema", db=meta)
-    version = int(raw) if raw else None
-    if version is None:
-        store._write(lambda txn: txn.put(b"schema", str(SCHEMA_VERSION).encode(), db=meta))
-        return
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"store {store.path} has schema {version}, newer than this spyderd "
-                         f"({SCHEMA_VERSION}); refusing to touch it")
-    while version < SCHEMA_VERSION:
-        step = MIGRATIONS[version]
+def _event_matches(ev: dict, pid, path, remote_ip, uid, container_id, container_of) -> bool:
+    if pid is not None and ev.get("pid") != pid:
+        return False
+    if path is not None and path not in (ev.get("path"), ev.get("path2"), ev.get("filename")):
+        return False
+    if remote_ip is not None and ev.get("remote_ip") != remote_ip:
+        return False
+    if uid is not None and ev.get("uid") != uid:
+        return False
+    return container_id is None or container_of(ev.get("process_id", "")) == container_id
 
-        def run(txn, step=step, to=version + 1) -> None:
-            step(store, txn)
-            txn.put(b"schema", str(to).encode(), db=meta)
 
-        store._write(run)
-        version += 1
+def build_blocks(nodes: list[Node], edges: list[Edge], events: list[dict]) -> list[BlockWriter]:
+    """Cut one batch into blocks: each event goes with the node it repeats (so it can
+    name that node's row), edges with their source node, the rest into the last block."""
+    by_id = {n.id: n for n in nodes}
+    conns = {(n.attrs.get("process_id"), n.start, n.attrs.get("local_port"),
+              n.attrs.get("remote_port")): n for n in nodes if n.kind == "connection"}
+    placed: set[str] = set()
+    out = [BlockWriter()]
+    cur = out[0]
+    for ev in sorted(events, key=lambda e: e["time"]):
+        if cur.events and (len(cur.events) >= MAX_BLOCK_EVENTS
+                           or ev["time"] - cur.ev_first > BLOCK_SPAN_NS
+                           or len(cur.nodes) >= MAX_BLOCK_NODES):
+            cur = BlockWriter()
+            out.append(cur)
+        kind = ev["kind"]
+        if kind in ("connect", "accept"):
+            n = conns.get((ev.get("process_id"), ev["time"], ev.get("local_port"),
+                           ev.get("remote_port")))
+        else:
+            n = by_id.get(ev.get("process_id", "")) if kind in ("fork", "exec", "exit") else None
+        if n is not None and n.id not in placed:
+            placed.add(n.id)
+            cur.add_node(n)
+        cur.add_event(ev)
+    for n in nodes:
+        if n.id not in placed:
+            if len(cur.nodes) >= MAX_BLOCK_NODES:
+                cur = BlockWriter()
+                out.append(cur)
+            cur.add_node(n)
+    home = {nid: bw for bw in out for nid in bw.rows}
+    for e in edges:
+        home.get(e.src, out[-1]).add_edge(e)
+    return [bw for bw in out if bw.nodes or bw.edges or bw.events]

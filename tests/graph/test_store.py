@@ -12,6 +12,7 @@ from spyderd.errors import StoreError
 from spyderd.graph import Graph, Store
 from spyderd.graph.query import History
 from spyderd.graph.retention import Policy, check_invariants, prune
+from spyderd.graph.codec import HEADER
 from spyderd.graph.store import SCHEMA_VERSION, U64
 from spyderd.graph.synthetic import roots, stream
 from spyderd.model import (
@@ -74,11 +75,11 @@ def test_indexes_by_time_pid_container_and_rule(tmp_path):
     assert check_invariants(store) == []
 
 
-def test_event_blocks_are_compact(tmp_path):
+def test_blocks_are_compact(tmp_path):
     _, store = filled(tmp_path, 5000)
-    with store.env.begin() as txn, txn.cursor(db=store.db["events"]) as cur:
+    with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
         raw = sum(len(v) for _, v in cur)
-    assert raw / 5000 < 60, raw / 5000  # compressed: far below the JSON size
+    assert raw / 5000 < 60, raw / 5000  # nodes, edges and events: far below the JSON size
 
 
 def test_retention_by_age_prunes_ended_nodes_only(tmp_path):
@@ -183,10 +184,11 @@ def test_history_queries_and_download_then_run(tmp_path):
     assert check_invariants(store) == []
 
 
-def test_event_block_decodes_with_plain_zlib(tmp_path):
-    """The format is documented and tool-friendly: 8-byte max time + zlib(JSON list)."""
+def test_block_decodes_with_plain_zlib(tmp_path):
+    """The format is documented and tool-friendly: 17-byte header + zlib(JSON)."""
     _, store = filled(tmp_path, 100)
-    with store.env.begin() as txn, txn.cursor(db=store.db["events"]) as cur:
-        cur.first()
-        block = json.loads(zlib.decompress(cur.value()[8:]))
-    assert block[0]["kind"] == "fork"
+    with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
+        cur.last()
+        block = json.loads(zlib.decompress(cur.value()[HEADER.size:]))
+    assert block["v"] == 3 and block["x"] and block["n"]
+    assert "fork" in block["t"]
