@@ -167,7 +167,8 @@ def used_bytes(tree: Path, state: Path) -> int:
     code = ("import sys,json; from spyderd.graph import Store; "
             "s = Store(sys.argv[1], readonly=True); print(json.dumps(s.stats()))")
     out = subprocess.run([sys.executable, "-c", code, str(state)], capture_output=True,
-                         text=True, env=dict(os.environ, PYTHONPATH=str(tree)), check=True)
+                         text=True, env=dict(os.environ, PYTHONPATH=str(tree)), check=True,
+                         cwd=str(tree))
     return int(json.loads(out.stdout)["used_bytes"])
 
 

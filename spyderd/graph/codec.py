@@ -1,12 +1,12 @@
 """Store schema 3 codec: compact node keys and self-contained compressed blocks.
 
-A *block* holds what one batch wrote: node records, edges and events, as rows that refer
-to the block's own value table, where every distinct string, argv list or attribute-name
-shape is stored once (exe paths, argv, cwd, users, container ids, process ids repeat
-endlessly within a batch). Times are delta-coded against the previous row. An event whose
-fields the graph already holds (a fork is its process node, an exec its image, a connect
-its connection node) names that node's row and keeps only the fields that differ. The
-block is `zlib(JSON)`: plain tools can read it (see `decode_block`).
+A *block* holds what one batch wrote: nodes, edges and events, stored by column. Nodes
+are grouped by shape (kind and attribute names), events by kind; each field is one
+column. Every distinct string or argv list is stored once per block in its value table
+and columns hold its index, so what events and nodes share (exe, argv, comm, cwd, users,
+container ids, process ids) is stored once: an exec event and the image node it made
+point at the same entries. Time columns and other large integers are delta-coded. The
+block is a 17-byte header + `zlib(JSON)`: plain tools can read it (`decode_block`).
 
 Node keys (`node_key`) pack the ids spyderd makes itself (`proc:...`, `conn:...`) into
 12-20 bytes ordered by pid, so the id index doubles as the pid index; other ids are kept
@@ -15,11 +15,14 @@ as their UTF-8 text.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
 import zlib
 from collections.abc import Iterable
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from spyderd.model import Edge, Node
@@ -33,29 +36,10 @@ _CONN = struct.Struct(">HQIHH")  # boot, ktime, pid, local port, remote port
 _U64 = struct.Struct(">Q")
 MAX_KEY = 480
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_CORE = ("kind", "pid", "ppid", "uid", "parent", "via")
+_SLOTS = ("id", "end", "pid", "ppid", "uid", "parent", "via")  # after `start`
 # Attribute values left out when equal to these (put back on decode), per node kind.
 NODE_DEFAULTS = {"process": {"container_id": "", "cgroup_id": 0},
                  "connection": {"container_id": ""}}
-# Event fields that repeat a field of the node the event created or ended ("not stored
-# twice"): event field -> node field ("=" + core name for Node slots).
-EVENT_FROM_NODE = {
-    "fork": {"pid": "=pid", "ppid": "=ppid", "uid": "=uid", "comm": "comm",
-             "cgroup_id": "cgroup_id", "child_start": "start_ns", "process_id": "=id",
-             "time": "=start"},
-    "exec": {"pid": "=pid", "ppid": "=ppid", "uid": "=uid", "comm": "comm",
-             "cgroup_id": "cgroup_id", "start": "start_ns", "process_id": "=id",
-             "filename": "exe", "args": "args", "gid": "gid", "loginuid": "loginuid",
-             "sessionid": "sessionid", "time": "=start"},
-    "exit": {"pid": "=pid", "uid": "=uid", "comm": "comm", "cgroup_id": "cgroup_id",
-             "process_id": "=id", "code": "exit_code", "signal": "exit_signal",
-             "time": "=end"},
-    "connect": {"pid": "=pid", "uid": "=uid", "family": "family", "local_ip": "local_ip",
-                "local_port": "local_port", "remote_ip": "remote_ip",
-                "remote_port": "remote_port", "result": "result",
-                "process_id": "process_id", "time": "=start"},
-}
-EVENT_FROM_NODE["accept"] = EVENT_FROM_NODE["connect"]
 
 
 class BootTable:
@@ -147,187 +131,179 @@ def digest(value: str) -> bytes:
 
 # -- blocks ----------------------------------------------------------------------------------
 
-class _Table:
-    """A block's value table: every distinct non-integer value once."""
-
-    __slots__ = ("index", "items")
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.index: dict[Any, int] = {}
-
-    def ref(self, v: Any) -> int:
-        if type(v) is str:
-            key: Any = v
-        elif type(v) is list and all(type(x) is str for x in v):
-            key = ("L", *v)
-        else:
-            key = ("J", _ENCODE(v))
-        i = self.index.get(key)
-        if i is None:
-            i = self.index[key] = len(self.items)
-            self.items.append(v)
-        return i
-
-    def shape(self, keys: tuple[str, ...]) -> int:
-        i = self.index.get(keys)
-        if i is None:
-            i = self.index[keys] = len(self.items)
-            self.items.append(list(keys))
-        return i
+ZLEVEL = 3  # level 6 saves ~4 B/event and costs ~3 us/event more (bench/README.md)
+_BIG = 1 << 31
+_SCALARS = (str, int, bool, float, type(None))
+_STR, _INT, _LIST = {str}, {int}, {list}
 
 
-def _row(table: _Table, d: dict[str, Any], skip: frozenset | dict = frozenset()) -> list:
-    """[shape, values...]: ints inline ('#' names), everything else a table reference."""
-    keys: list[str] = []
-    vals: list[Any] = []
-    for k, v in d.items():
-        if k in skip:
-            continue
-        if type(v) is int:
-            keys.append("#" + k)
-            vals.append(v)
-        else:
-            keys.append(k)
-            vals.append(table.ref(v))
-    return [table.shape(tuple(keys)), *vals]
+def _column(col: list[Any], index: dict[Any, int]) -> list[Any]:
+    """[type, data]: 'c' one value for the whole column, 's' table refs, 'a' argv refs,
+    'd' delta-coded ints, 'i' ints, 'j' anything else as JSON."""
+    first = col[0]
+    types = set(map(type, col))
+    if len(types) == 1 and col.count(first) == len(col) and type(first) in _SCALARS:
+        return ["c", first, len(col)]
+    if types == _STR:
+        return ["s", [index.setdefault(v, len(index)) for v in col]]
+    if types == _INT:
+        if max(col) >= _BIG or min(col) <= -_BIG:
+            return ["d", [b - a for a, b in zip([0, *col], col)]]
+        return ["i", col]
+    if types == _LIST and set(map(type, chain.from_iterable(col))) <= _STR:
+        return ["a", [index.setdefault(("L", *v), len(index)) for v in col]]
+    return ["j", col]
 
 
-def _unrow(items: list[Any], row: list, start: int, out: dict[str, Any]) -> None:
-    keys = items[row[start]]
-    for k, v in zip(keys, row[start + 1:]):
-        if k[0] == "#":
-            out[k[1:]] = v
-        else:
-            val = items[v]
-            out[k] = val.copy() if type(val) in (list, dict) else val
+def _columns(raw: list[list[Any]], index: dict[Any, int]) -> list[Any]:
+    """Columns of one group; a column equal to an earlier one (tid = pid) names it."""
+    out: list[Any] = []
+    for i, col in enumerate(raw):
+        same = next((j for j in range(i) if raw[j] == col), None)
+        out.append(["=", same] if same is not None else _column(col, index))
+    return out
 
 
-def _node_row(table: _Table, n: Node, prev_start: int) -> list:
-    d: dict[str, Any] = {"id": n.id}
-    for k in _CORE:
-        v = getattr(n, k)
-        if v:
-            d[k] = v
-    if n.end:
-        d["end"] = n.end - n.start
-    defaults = NODE_DEFAULTS.get(n.kind, {})
-    for k, v in n.attrs.items():
-        if k not in defaults or defaults[k] != v:
-            d[k] = v
-    return [n.start - prev_start, *_row(table, d)]
+def _uncolumns(cols: list[Any], table: list[Any]) -> list[list[Any]]:
+    data: list[list[Any]] = []
+    for c in cols:
+        data.append(data[c[1]] if c[0] == "=" else _uncolumn(c, table))
+    return data
 
 
-def _edge_row(table: _Table, e: Edge, base: int) -> list:
-    return [table.ref(e.src), table.ref(e.dst), table.ref(e.kind), e.time - base]
+def _uncolumn(c: list[Any], table: list[Any]) -> list[Any]:
+    tp, data = c[0], c[1]
+    if tp == "c":
+        return [data] * c[2]
+    if tp == "s":
+        return [table[i] for i in data]
+    if tp == "a":
+        return [table[i] for i in data]  # lists: copied when handed out
+    if tp == "d":
+        out, acc = [], 0
+        for d in data:
+            acc += d
+            out.append(acc)
+        return out
+    return data
 
 
-def _node_field(n: Node, name: str) -> Any:
-    if name[0] == "=":
-        return getattr(n, name[1:])
-    return n.attrs.get(name, NODE_DEFAULTS.get(n.kind, {}).get(name))
+def _table(index: dict[Any, int]) -> list[Any]:
+    return [list(k[1:]) if type(k) is tuple else k for k in index]
 
 
-def _event_row(table: _Table, ev: dict[str, Any], ref: Node | None, ref_row: int,
-               prev: list[int]) -> list:
-    """[ref row or -1, time delta, (time - ktime) delta, shape, values...].
+def _ev_fields(ev: Any) -> tuple[str, ...]:
+    if type(ev) is dict:
+        return tuple(ev)
+    names = _FIELDS.get(type(ev))
+    if names is None:
+        names = _FIELDS[type(ev)] = ("kind", *(f.name for f in dataclasses.fields(ev)))
+    return names
 
-    Shape names: '~' time/ktime (from the row head), '@' taken from the referenced node,
-    '#' an inline integer, plain a table reference.
-    """
-    t = ev["time"]
-    off = t - ev.get("ktime", 0)
-    row: list[Any] = [ref_row, t - prev[0], off - prev[1], 0]
-    prev[0], prev[1] = t, off
-    same = EVENT_FROM_NODE.get(ev["kind"], {}) if ref is not None else {}
-    keys: list[str] = []
-    for k, v in ev.items():
-        if k == "time" or k == "ktime":
-            keys.append("~" + k)
-        elif k in same and v == _node_field(ref, same[k]):
-            keys.append("@" + k)
-        elif type(v) is int:
-            keys.append("#" + k)
-            row.append(v)
-        else:
-            keys.append(k)
-            row.append(table.ref(v))
-    row[3] = table.shape(tuple(keys))
-    return row
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def ev_time(ev: Any) -> int:
+    return ev["time"] if type(ev) is dict else ev.time
+
+
+def ev_get(ev: Any, f: str, default: Any = None) -> Any:
+    return ev.get(f, default) if type(ev) is dict else getattr(ev, f, default)
 
 
 class BlockWriter:
-    """Builds one block: nodes first (events refer to their rows), then edges and events."""
+    """Collects one block's nodes, edges and events; `encode` lays them out by column."""
 
     def __init__(self) -> None:
-        self.table = _Table()
-        self.nodes: list[list] = []
         self.node_objs: list[Node] = []
         self.rows: dict[str, int] = {}
-        self.edges: list[list] = []
-        self.events: list[list] = []
+        self.edge_objs: list[Edge] = []
+        self.raw_events: list[Any] = []
         self.ev_first = self.ev_last = 0
-        self._prev_start = 0
-        self._prev_ev = [0, 0]
-        self._base = 0
-        self._conn_rows: dict[tuple, int] = {}
-        self._ev_base = [0, 0]
-        self.raw_events: list[dict[str, Any]] = []
-        self.ends: list[tuple[str, str, str]] = []
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.node_objs
+
+    @property
+    def edges(self) -> list[Edge]:
+        return self.edge_objs
+
+    @property
+    def events(self) -> list[Any]:
+        return self.raw_events
 
     def add_node(self, n: Node) -> None:
-        self.rows[n.id] = len(self.nodes)
+        self.rows[n.id] = len(self.node_objs)
         self.node_objs.append(n)
-        self.nodes.append(_node_row(self.table, n, self._prev_start))
-        self._prev_start = n.start
-        if n.kind == "connection":
-            self._conn_rows[(n.attrs.get("process_id"), n.start, n.attrs.get("local_port"),
-                             n.attrs.get("remote_port"))] = self.rows[n.id]
 
     def add_edge(self, e: Edge) -> None:
-        if not self.edges:
-            self._base = e.time
-        self.edges.append(_edge_row(self.table, e, self._base))
-        self.ends.append((e.src, e.dst, e.kind))
+        self.edge_objs.append(e)
 
     def edge_ends(self) -> list[tuple[str, str, str]]:
         """(src, dst, kind) of every edge in the block."""
-        return self.ends
+        return [(e.src, e.dst, e.kind) for e in self.edge_objs]
 
-    def ref_row(self, ev: dict[str, Any]) -> int:
-        """Row of the node this event repeats, or -1."""
-        kind = ev["kind"]
-        if kind in ("connect", "accept"):
-            return self._conn_rows.get((ev.get("process_id"), ev["time"],
-                                        ev.get("local_port"), ev.get("remote_port")), -1)
-        if kind in ("fork", "exec", "exit"):
-            i = self.rows.get(ev.get("process_id", ""), -1)
-            if i >= 0:
-                n = self.node_objs[i]
-                if (kind == "exit" and n.end == ev["time"]) or (
-                        kind != "exit" and n.start == ev["time"]):
-                    return i
-        return -1
-
-    def add_event(self, ev: dict[str, Any]) -> None:
-        if not self.events:
-            self.ev_first = ev["time"]
-            self._prev_ev = [ev["time"], ev["time"] - ev.get("ktime", 0)]
-            self._ev_base = list(self._prev_ev)
-        self.ev_first = min(self.ev_first, ev["time"])
-        self.ev_last = max(self.ev_last, ev["time"])
-        i = self.ref_row(ev)
+    def add_event(self, ev: Any) -> None:
+        """An event (an `Event` or its dict form); add them in time order."""
+        t = ev_time(ev)
+        if not self.raw_events:
+            self.ev_first = self.ev_last = t
+        self.ev_first = min(self.ev_first, t)
+        self.ev_last = max(self.ev_last, t)
         self.raw_events.append(ev)
-        self.events.append(_event_row(self.table, ev, self.node_objs[i] if i >= 0 else None,
-                                      i, self._prev_ev))
 
     def encode(self) -> bytes:
-        body = {"v": BLOCK_VERSION, "t": self.table.items, "n": self.nodes,
-                "e": self.edges, "eb": self._base, "x": self.events,
-                "xb": self._ev_base}
+        index: dict[Any, int] = {}
+        body = {"v": BLOCK_VERSION, "n": self._nodes(index), "e": self._edges(index),
+                "x": self._events(index)}
+        body["t"] = _table(index)
         return (HEADER.pack(BLOCK_VERSION, self.ev_first, self.ev_last)
-                + zlib.compress(_ENCODE(body).encode(), 6))
+                + zlib.compress(_ENCODE(body).encode(), ZLEVEL))
 
+    def _nodes(self, index: dict[Any, int]) -> dict[str, Any]:
+        """Nodes grouped by attribute names; the slots and each attribute one column."""
+        groups: dict[tuple[str, ...], list[Node]] = {}
+        shapes: dict[tuple[str, ...], int] = {}
+        order = []
+        for n in self.node_objs:
+            keys = (n.kind, *n.attrs)
+            order.append(shapes.setdefault(keys, len(shapes)))
+            groups.setdefault(keys, []).append(n)
+        out = []
+        for keys, nodes in groups.items():
+            starts = [n.start for n in nodes]
+            core = [list(map(attrgetter(k), nodes)) for k in _SLOTS]
+            core[1] = [e - s + 1 if e else 0 for s, e in zip(starts, core[1])]  # durations
+            attrs = [[n.attrs[k] for n in nodes] for k in keys[1:]]
+            out.append([list(keys), _columns([starts, *core, *attrs], index)])
+        return {"g": order, "s": out}
+
+    def _edges(self, index: dict[Any, int]) -> list[Any]:
+        es = self.edge_objs
+        if not es:
+            return []
+        return [_column([e.src for e in es], index), _column([e.dst for e in es], index),
+                _column([e.kind for e in es], index), _column([e.time for e in es], index)]
+
+    def _events(self, index: dict[Any, int]) -> dict[str, Any]:
+        groups: dict[tuple[str, ...], list[Any]] = {}
+        shapes: dict[tuple[str, ...], int] = {}
+        order = []
+        for ev in self.raw_events:
+            keys = _ev_fields(ev)
+            order.append(shapes.setdefault(keys, len(shapes)))
+            groups.setdefault(keys, []).append(ev)
+        out = []
+        for keys, evs in groups.items():
+            get = itemgetter if type(evs[0]) is dict else attrgetter
+            raw = [list(map(get(k), evs)) for k in keys]
+            if "ktime" in keys and "time" in keys:  # the boot offset: nearly constant
+                ti, ki = keys.index("time"), keys.index("ktime")
+                raw[ki] = [t - k for t, k in zip(raw[ti], raw[ki])]
+            out.append([list(keys), _columns(raw, index)])
+        return {"g": order, "s": out}
 
 
 def block_times(raw: bytes) -> tuple[int, int]:
@@ -337,68 +313,69 @@ def block_times(raw: bytes) -> tuple[int, int]:
 
 
 def decode_block(raw: bytes) -> dict[str, Any]:
-    """The block's JSON body (documented layout; see BlockWriter.encode)."""
+    """The block's JSON body (layout: see BlockWriter.encode)."""
     return json.loads(zlib.decompress(memoryview(raw)[HEADER.size:]))
+
+
+def _copy(v: Any) -> Any:
+    return v.copy() if type(v) in (list, dict) else v
 
 
 class Block:
     """A decoded block: nodes, edges and events materialised on demand."""
 
-    __slots__ = (
-        "_ids",
-        "_starts",
-        "edge_base",
-        "edge_rows",
-        "ev_base",
-        "event_rows",
-        "items",
-        "node_rows",
-    )
+    __slots__ = ("_edges", "_ids", "_rows", "body", "table")
 
     def __init__(self, raw: bytes) -> None:
-        body = decode_block(raw)
-        self.items = body["t"]
-        self.node_rows = body["n"]
-        self.edge_rows = body["e"]
-        self.event_rows = body["x"]
-        self.edge_base = body["eb"]
-        self.ev_base = body["xb"]
+        self.body = decode_block(raw)
+        self.table = self.body["t"]
+        self._rows: list[tuple[list[str], tuple]] | None = None
         self._ids: dict[str, int] | None = None
-        self._starts: list[int] | None = None
+        self._edges: list[Edge] | None = None
 
-    def starts(self) -> list[int]:
-        if self._starts is None:
-            out, t = [], 0
-            for row in self.node_rows:
-                t += row[0]
-                out.append(t)
-            self._starts = out
-        return self._starts
+    @property
+    def node_rows(self) -> list[int]:
+        return self.body["n"]["g"]
+
+    @property
+    def edge_rows(self) -> list[Any]:
+        return self.body["e"]
+
+    @property
+    def event_rows(self) -> list[int]:
+        return self.body["x"]["g"]
+
+    def _node_tuples(self) -> list[tuple[str, tuple]]:
+        """(kind, (start, id, end, pid, ppid, uid, parent, via, attrs...)) per row, and the
+        attribute names per group (values shared: copied when a Node is made)."""
+        if self._rows is None:
+            groups = []
+            for keys, cols in self.body["n"]["s"]:
+                groups.append((keys, list(zip(*_uncolumns(cols, self.table)))))
+            pos = [0] * len(groups)
+            rows = []
+            for g in self.body["n"]["g"]:
+                keys, vals = groups[g]
+                rows.append((keys, vals[pos[g]]))
+                pos[g] += 1
+            self._rows = rows
+        return self._rows
 
     def ids(self) -> dict[str, int]:
         """node id -> row."""
         if self._ids is None:
-            self._ids = {}
-            items = self.items
-            for i, row in enumerate(self.node_rows):
-                keys = items[row[1]]
-                j = keys.index("id")
-                self._ids[items[row[2 + j]]] = i
+            self._ids = {v[1]: i for i, (_, v) in enumerate(self._node_tuples())}
         return self._ids
 
+    def starts(self) -> list[int]:
+        return [v[0] for _, v in self._node_tuples()]
+
     def node(self, i: int) -> Node:
-        row = self.node_rows[i]
-        d: dict[str, Any] = {}
-        _unrow(self.items, row, 1, d)
-        start = self.starts()[i]
-        end = d.pop("end", None)
-        n = Node(id=d.pop("id"), kind=d.pop("kind", ""), start=start,
-                 end=start + end if end is not None else 0, pid=d.pop("pid", 0),
-                 ppid=d.pop("ppid", 0), uid=d.pop("uid", 0), parent=d.pop("parent", ""),
-                 via=d.pop("via", ""), attrs=d)
-        for k, v in NODE_DEFAULTS.get(n.kind, {}).items():
-            d.setdefault(k, v)
-        return n
+        keys, v = self._node_tuples()[i]
+        start, end = v[0], v[2]
+        return Node(id=v[1], kind=keys[0], start=start, end=start + end - 1 if end else 0,
+                    pid=v[3], ppid=v[4], uid=v[5], parent=v[6], via=v[7],
+                    attrs={k: _copy(x) for k, x in zip(keys[1:], v[8:])})
 
     def nodes(self) -> list[Node]:
         return [self.node(i) for i in range(len(self.node_rows))]
@@ -407,42 +384,36 @@ class Block:
         """The block's nodes whose id index key is `key`."""
         return [self.node(i) for nid, i in self.ids().items() if node_key(nid, boots) == key]
 
+    def edges(self) -> list[Edge]:
+        if self._edges is None:
+            cols = self.body["e"]
+            if not cols:
+                self._edges = []
+            else:
+                src, dst, kind, t = (_uncolumn(c, self.table) for c in cols)
+                self._edges = [Edge(*x) for x in zip(src, dst, kind, t)]
+        return self._edges
+
     def edges_of(self, node_id: str, direction: str) -> list[Edge]:
         """Edges of the block leaving (`out`) or entering (`in`) a node."""
-        it = self.items
-        col = 0 if direction == "out" else 1
-        return [Edge(it[r[0]], it[r[1]], it[r[2]], r[3] + self.edge_base)
-                for r in self.edge_rows if it[r[col]] == node_id]
-
-    def edges(self) -> list[Edge]:
-        it = self.items
-        return [Edge(it[s], it[d], it[k], t + self.edge_base) for s, d, k, t in self.edge_rows]
+        if direction == "out":
+            return [e for e in self.edges() if e.src == node_id]
+        return [e for e in self.edges() if e.dst == node_id]
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event of the block, in time order, as `event_to_dict` made it."""
+        """Every event of the block, in the order written (time order), as dicts."""
+        part = self.body["x"]
+        groups = []
+        for keys, cols in part["s"]:
+            data = _uncolumns(cols, self.table)
+            if "ktime" in keys and "time" in keys:
+                ti, ki = keys.index("time"), keys.index("ktime")
+                data[ki] = [t - off for t, off in zip(data[ti], data[ki])]
+            groups.append((keys, list(zip(*data))))
+        pos = [0] * len(groups)
         out = []
-        t, off = self.ev_base
-        items = self.items
-        refs: dict[int, Node] = {}
-        for row in self.event_rows:
-            t += row[1]
-            off += row[2]
-            ev: dict[str, Any] = {}
-            vals = iter(row[4:])
-            for k in items[row[3]]:
-                c = k[0]
-                if c == "~":
-                    ev[k[1:]] = t if k == "~time" else t - off
-                elif c == "@":
-                    ref = refs.get(row[0])
-                    if ref is None:
-                        ref = refs[row[0]] = self.node(row[0])
-                    v = _node_field(ref, EVENT_FROM_NODE[ev["kind"]][k[1:]])
-                    ev[k[1:]] = v.copy() if type(v) in (list, dict) else v
-                elif c == "#":
-                    ev[k[1:]] = next(vals)
-                else:
-                    v = items[next(vals)]
-                    ev[k] = v.copy() if type(v) in (list, dict) else v
-            out.append(ev)
+        for g in part["g"]:
+            keys, rows = groups[g]
+            out.append({k: _copy(v) for k, v in zip(keys, rows[pos[g]])})
+            pos[g] += 1
         return out

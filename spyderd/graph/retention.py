@@ -207,7 +207,7 @@ def _drop_block(store: Store, txn, seq: int, keep_ids: set[str], pin_cutoff: int
             kept.add(node.id)
             carried += 1
         else:
-            _forget_node(txn, db, node.id, k)
+            _forget_node(store, txn, node.id, k)
             dropped += 1
     for loc in locs:
         txn.delete(loc + sk, db=db["ids"])
@@ -237,8 +237,10 @@ def _keep(node: Node, key: bytes, keep_ids: set[str], pin_cutoff: int, txn, db) 
     return False
 
 
-def _forget_node(txn, db, node_id: str, key: bytes) -> None:
+def _forget_node(store: Store, txn, node_id: str, key: bytes) -> None:
+    db = store.db
     txn.delete(node_id.encode(), db=db["live"])
+    store._live = None  # the writer's copy of `live` is read again
     with txn.cursor(db=db["eidx"]) as cur:
         mine = []
         if cur.set_range(key):

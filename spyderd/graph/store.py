@@ -35,6 +35,7 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ from spyderd.graph.codec import (
     BootTable,
     block_times,
     digest,
+    ev_get,
+    ev_time,
     loc_key,
     node_key,
 )
@@ -67,6 +70,10 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 SELF_DESCRIBED = frozenset({"spawned", "exec", "connect", "accept", "listen"})
 _FILE_KINDS = ("file", "wrote_exec")
 _ADDR_KINDS = ("connect", "accept", "udp")
+
+
+def _dict_getter(name: str) -> Callable[[dict], Any]:
+    return lambda d: d.get(name)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -90,17 +97,20 @@ def time_key(t: int, ident: str) -> bytes:
     return U64.pack(max(t, 0)) + ident.encode()
 
 
-def event_index_keys(ev: dict[str, Any], container: str) -> list[bytes]:
-    """`xidx` key prefixes (without seq) an event is found under."""
-    keys = [b"P" + U32.pack(ev.get("pid", 0) & 0xFFFFFFFF),
-            b"U" + U32.pack(ev.get("uid", 0) & 0xFFFFFFFF)]
-    kind = ev["kind"]
+def event_index_keys(ev: Any, container: str) -> list[bytes]:
+    """`xidx` key prefixes (without seq) an event (`Event` or dict) is found under."""
+    keys = [b"P" + U32.pack(ev_get(ev, "pid", 0) & 0xFFFFFFFF),
+            b"U" + U32.pack(ev_get(ev, "uid", 0) & 0xFFFFFFFF)]
+    kind = ev_get(ev, "kind")
     if kind in _FILE_KINDS or kind == "exec":
         for f in ("path", "path2", "filename"):
-            if ev.get(f):
-                keys.append(b"F" + digest(ev[f]))
-    elif kind in _ADDR_KINDS and ev.get("remote_ip"):
-        keys.append(b"A" + digest(ev["remote_ip"]))
+            v = ev_get(ev, f)
+            if v:
+                keys.append(b"F" + digest(v))
+    elif kind in _ADDR_KINDS:
+        v = ev_get(ev, "remote_ip")
+        if v:
+            keys.append(b"A" + digest(v))
     if container:
         keys.append(b"C" + digest(container))
     return keys
@@ -139,6 +149,7 @@ class Store:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self._cache: OrderedDict[int, Block] = OrderedDict()
         self._containers: OrderedDict[str, str] = OrderedDict()
+        self._live: set[str] | None = None
         self._open_dbs()
         self.boots = BootTable(self.get_meta("boots") or [])
         if not readonly:
@@ -174,10 +185,14 @@ class Store:
                     fn(txn)
                 return
             except lmdb.MapFullError:
+                self._live = None  # what the aborted txn added is not there
                 self.env.set_mapsize(self.env.info()["map_size"] * 2)
                 self._cache.clear()
+            except BaseException:
+                self._live = None
+                raise
 
-    def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
+    def write_batch(self, nodes: list[Node], edges: list[Edge], events: list,
                     findings: list[Finding], traces: dict[str, dict],
                     extra: Callable[[Any], None] | None = None) -> None:
         """Commit one batch atomically; `extra(txn)` adds to the same transaction (the
@@ -224,41 +239,79 @@ class Store:
         txn.put(sk, bw.encode(), db=db["blocks"], append=True)
         if bw.events:
             txn.put(U64.pack(max(bw.ev_first, 0)) + sk, b"", db=db["btime"])
-        xkeys: set[bytes] = set()
-        ekeys: set[bytes] = set()
         if bw.node_objs:
             latest = max(max(n.start, n.end) for n in bw.node_objs)
             txn.put(U64.pack(max(latest, 0)) + sk, b"", db=db["ntime"])
-        located: set[int] = set()  # pids whose `ids` entries already name this block
-        for n in bw.node_objs:
-            loc = loc_key(n.id, self.boots, add=True)
-            txn.put(loc + sk, b"", db=db["ids"])
-            if loc[:1] in (b"p", b"c"):
-                located.add(n.pid)
-            if n.kind == "process":
-                if n.end:
-                    txn.delete(n.id.encode(), db=db["live"])
-                else:
-                    txn.put(n.id.encode(), b"", db=db["live"])
-                ctr = n.attrs.get("container_id") or ""
-                self._containers[n.id] = ctr
-                if len(self._containers) > 65536:
-                    self._containers.popitem(last=False)
-            xkeys.update(node_index_keys(n))
+        located = self._put_nodes(txn, bw.node_objs, sk)
+        ekeys: set[bytes] = set()
         written = bw.rows
         for src, dst, kind in bw.edge_ends():
             if src not in written:
-                ekeys.add(node_key(src, self.boots, add=True))
+                ekeys.add(src)
             if dst not in written and kind not in SELF_DESCRIBED:
-                ekeys.add(node_key(dst, self.boots, add=True))
-        for key in ekeys:
-            txn.put(key + sk, b"", db=db["eidx"])
-        for ev in bw.raw_events:
-            keys = event_index_keys(ev, self._containers.get(ev.get("process_id", ""), ""))
-            xkeys.update(keys[1:] if ev.get("pid") in located else keys)
+                ekeys.add(dst)
+        for nid in ekeys:
+            txn.put(node_key(nid, self.boots, add=True) + sk, b"", db=db["eidx"])
+        xkeys = self._index_keys(bw, located)
         for key in sorted(xkeys):
             txn.put(key + sk, b"", db=db["xidx"])
         return seq
+
+    def _put_nodes(self, txn, nodes: list[Node], sk: bytes) -> set[int]:
+        """`ids` and `live` entries; returns the pids whose `ids` entries name the block."""
+        db = self.db
+        located: set[int] = set()
+        live = self._live_ids(txn)
+        for loc, pid in {(loc_key(n.id, self.boots, add=True), n.pid) for n in nodes}:
+            txn.put(loc + sk, b"", db=db["ids"])
+            if loc[:1] in (b"p", b"c"):
+                located.add(pid)
+        for n in nodes:
+            if n.kind != "process":
+                continue
+            if n.end:
+                if n.id in live:
+                    live.discard(n.id)
+                    txn.delete(n.id.encode(), db=db["live"])
+            elif n.id not in live:
+                live.add(n.id)
+                txn.put(n.id.encode(), b"", db=db["live"])
+            self._containers[n.id] = n.attrs.get("container_id") or ""
+        while len(self._containers) > 65536:
+            self._containers.popitem(last=False)
+        return located
+
+    def _live_ids(self, txn) -> set[str]:
+        """The `live` index as a set, read once by the writer (it changes only here)."""
+        if self._live is None:
+            with txn.cursor(db=self.db["live"]) as cur:
+                self._live = {k.decode() for k in cur.iternext(values=False)}
+        return self._live
+
+    def _index_keys(self, bw: BlockWriter, located: set[int]) -> set[bytes]:
+        """`xidx` prefixes of a block, computed per column rather than per event."""
+        keys: set[bytes] = set()
+        for n in bw.node_objs:
+            if n.kind == "process":
+                keys.update(node_index_keys(n))
+        by_kind: dict[str, list] = {}
+        for ev in bw.raw_events:
+            by_kind.setdefault(ev_get(ev, "kind"), []).append(ev)
+        for kind, evs in by_kind.items():
+            get = _dict_getter if type(evs[0]) is dict else attrgetter
+            pids = set(map(get("pid"), evs)) - located
+            keys.update(b"P" + U32.pack((p or 0) & 0xFFFFFFFF) for p in pids)
+            keys.update(b"U" + U32.pack((u or 0) & 0xFFFFFFFF)
+                        for u in set(map(get("uid"), evs)))
+            fields = (("path", "path2") if kind in _FILE_KINDS else ("filename",)
+                      if kind == "exec" else ("remote_ip",) if kind in _ADDR_KINDS else ())
+            for f in fields:
+                tag = b"A" if f == "remote_ip" else b"F"
+                vals = {ev_get(e, f) for e in evs}
+                keys.update(tag + digest(v) for v in vals if v)
+            ctrs = {self._containers.get(p, "") for p in set(map(get("process_id"), evs))}
+            keys.update(b"C" + digest(c) for c in ctrs if c)
+        return keys
 
     def _put_finding(self, txn, f: Finding, reindex: bool = False) -> None:
         db = self.db
@@ -667,30 +720,27 @@ def _event_matches(ev: dict, pid, path, remote_ip, uid, container_id, container_
     return container_id is None or container_of(ev.get("process_id", "")) == container_id
 
 
-def build_blocks(nodes: list[Node], edges: list[Edge], events: list[dict]) -> list[BlockWriter]:
-    """Cut one batch into blocks: each event goes with the node it repeats (so it can
-    name that node's row), edges with their source node, the rest into the last block."""
+def build_blocks(nodes: list[Node], edges: list[Edge], events: list) -> list[BlockWriter]:
+    """Cut one batch into blocks: each event goes with its process's node when that was
+    written in the batch (their shared strings are stored once), edges with their source
+    node, the rest into the last block."""
     by_id = {n.id: n for n in nodes}
-    conns = {(n.attrs.get("process_id"), n.start, n.attrs.get("local_port"),
-              n.attrs.get("remote_port")): n for n in nodes if n.kind == "connection"}
     placed: set[str] = set()
     out = [BlockWriter()]
     cur = out[0]
-    for ev in sorted(events, key=lambda e: e["time"]):
+    for ev in sorted(events, key=ev_time):
+        t = ev_time(ev)
         if cur.events and (len(cur.events) >= MAX_BLOCK_EVENTS
-                           or ev["time"] - cur.ev_first > BLOCK_SPAN_NS
+                           or t - cur.ev_first > BLOCK_SPAN_NS
                            or len(cur.nodes) >= MAX_BLOCK_NODES):
             cur = BlockWriter()
             out.append(cur)
-        kind = ev["kind"]
-        if kind in ("connect", "accept"):
-            n = conns.get((ev.get("process_id"), ev["time"], ev.get("local_port"),
-                           ev.get("remote_port")))
-        else:
-            n = by_id.get(ev.get("process_id", "")) if kind in ("fork", "exec", "exit") else None
-        if n is not None and n.id not in placed:
-            placed.add(n.id)
-            cur.add_node(n)
+        nid = ev_get(ev, "process_id", "")
+        if nid not in placed:
+            n = by_id.get(nid)
+            if n is not None:
+                placed.add(nid)
+                cur.add_node(n)
         cur.add_event(ev)
     for n in nodes:
         if n.id not in placed:

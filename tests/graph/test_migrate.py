@@ -15,7 +15,7 @@ from spyderd.graph.query import History
 from spyderd.graph.retention import check_invariants
 from spyderd.graph.store import SCHEMA_VERSION
 from spyderd.graph.synthetic import roots, stream
-from spyderd.model import Finding
+from spyderd.model import Finding, event_to_dict
 
 HERE = Path(__file__).resolve().parent
 S = 1_000_000_000
@@ -32,7 +32,15 @@ def _v2_module():
 def _v2_store(tmp_path) -> dict:
     """Fill a schema 2 store through the graph; return everything it holds, read by v2."""
     v2 = _v2_module()
-    old = v2.Store(tmp_path)
+
+    class V2Store(v2.Store):
+        """The graph of that version handed events over as dicts."""
+
+        def write_batch(self, nodes, edges, events, findings, traces):
+            super().write_batch(nodes, edges, [event_to_dict(e) for e in events], findings,
+                                traces)
+
+    old = V2Store(tmp_path)
     g = Graph(old, "b00t", boot_wall_ns=0)
     g.load_snapshot(roots())
     for i, ev in enumerate(stream(4000, seed=11)):

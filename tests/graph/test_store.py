@@ -190,5 +190,6 @@ def test_block_decodes_with_plain_zlib(tmp_path):
     with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
         cur.last()
         block = json.loads(zlib.decompress(cur.value()[HEADER.size:]))
-    assert block["v"] == 3 and block["x"] and block["n"]
-    assert "fork" in block["t"]
+    assert block["v"] == 3 and block["x"]["g"] and block["n"]["g"]
+    kinds = {keys[0] for keys, _ in block["n"]["s"]}
+    assert "process" in kinds
