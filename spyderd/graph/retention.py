@@ -124,6 +124,11 @@ def _prune_events(store: Store, txn, cutoff: int, limit: int) -> int:
     return n
 
 
+def strip_oldest_events(store: Store, txn, blocks: int) -> int:
+    """Strip the events of the `blocks` oldest event blocks, whatever their age."""
+    return _prune_events(store, txn, 1 << 63, blocks)
+
+
 def _strip_events(store: Store, txn, seq: int, block: Block) -> None:
     db = store.db
     sk = U64.pack(seq)
@@ -335,6 +340,32 @@ def check_invariants(store: Store) -> list[str]:
             if txn.get(key[8:], db=db["findings"]) is None:
                 problems.append(f"idx_ftime: orphan {key[8:].decode()}")
     return problems
+
+
+def repair_indexes(store: Store) -> int:
+    """Drop index entries whose block, node or finding is gone (after a salvage)."""
+    db = store.db
+    n = 0
+    with store.env.begin(write=True) as txn:
+        blocks = {U64.unpack(k)[0] for k in _keys(txn, db["blocks"])}
+        for name in ("ids", "eidx", "xidx", "btime", "ntime"):
+            for key in _keys(txn, db[name]):
+                at = len(key) - 8 if name in ("ids", "eidx", "xidx") else 8
+                if U64.unpack_from(key, at)[0] not in blocks:
+                    txn.delete(key, db=db[name])
+                    n += 1
+        for key in _keys(txn, db["live"]):
+            if store._node(txn, key.decode()) is None:
+                txn.delete(key, db=db["live"])
+                n += 1
+        for name, cut in (("idx_ftime", lambda k: k[8:]),
+                          ("idx_rule", lambda k: k.split(b"\0", 1)[1][8:])):
+            for key in _keys(txn, db[name]):
+                if txn.get(cut(key), db=db["findings"]) is None:
+                    txn.delete(key, db=db[name])
+                    n += 1
+    store._live = None
+    return n
 
 
 def _keys(txn, db) -> list[bytes]:

@@ -25,7 +25,6 @@ import os
 import signal
 import struct
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,9 +34,10 @@ from typing import Any
 import lmdb
 
 from spyderd.errors import StoreError
+from spyderd.graph.codec import Block
 from spyderd.graph.guard import CORRUPT_ERRORS, MSG_STORE_CORRUPT
-from spyderd.graph.retention import check_invariants
-from spyderd.graph.store import DBS, DUPSORT, SCHEMA_VERSION, Store, decode_edge, decode_node
+from spyderd.graph.retention import check_invariants, repair_indexes
+from spyderd.graph.store import DBS, DUPSORT, SCHEMA_VERSION, Store
 
 log = logging.getLogger("spyderd.store")
 REC = struct.Struct(">II")
@@ -161,22 +161,29 @@ def _time_key(k: bytes) -> None:
         raise ValueError("short time key")
 
 
-def _event_block(v: bytes) -> None:
-    json.loads(zlib.decompress(v[8:]))
+def _block(v: bytes) -> None:
+    b = Block(v)  # schema 3 (spyderd.graph.codec): every part must decode
+    b.nodes()
+    b.edges()
+    b.events()
+
+
+def _seq_key(k: bytes) -> None:
+    if len(k) < 9:
+        raise ValueError("short index key")
 
 
 DECODERS: dict[str, Callable[[bytes, bytes], Any]] = {
     "meta": lambda k, v: None,
-    "nodes": lambda k, v: decode_node(v, k.decode()),
-    "edges_out": lambda k, v: (k.decode(), decode_edge(v)),
-    "edges_in": lambda k, v: (k.decode(), decode_edge(v)),
-    "events": lambda k, v: _event_block(v),
+    "blocks": lambda k, v: _block(v),
+    "btime": lambda k, v: _time_key(k),
+    "ntime": lambda k, v: _time_key(k),
+    "ids": lambda k, v: _seq_key(k),
+    "eidx": lambda k, v: _seq_key(k),
+    "xidx": lambda k, v: _seq_key(k),
+    "live": lambda k, v: k.decode(),
     "findings": lambda k, v: _json(v),
     "traces": lambda k, v: _json(v),
-    "idx_pid": lambda k, v: v.decode(),
-    "idx_time": lambda k, v: _time_key(k),
-    "idx_end": lambda k, v: _time_key(k),
-    "idx_container": lambda k, v: k.index(b"\0"),
     "idx_rule": lambda k, v: k.index(b"\0"),
     "idx_ftime": lambda k, v: _time_key(k),
 }
@@ -275,43 +282,12 @@ def _put(txn, k: bytes, v: bytes, dup: bool) -> bool:
 
 
 def repair(state_dir: Path) -> int:
-    """Drop edges and index entries whose records were lost, so the invariants hold."""
+    """Drop index entries whose blocks or findings were lost, so the invariants hold."""
     store = Store(state_dir)
-    db, dropped = store.db, 0
     try:
-        with store.env.begin(write=True) as txn:
-            for direction in ("edges_out", "edges_in"):
-                with txn.cursor(db=db[direction]) as cur:
-                    for key, val in list(cur):
-                        other = decode_edge(val)[0].encode()
-                        if txn.get(key, db=db["nodes"]) is None or \
-                                txn.get(other, db=db["nodes"]) is None:
-                            txn.delete(key, val, db=db[direction])
-                            dropped += 1
-            dropped += _drop_orphans(txn, db)
+        return repair_indexes(store)
     finally:
         store.close()
-    return dropped
-
-
-def _drop_orphans(txn, db) -> int:
-    """Index entries naming a node or finding that is not there."""
-    target: dict[str, tuple[str, Callable[[bytes, bytes], bytes]]] = {
-        "idx_pid": ("nodes", lambda k, v: v),
-        "idx_time": ("nodes", lambda k, v: k[8:]),
-        "idx_end": ("nodes", lambda k, v: k[8:]),
-        "idx_container": ("nodes", lambda k, v: k.split(b"\0", 1)[1][8:]),
-        "idx_ftime": ("findings", lambda k, v: k[8:]),
-        "idx_rule": ("findings", lambda k, v: k.split(b"\0", 1)[1][8:]),
-    }
-    n = 0
-    for name, (table, ident) in target.items():
-        with txn.cursor(db=db[name]) as cur:
-            for key, val in list(cur):
-                if txn.get(ident(key, val), db=db[table]) is None:
-                    txn.delete(key, val, db=db[name])
-                    n += 1
-    return n
 
 
 def _store_dir(p: Path) -> Path:

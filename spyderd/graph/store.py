@@ -56,6 +56,7 @@ from spyderd.graph.codec import (
 from spyderd.model import Edge, Finding, Node
 
 SCHEMA_VERSION = 3
+DUPSORT: tuple[str, ...] = ()  # no duplicate-key databases since schema 3
 DBS = ("meta", "blocks", "btime", "ntime", "ids", "live", "eidx", "xidx", "pins",
        "findings", "traces", "idx_rule", "idx_ftime", "outbox")
 U64 = struct.Struct(">Q")
@@ -329,6 +330,15 @@ class Store:
             old = txn.get(k, db=db["pins"])
             if old is None or old < stamp:
                 txn.put(k, stamp, db=db["pins"])
+
+    def drop_oldest_events(self, blocks: int) -> int:
+        """Strip the raw events of the `blocks` oldest blocks (the graph and findings stay):
+        the guard's emergency room on a full disk."""
+        from spyderd.graph.retention import strip_oldest_events  # retention imports us
+
+        done: list[int] = []
+        self._write(lambda txn: done.append(strip_oldest_events(self, txn, blocks)))
+        return done[-1] if done else 0
 
     def put_meta(self, key: str, value: Any) -> None:
         self._write(lambda txn: txn.put(key.encode(), _dumps(value), db=self.db["meta"]))
