@@ -254,13 +254,22 @@ class BlockWriter:
         self.ev_last = max(self.ev_last, t)
         self.raw_events.append(ev)
 
-    def encode(self) -> bytes:
+    def encode(self) -> tuple[bytes, bytes | None]:
+        """(graph part, events part or None). The events part uses the graph part's
+        table and adds only what the graph does not hold (paths, addresses...), so it can
+        be deleted alone when raw events age out, but never outlive the graph part."""
         index: dict[Any, int] = {}
-        body = {"v": BLOCK_VERSION, "n": self._nodes(index), "e": self._edges(index),
-                "x": self._events(index)}
-        body["t"] = _table(index)
-        return (HEADER.pack(BLOCK_VERSION, self.ev_first, self.ev_last)
-                + zlib.compress(_ENCODE(body).encode(), ZLEVEL))
+        head = HEADER.pack(BLOCK_VERSION, self.ev_first, self.ev_last)
+        body = {"v": BLOCK_VERSION, "n": self._nodes(index), "e": self._edges(index)}
+        shared = len(index)
+        events = self._events(index) if self.raw_events else None
+        table = _table(index)
+        body["t"] = table[:shared]
+        main = head + zlib.compress(_ENCODE(body).encode(), ZLEVEL)
+        if events is None:
+            return main, None
+        ev_body = {"v": BLOCK_VERSION, "x": events, "t": table[shared:]}
+        return main, head + zlib.compress(_ENCODE(ev_body).encode(), ZLEVEL)
 
     def _nodes(self, index: dict[Any, int]) -> dict[str, Any]:
         """Nodes grouped by attribute names; the slots and each attribute one column."""
@@ -322,13 +331,14 @@ def _copy(v: Any) -> Any:
 
 
 class Block:
-    """A decoded block: nodes, edges and events materialised on demand."""
+    """A decoded block: nodes, edges and (given its events part) events, on demand."""
 
-    __slots__ = ("_edges", "_ids", "_rows", "body", "table")
+    __slots__ = ("_edges", "_ids", "_rows", "body", "ev_raw", "table")
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, ev_raw: bytes | None = None) -> None:
         self.body = decode_block(raw)
         self.table = self.body["t"]
+        self.ev_raw = ev_raw
         self._rows: list[tuple[list[str], tuple]] | None = None
         self._ids: dict[str, int] | None = None
         self._edges: list[Edge] | None = None
@@ -341,9 +351,12 @@ class Block:
     def edge_rows(self) -> list[Any]:
         return self.body["e"]
 
-    @property
-    def event_rows(self) -> list[int]:
-        return self.body["x"]["g"]
+    def with_events(self, ev_raw: bytes | None) -> Block:
+        """The same graph part with an events part (decoded tables are shared)."""
+        b = Block.__new__(Block)
+        b.body, b.table, b.ev_raw = self.body, self.table, ev_raw
+        b._rows, b._ids, b._edges = self._rows, self._ids, self._edges
+        return b
 
     def _node_tuples(self) -> list[tuple[str, tuple]]:
         """(kind, (start, id, end, pid, ppid, uid, parent, via, attrs...)) per row, and the
@@ -402,10 +415,13 @@ class Block:
 
     def events(self) -> list[dict[str, Any]]:
         """Every event of the block, in the order written (time order), as dicts."""
-        part = self.body["x"]
+        if self.ev_raw is None:
+            return []
+        ev_body = decode_block(self.ev_raw)
+        part, table = ev_body["x"], self.table + ev_body["t"]
         groups = []
         for keys, cols in part["s"]:
-            data = _uncolumns(cols, self.table)
+            data = _uncolumns(cols, table)
             if "ktime" in keys and "time" in keys:
                 ti, ki = keys.index("time"), keys.index("ktime")
                 data[ki] = [t - off for t, off in zip(data[ti], data[ki])]

@@ -107,46 +107,43 @@ def _tighten(store: Store, cut: dict[str, int], now_ns: int) -> None:
 # -- events ----------------------------------------------------------------------------------
 
 def _prune_events(store: Store, txn, cutoff: int, limit: int) -> int:
-    """Strip the events of blocks whose last event is older than `cutoff`."""
+    """Delete the events parts of blocks whose last event is older than `cutoff`."""
     db = store.db
     n = 0
     with txn.cursor(db=db["btime"]) as cur:
         while n < limit and cur.first():
             key = cur.key()
             seq = U64.unpack_from(key, 8)[0]
-            raw = txn.get(key[8:], db=db["blocks"])
+            raw = txn.get(key[8:], db=db["evblocks"])
             if raw is not None and block_times(raw)[1] >= cutoff:
                 break
             cur.delete()
-            if raw is not None:
-                _strip_events(store, txn, seq, Block(raw))
+            _drop_events(store, txn, seq, raw)
             n += 1
     return n
 
 
 def strip_oldest_events(store: Store, txn, blocks: int) -> int:
-    """Strip the events of the `blocks` oldest event blocks, whatever their age."""
+    """Delete the events of the `blocks` oldest event blocks, whatever their age."""
     return _prune_events(store, txn, 1 << 63, blocks)
 
 
-def _strip_events(store: Store, txn, seq: int, block: Block) -> None:
+def _drop_events(store: Store, txn, seq: int, ev_raw: bytes | None) -> None:
+    """An events part, its `xidx` entries, and its graph part if that holds nothing."""
     db = store.db
     sk = U64.pack(seq)
-    keep = _index_keys(store, block, with_events=False)
-    for ev in block.events():
-        for k in event_index_keys(ev, store._container_of(ev.get("process_id", ""))):
-            if k not in keep:
-                txn.delete(k + sk, db=db["xidx"])
-    store.forget(seq)
-    if not block.node_rows and not block.edge_rows:
+    main = txn.get(sk, db=db["blocks"])
+    block = Block(main) if main is not None else None
+    if ev_raw is not None and block is not None:
+        keep = _index_keys(store, block, with_events=False)
+        for ev in block.with_events(ev_raw).events():
+            for k in event_index_keys(ev, store._container_of(ev.get("process_id", ""))):
+                if k not in keep:
+                    txn.delete(k + sk, db=db["xidx"])
+    txn.delete(sk, db=db["evblocks"])
+    if block is not None and not block.node_rows and not block.edge_rows:
         txn.delete(sk, db=db["blocks"])
-        return
-    w = BlockWriter()
-    for node in block.nodes():
-        w.add_node(node)
-    for e in block.edges():
-        w.add_edge(e)
-    txn.put(sk, w.encode(), db=db["blocks"])
+    store.forget(seq)
 
 
 def _index_keys(store: Store, block: Block, with_events: bool) -> set[bytes]:
@@ -194,9 +191,11 @@ def _drop_block(store: Store, txn, seq: int, keep_ids: set[str], pin_cutoff: int
     raw = txn.get(sk, db=db["blocks"])
     if raw is None:
         return 0, 0
-    block = Block(raw)
-    if block.event_rows:  # events never outlive the nodes they refer to
-        txn.delete(U64.pack(max(block_times(raw)[0], 0)) + sk, db=db["btime"])
+    ev_raw = txn.get(sk, db=db["evblocks"])
+    block = Block(raw, ev_raw)
+    if ev_raw is not None:  # events never outlive the nodes they refer to
+        txn.delete(U64.pack(max(block_times(ev_raw)[0], 0)) + sk, db=db["btime"])
+        txn.delete(sk, db=db["evblocks"])
     dropped = carried = 0
     kept: set[str] = set()
     locs = set()
@@ -328,9 +327,12 @@ def check_invariants(store: Store) -> list[str]:
         for key in _keys(txn, db["live"]):
             if store._node(txn, key.decode()) is None:
                 problems.append(f"live: orphan {key!r}")
-        for name in ("btime", "ntime"):
+        evblocks = {U64.unpack(k)[0] for k in _keys(txn, db["evblocks"])}
+        for seq in evblocks - blocks:
+            problems.append(f"evblocks: {seq} without its graph part")
+        for name, have in (("btime", evblocks), ("ntime", blocks)):
             for key in _keys(txn, db[name]):
-                if U64.unpack_from(key, 8)[0] not in blocks:
+                if U64.unpack_from(key, 8)[0] not in have:
                     problems.append(f"{name}: orphan block {U64.unpack_from(key, 8)[0]}")
         for name in ("eidx", "xidx"):
             for key in _keys(txn, db[name]):
@@ -348,10 +350,16 @@ def repair_indexes(store: Store) -> int:
     n = 0
     with store.env.begin(write=True) as txn:
         blocks = {U64.unpack(k)[0] for k in _keys(txn, db["blocks"])}
+        for key in _keys(txn, db["evblocks"]):
+            if U64.unpack(key)[0] not in blocks:
+                txn.delete(key, db=db["evblocks"])
+                n += 1
+        evblocks = {U64.unpack(k)[0] for k in _keys(txn, db["evblocks"])}
         for name in ("ids", "eidx", "xidx", "btime", "ntime"):
             for key in _keys(txn, db[name]):
                 at = len(key) - 8 if name in ("ids", "eidx", "xidx") else 8
-                if U64.unpack_from(key, at)[0] not in blocks:
+                if U64.unpack_from(key, at)[0] not in (evblocks if name == "btime"
+                                                        else blocks):
                     txn.delete(key, db=db[name])
                     n += 1
         for key in _keys(txn, db["live"]):

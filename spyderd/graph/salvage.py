@@ -34,7 +34,7 @@ from typing import Any
 import lmdb
 
 from spyderd.errors import StoreError
-from spyderd.graph.codec import Block
+from spyderd.graph.codec import Block, decode_block
 from spyderd.graph.guard import CORRUPT_ERRORS, MSG_STORE_CORRUPT
 from spyderd.graph.retention import check_invariants, repair_indexes
 from spyderd.graph.store import DBS, DUPSORT, SCHEMA_VERSION, Store
@@ -165,7 +165,6 @@ def _block(v: bytes) -> None:
     b = Block(v)  # schema 3 (spyderd.graph.codec): every part must decode
     b.nodes()
     b.edges()
-    b.events()
 
 
 def _seq_key(k: bytes) -> None:
@@ -176,6 +175,7 @@ def _seq_key(k: bytes) -> None:
 DECODERS: dict[str, Callable[[bytes, bytes], Any]] = {
     "meta": lambda k, v: None,
     "blocks": lambda k, v: _block(v),
+    "evblocks": lambda k, v: decode_block(v),
     "btime": lambda k, v: _time_key(k),
     "ntime": lambda k, v: _time_key(k),
     "ids": lambda k, v: _seq_key(k),

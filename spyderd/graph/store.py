@@ -6,8 +6,11 @@ most the batch not yet committed and never leaves a half-written graph.
 
 Schema 3 layout (one named database each; blocks are described in `spyderd.graph.codec`):
 
-- `blocks`   seq → one batch's nodes, edges and events, compressed together (a big batch
-             is cut into several blocks); seqs only grow, so pages fill completely
+- `blocks`   seq → one batch's nodes and edges, compressed together (a big batch is cut
+             into several blocks); seqs only grow, so pages fill completely
+- `evblocks` seq → that batch's raw events, compressed; they refer to the `blocks`
+             record's value table, so argv, exe, ids are stored once for both, and
+             retention deletes them alone (no rewrite) when raw events age out
 - `btime`    (first event time, seq) for blocks holding events: time-ordered event scans
 - `ntime`    (latest node time, seq) for blocks holding nodes: time-bounded node listings
 - `ids`      location prefix + seq: the block holds a copy of the node (the newest seq
@@ -57,7 +60,7 @@ from spyderd.model import Edge, Finding, Node
 
 SCHEMA_VERSION = 3
 DUPSORT: tuple[str, ...] = ()  # no duplicate-key databases since schema 3
-DBS = ("meta", "blocks", "btime", "ntime", "ids", "live", "eidx", "xidx", "pins",
+DBS = ("meta", "blocks", "evblocks", "btime", "ntime", "ids", "live", "eidx", "xidx", "pins",
        "findings", "traces", "idx_rule", "idx_ftime", "outbox")
 U64 = struct.Struct(">Q")
 U32 = struct.Struct(">I")
@@ -237,8 +240,10 @@ class Store:
         db = self.db
         seq = self._next_seq(txn)
         sk = U64.pack(seq)
-        txn.put(sk, bw.encode(), db=db["blocks"], append=True)
-        if bw.events:
+        main, events = bw.encode()
+        txn.put(sk, main, db=db["blocks"], append=True)
+        if events is not None:
+            txn.put(sk, events, db=db["evblocks"], append=True)
             txn.put(U64.pack(max(bw.ev_first, 0)) + sk, b"", db=db["btime"])
         if bw.node_objs:
             latest = max(max(n.start, n.end) for n in bw.node_objs)
@@ -636,14 +641,16 @@ class Store:
                     seqs = sorted(set(seqs) | set(self._pid_blocks(txn, pid, since_ns)))
             rows: list[dict] = []
             for seq in seqs:
-                raw = txn.get(U64.pack(seq), db=self.db["blocks"])
+                raw = txn.get(U64.pack(seq), db=self.db["evblocks"])
                 if raw is None:
                     continue
                 first, last = block_times(raw)
                 if last < since_ns or (until_ns is not None and first > until_ns):
                     continue
                 b = self.block(txn, seq)
-                for ev in b.events():
+                if b is None:
+                    continue
+                for ev in b.with_events(raw).events():
                     if ev["time"] < since_ns or (until_ns is not None and ev["time"] > until_ns):
                         continue
                     if prefix is None or _event_matches(ev, pid, path, remote_ip, uid,

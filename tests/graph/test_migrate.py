@@ -36,7 +36,7 @@ def _v2_store(tmp_path) -> dict:
     class V2Store(v2.Store):
         """The graph of that version handed events over as dicts."""
 
-        def write_batch(self, nodes, edges, events, findings, traces):
+        def write_batch(self, nodes, edges, events, findings, traces, extra=None):
             super().write_batch(nodes, edges, [event_to_dict(e) for e in events], findings,
                                 traces)
 

@@ -10,9 +10,9 @@ import pytest
 
 from spyderd.errors import StoreError
 from spyderd.graph import Graph, Store
+from spyderd.graph.codec import HEADER
 from spyderd.graph.query import History
 from spyderd.graph.retention import Policy, check_invariants, prune
-from spyderd.graph.codec import HEADER
 from spyderd.graph.store import SCHEMA_VERSION, U64
 from spyderd.graph.synthetic import roots, stream
 from spyderd.model import (
@@ -77,8 +77,9 @@ def test_indexes_by_time_pid_container_and_rule(tmp_path):
 
 def test_blocks_are_compact(tmp_path):
     _, store = filled(tmp_path, 5000)
-    with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
-        raw = sum(len(v) for _, v in cur)
+    with store.env.begin() as txn:
+        raw = sum(len(v) for name in ("blocks", "evblocks")
+                  for _, v in txn.cursor(db=store.db[name]))
     assert raw / 5000 < 60, raw / 5000  # nodes, edges and events: far below the JSON size
 
 
@@ -187,9 +188,12 @@ def test_history_queries_and_download_then_run(tmp_path):
 def test_block_decodes_with_plain_zlib(tmp_path):
     """The format is documented and tool-friendly: 17-byte header + zlib(JSON)."""
     _, store = filled(tmp_path, 100)
-    with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
-        cur.last()
-        block = json.loads(zlib.decompress(cur.value()[HEADER.size:]))
-    assert block["v"] == 3 and block["x"]["g"] and block["n"]["g"]
+    with store.env.begin() as txn:
+        raw = txn.cursor(db=store.db["blocks"])
+        raw.last()
+        ev = txn.get(raw.key(), db=store.db["evblocks"])
+        block = json.loads(zlib.decompress(raw.value()[HEADER.size:]))
+        events = json.loads(zlib.decompress(ev[HEADER.size:]))
+    assert block["v"] == 3 and block["n"]["g"] and events["x"]["g"]
     kinds = {keys[0] for keys, _ in block["n"]["s"]}
     assert "process" in kinds

@@ -73,8 +73,8 @@ def test_node_encoding_round_trips():
                     "flag": False, "machine_id": "m", "cgroup_id": 0})
     w = BlockWriter()
     w.add_node(n)
-    raw = w.encode()
-    assert Block(raw).node(0) == n
+    raw, events = w.encode()
+    assert events is None and Block(raw).node(0) == n
     assert len(raw) < len(json.dumps(n.to_dict())) + 40
 
 
