@@ -34,6 +34,7 @@ SCHEMA: dict[str, Any] = {
     "machine_id": (str, ""),  # overrides /etc/machine-id (several scoped daemons, one kernel)
     "store": {"batch_delay": (float, 0.5), "map_size_mb": (int, 1024),
               "retention_days": (float, 90.0), "max_size_mb": (int, 10240),
+              "events_retention_days": (float, 0.0), "findings_retention_days": (float, 0.0),
               "max_memory_nodes": (int, 200_000), "check_seconds": (float, 30.0),
               "space_left_mb": (int, 256), "space_left_action": (str, "warn", ACTIONS),
               "admin_space_left_mb": (int, 64),

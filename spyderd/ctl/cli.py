@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 
 from spyderd.common.timeparse import parse_when
-from spyderd.ctl.common import check_readable, dirs, live_status, open_store, read_status
+from spyderd.ctl.common import (
+    check_readable,
+    dirs,
+    event_filters,
+    live_status,
+    open_store,
+    read_status,
+)
 from spyderd.ctl.output import (
     EXIT_CODES,
     EXIT_FAILURE,
@@ -156,6 +163,10 @@ def _print_more(st: dict) -> None:
         print(f"  store: {store.get('path')}  {_size(store.get('bytes', 0))} "
               f"(used {_size(store.get('used_bytes', 0))}), {store.get('events', 0)} events, "
               f"{store.get('nodes', 0)} nodes, {_age(store.get('oldest', 0))}")
+        proj = store.get("projection") or {}
+        if proj.get("days") is not None:
+            print(f"  store.max_size_mb holds ~{proj['days']:g} days at the current rate "
+                  f"({proj['events_per_s']:g} events/s, {proj['bytes_per_event']:g} B/event)")
         for line in store_health_lines(store):
             print(f"  {line}")
     en = st.get("enrich") or {}
@@ -258,10 +269,8 @@ def cmd_events(args) -> int:
     since = parse_when(args.since) if args.since else 0
     until = parse_when(args.until) if args.until else None
     with paged(args.no_pager) as out:
-        for ev in store.events(since, until):
+        for ev in store.events(since, until, **event_filters(args)):
             if args.kind and ev["kind"] != args.kind:
-                continue
-            if args.pid is not None and ev["pid"] != args.pid:
                 continue
             if args.output == "json":
                 out.write(json.dumps(ev) + "\n")
@@ -353,6 +362,15 @@ def _reload_by_signal(run: Path) -> int:
 
 # -- command line ----------------------------------------------------------------------------
 
+def _index_options(p: argparse.ArgumentParser) -> None:
+    """Filters the store answers from its indexes (events and query)."""
+    p.add_argument("--path", help="events naming this exact path (file, exec, wrote_exec)")
+    p.add_argument("--remote", metavar="IP", help="connections with this remote address")
+    p.add_argument("--user", metavar="NAME|UID", help="events of this user id")
+    p.add_argument("--container", metavar="ID", help="events of processes in this container "
+                   "(full id)")
+
+
 def _common(p: argparse.ArgumentParser, outputs: tuple[str, ...] = ("text", "json"),
             window: bool = False) -> None:
     p.add_argument("-o", "--output", choices=list(outputs), default=outputs[0])
@@ -387,12 +405,15 @@ def _add_history(sub) -> None:
     _common(p, window=True)
     p.add_argument("--kind")
     p.add_argument("--pid", type=int)
+    _index_options(p)
     p.set_defaults(fn=cmd_events)
     p = sub.add_parser("query", help="run a rule condition over stored history")
     _common(p, window=True)
     p.add_argument("expr", help="a condition, e.g. 'process.name = \"curl\"'")
     p.add_argument("--kind", help="only events of this kind (exec, connect, alert, ...)")
     p.add_argument("--limit", type=int, metavar="N", help="stop after N matches")
+    p.add_argument("--pid", type=int, help="only events of this pid (indexed)")
+    _index_options(p)
     p.add_argument("--rules", action="append", metavar="PATH",
                    help="rule files whose lists and macros the condition may use")
     p.set_defaults(fn=cmd_query)

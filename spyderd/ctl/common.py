@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 from pathlib import Path
 
 from spyderd.common import access
@@ -67,3 +68,21 @@ def live_status(run: Path) -> dict | None:
         raise
     except (SpyderError, OSError, ValueError, KeyError):
         return read_status(run)
+
+
+def event_filters(args) -> dict:
+    """`Store.events` keyword arguments for --pid/--path/--remote/--user/--container: each
+    is answered from an index, so only blocks holding such events are read."""
+    uid = None
+    if getattr(args, "user", None):
+        uid = int(args.user) if args.user.isdigit() else _uid_of(args.user)
+    return {"pid": args.pid, "path": getattr(args, "path", None),
+            "remote_ip": getattr(args, "remote", None), "uid": uid,
+            "container_id": getattr(args, "container", None)}
+
+
+def _uid_of(name: str) -> int:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise SpyderError(f"no such user: {name}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pwd
 import shutil
 import subprocess
 import sys
@@ -145,7 +146,7 @@ def _svg(dot: str) -> str | None:
 def cmd_ps(args, store) -> int:
     """Processes as the store knows them: running ones (latest image per pid), or all."""
     since, until = window(args)
-    rows = [n for n in store.nodes_between(since, until, kind="process")
+    rows = [n for n in _ps_candidates(store, args, since, until)
             if (args.all or not n.end)
             and (not args.container or _in_container(n, args.container))
             and (not args.user or args.user in (user_of(n), str(n.uid)))]
@@ -161,6 +162,29 @@ def cmd_ps(args, store) -> int:
                       f"{(container_label(n) or '-')[:14]:14} {n.id:40} {command(n)[:200]}"
                       f"{'' if not n.end else '  (ended)'}\n")
     return 0
+
+
+def _ps_candidates(store, args, since: int, until: int | None) -> list[Node]:
+    """Through the store's indexes: running images from `live`, a numeric user from the
+    user index, a full container id from the container index, else by start time."""
+    if not args.all:
+        return [n for n in store.live_processes()
+                if n.start >= since and (until is None or n.start <= until)]
+    uid = _uid(args.user) if args.user else None
+    if uid is not None:
+        return list(store.by_user(uid, since, until))
+    if args.container and len(args.container) == 64:
+        return list(store.in_container(args.container, since, until))
+    return list(store.nodes_between(since, until, kind="process"))
+
+
+def _uid(user: str) -> int | None:
+    if user.isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 def _in_container(n: Node, want: str) -> bool:
@@ -206,7 +230,8 @@ def process_report(store, node: Node) -> dict[str, Any]:
                                  "writer": f.attrs.get("writer", "")})
     sess = h.session(node)
     out["session"] = node_json(sess) if sess else None
-    out["findings"] = [f.to_dict() for f in store.findings() if f.process_id == node.id]
+    out["findings"] = [f.to_dict() for f in store.findings(since_ns=node.start)
+                       if f.process_id == node.id]
     return out
 
 

@@ -21,6 +21,7 @@ import sys
 from collections import OrderedDict
 from typing import Any
 
+from spyderd.ctl.common import event_filters
 from spyderd.ctl.history import window
 from spyderd.ctl.output import EXIT_FAILURE, paged
 from spyderd.errors import RuleError, SpyderError
@@ -73,12 +74,13 @@ def compile_query(text: str, rule_paths: list[str]):
 
 
 def run_query(store, pred, since: int, until: int | None, kind: str | None,
-              limit: int | None):
-    """(event dict, process node) for every stored event the predicate accepts."""
+              limit: int | None, filters: dict | None = None):
+    """(event dict, process node) for every stored event the predicate accepts; `filters`
+    (pid, path, remote_ip, uid, container_id) narrow the events through the indexes."""
     ctx = StoreContext(store)
     nodes = _Nodes(store)
     found = 0
-    for raw in store.events(since, until):
+    for raw in store.events(since, until, **(filters or {})):
         if kind and raw.get("kind") != kind:
             continue
         node = nodes.get(raw.get("process_id", ""))
@@ -102,7 +104,7 @@ def cmd_query(args, store, rule_paths: list[str]) -> int:
     except RuleError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILURE
-    rows = run_query(store, pred, since, until, args.kind, args.limit)
+    rows = run_query(store, pred, since, until, args.kind, args.limit, event_filters(args))
     if args.output == "json":
         for raw, node in rows:
             print(json.dumps({"event": raw, "process": _proc(node)}))

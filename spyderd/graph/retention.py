@@ -309,6 +309,21 @@ def _trace_has_findings(store: Store, txn, tid: bytes, gone: bytes) -> bool:
                for i in ids)
 
 
+# -- projection ------------------------------------------------------------------------------
+
+def projection(used_bytes: int, events_stored: int, events_per_s: float,
+               max_bytes: int) -> dict[str, float]:
+    """How long `max_bytes` lasts at the current event rate, from the store's own bytes per
+    event so far (graph, indexes and findings included): what `spyderctl status` shows."""
+    per_event = used_bytes / events_stored if events_stored else 0.0
+    per_day = per_event * events_per_s * DAY_S
+    out = {"bytes_per_event": round(per_event, 1), "events_per_s": round(events_per_s, 1),
+           "bytes_per_day": round(per_day)}
+    if max_bytes and per_day > 0:
+        out["days"] = round(max_bytes / per_day, 1)
+    return out
+
+
 # -- checks ----------------------------------------------------------------------------------
 
 def check_invariants(store: Store) -> list[str]:

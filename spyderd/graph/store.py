@@ -661,6 +661,14 @@ class Store:
         rows.sort(key=lambda e: e["time"])
         yield from rows
 
+    def oldest_event_time(self) -> int:
+        """Time of the oldest stored event (0 if none): one index read and one header."""
+        with self.env.begin() as txn, txn.cursor(db=self.db["btime"]) as cur:
+            if not cur.first():
+                return 0
+            raw = txn.get(cur.key()[8:], db=self.db["evblocks"])
+        return block_times(raw)[0] if raw else U64.unpack_from(cur.key())[0]
+
     def _container_of(self, process_id: str) -> str:
         ctr = self._containers.get(process_id)
         if ctr is None:

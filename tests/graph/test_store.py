@@ -10,12 +10,13 @@ import pytest
 
 from spyderd.errors import StoreError
 from spyderd.graph import Graph, Store
-from spyderd.graph.codec import HEADER
+from spyderd.graph.codec import HEADER, digest
 from spyderd.graph.query import History
-from spyderd.graph.retention import Policy, check_invariants, prune
+from spyderd.graph.retention import Policy, check_invariants, projection, prune
 from spyderd.graph.store import SCHEMA_VERSION, U64
 from spyderd.graph.synthetic import roots, stream
 from spyderd.model import (
+    ConnectEvent,
     ExecEvent,
     FileEvent,
     Finding,
@@ -197,3 +198,89 @@ def test_block_decodes_with_plain_zlib(tmp_path):
     assert block["v"] == 3 and block["n"]["g"] and events["x"]["g"]
     kinds = {keys[0] for keys, _ in block["n"]["s"]}
     assert "process" in kinds
+
+
+def test_event_indexes_answer_like_a_scan(tmp_path):
+    """pid, path, remote address, user and container lookups return exactly what a full
+    scan filtered the same way returns, and read fewer blocks."""
+    g, store = filled(tmp_path, 6000)
+    g.live[100].attrs["container_id"] = "c" * 64
+    g.touch(g.live[100])
+    g.apply(ConnectEvent(time=999 * S, ktime=999 * S, pid=100, family=4, local_ip="10.0.0.2",
+                         local_port=1, remote_ip="192.0.2.7", remote_port=22, uid=7))
+    g.flush()
+    every = list(store.events())
+    pid = every[2000]["pid"]
+    path = next(e["path"] for e in every if e["kind"] == "file")
+    cases = [
+        ({"pid": pid}, lambda e: e["pid"] == pid),
+        ({"path": path}, lambda e: path in (e.get("path"), e.get("path2"), e.get("filename"))),
+        ({"remote_ip": "192.0.2.7"}, lambda e: e.get("remote_ip") == "192.0.2.7"),
+        ({"uid": 7}, lambda e: e["uid"] == 7),
+        ({"container_id": "c" * 64}, lambda e: e["process_id"] == g.live[100].id),
+    ]
+    for kw, want in cases:
+        got = list(store.events(**kw))
+        assert got == [e for e in every if want(e)], kw
+        assert got, kw
+    since = every[3000]["time"]
+    assert list(store.events(since_ns=since, pid=pid)) == [
+        e for e in every if e["pid"] == pid and e["time"] >= since]
+    with store.env.begin() as txn:
+        assert len(store.indexed_blocks(txn, b"A" + digest("192.0.2.7"))) == 1
+
+
+def test_live_processes_and_users(tmp_path):
+    g, store = filled(tmp_path, 3000)
+    live = {n.id for n in store.live_processes()}
+    assert live == {n.id for n in g.live.values()}
+    assert all(n.uid == 33 for n in store.by_user(33))
+    assert {n.pid for n in store.by_user(0)} >= {1, 100}
+
+
+def test_retention_ages_events_before_nodes_and_keeps_what_findings_name(tmp_path):
+    g, store = filled(tmp_path, 4000)
+    evs = list(store.events())
+    subject = next(n for n in store.nodes_between(kind="process")
+                   if n.end and n.parent and n.start < evs[500]["time"])
+    f = Finding(id="fnd-keep", rule="R", severity="high", priority=3, message="m",
+                time=evs[-1]["time"], process_id=subject.id, trace_id="trc-k",
+                root_id=subject.parent, event={},
+                chain=[{"id": subject.parent}, {"id": subject.id}])
+    g.add_finding(f)
+    g.flush()
+    now = evs[-1]["time"] + S
+    nodes_before = store.stats()["nodes"]
+    # events older than 1 s go; nodes stay (their horizon is longer)
+    pol = Policy(max_age_s=3600, events_age_s=1, findings_age_s=7200, chunk=10**6)
+    prune(store, pol, now_ns=now)
+    assert all(e["time"] >= now - S - 120 * S for e in store.events())
+    assert len(list(store.events())) < len(evs)
+    assert store.stats()["nodes"] == nodes_before
+    assert check_invariants(store) == []
+    # now the graph horizon passes too: ended nodes go, but not what the finding names
+    prune(store, Policy(max_age_s=0.001, events_age_s=0.001, findings_age_s=7200,
+                        chunk=10**6), now_ns=now + 10 * S)
+    assert store.stats()["nodes"] < nodes_before
+    assert store.node(subject.id) == subject
+    assert store.node(subject.parent) is not None
+    assert store.finding("fnd-keep") is not None
+    for p in (1, 100):
+        assert store.node(g.live[p].id) is not None  # live processes stay
+    assert check_invariants(store) == []
+    # and once the finding itself ages out, so does what only it kept
+    prune(store, Policy(max_age_s=0.001, events_age_s=0.001, findings_age_s=0.001,
+                        chunk=10**6), now_ns=now + 10**4 * S)
+    prune(store, Policy(max_age_s=0.001, events_age_s=0.001, findings_age_s=0.001,
+                        chunk=10**6), now_ns=now + 10**4 * S)
+    assert store.finding("fnd-keep") is None and store.node(subject.id) is None
+    assert check_invariants(store) == []
+
+
+def test_projection_of_days_the_size_limit_holds():
+    p = projection(used_bytes=10_000_000, events_stored=100_000, events_per_s=50,
+                   max_bytes=10 << 30)
+    assert p["bytes_per_event"] == 100.0
+    assert p["bytes_per_day"] == 100 * 50 * 86400
+    assert p["days"] == round((10 << 30) / (100 * 50 * 86400), 1)
+    assert "days" not in projection(0, 0, 0, 10 << 30)
