@@ -20,7 +20,7 @@ import hashlib
 import json
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -158,8 +158,9 @@ def _column(col: list[Any], index: dict[Any, int]) -> list[Any]:
 def _columns(raw: list[list[Any]], index: dict[Any, int]) -> list[Any]:
     """Columns of one group; a column equal to an earlier one (tid = pid) names it."""
     out: list[Any] = []
+    kinds = [set(map(type, col)) for col in raw]  # False == 0: equal values, other types
     for i, col in enumerate(raw):
-        same = next((j for j in range(i) if raw[j] == col), None)
+        same = next((j for j in range(i) if kinds[j] == kinds[i] and raw[j] == col), None)
         out.append(["=", same] if same is not None else _column(col, index))
     return out
 
@@ -254,6 +255,17 @@ class BlockWriter:
         self.ev_last = max(self.ev_last, t)
         self.raw_events.append(ev)
 
+    def add_events(self, evs: list[Any], get_t: Callable[[Any], int]) -> None:
+        """Events already in time order (see `add_event`)."""
+        if not evs:
+            return
+        first, last = get_t(evs[0]), get_t(evs[-1])
+        if not self.raw_events:
+            self.ev_first, self.ev_last = first, last
+        self.ev_first = min(self.ev_first, first)
+        self.ev_last = max(self.ev_last, last)
+        self.raw_events.extend(evs)
+
     def encode(self) -> tuple[bytes, bytes | None]:
         """(graph part, events part or None). The events part uses the graph part's
         table and adds only what the graph does not hold (paths, addresses...), so it can
@@ -300,8 +312,14 @@ class BlockWriter:
         groups: dict[tuple[str, ...], list[Any]] = {}
         shapes: dict[tuple[str, ...], int] = {}
         order = []
+        fields: dict[Any, tuple[str, ...]] = {}
         for ev in self.raw_events:
-            keys = _ev_fields(ev)
+            tp = type(ev)
+            keys = fields.get(tp) if tp is not dict else None
+            if keys is None:
+                keys = _ev_fields(ev)
+                if tp is not dict:
+                    fields[tp] = keys
             order.append(shapes.setdefault(keys, len(shapes)))
             groups.setdefault(keys, []).append(ev)
         out = []

@@ -38,7 +38,7 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ from spyderd.graph.codec import (
     block_times,
     digest,
     ev_get,
-    ev_time,
     loc_key,
     node_key,
 )
@@ -300,10 +299,11 @@ class Store:
         for n in bw.node_objs:
             if n.kind == "process":
                 keys.update(node_index_keys(n))
-        by_kind: dict[str, list] = {}
+        by_type: dict[Any, list] = {}
         for ev in bw.raw_events:
-            by_kind.setdefault(ev_get(ev, "kind"), []).append(ev)
-        for kind, evs in by_kind.items():
+            by_type.setdefault(type(ev) if type(ev) is not dict else ev["kind"], []).append(ev)
+        for evs in by_type.values():
+            kind = ev_get(evs[0], "kind")
             get = _dict_getter if type(evs[0]) is dict else attrgetter
             pids = set(map(get("pid"), evs)) - located
             keys.update(b"P" + U32.pack((p or 0) & 0xFFFFFFFF) for p in pids)
@@ -750,23 +750,28 @@ def build_blocks(nodes: list[Node], edges: list[Edge], events: list) -> list[Blo
     written in the batch (their shared strings are stored once), edges with their source
     node, the rest into the last block."""
     by_id = {n.id: n for n in nodes}
+    dicts = bool(events) and type(events[0]) is dict
+    get_t = itemgetter("time") if dicts else attrgetter("time")
+    get_p = _dict_getter("process_id") if dicts else attrgetter("process_id")
+    evs = sorted(events, key=get_t)
+    out: list[BlockWriter] = []
     placed: set[str] = set()
-    out = [BlockWriter()]
-    cur = out[0]
-    for ev in sorted(events, key=ev_time):
-        t = ev_time(ev)
-        if cur.events and (len(cur.events) >= MAX_BLOCK_EVENTS
-                           or t - cur.ev_first > BLOCK_SPAN_NS
-                           or len(cur.nodes) >= MAX_BLOCK_NODES):
-            cur = BlockWriter()
-            out.append(cur)
-        nid = ev_get(ev, "process_id", "")
-        if nid not in placed:
+    start = 0
+    while start < len(evs) or not out:
+        cur = BlockWriter()
+        out.append(cur)
+        chunk = evs[start:start + MAX_BLOCK_EVENTS]
+        if chunk:  # cut where the chunk would span too long
+            first = get_t(chunk[0])
+            if get_t(chunk[-1]) - first > BLOCK_SPAN_NS:
+                chunk = [e for e in chunk if get_t(e) - first <= BLOCK_SPAN_NS]
+        start += len(chunk)
+        for nid in dict.fromkeys(map(get_p, chunk)):
             n = by_id.get(nid)
-            if n is not None:
+            if n is not None and nid not in placed and len(cur.nodes) < MAX_BLOCK_NODES:
                 placed.add(nid)
                 cur.add_node(n)
-        cur.add_event(ev)
+        cur.add_events(chunk, get_t)
     for n in nodes:
         if n.id not in placed:
             if len(cur.nodes) >= MAX_BLOCK_NODES:

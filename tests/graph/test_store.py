@@ -284,3 +284,14 @@ def test_projection_of_days_the_size_limit_holds():
     assert p["bytes_per_day"] == 100 * 50 * 86400
     assert p["days"] == round((10 << 30) / (100 * 50 * 86400), 1)
     assert "days" not in projection(0, 0, 0, 10 << 30)
+
+
+def test_values_keep_their_types(tmp_path):
+    """A column of False next to a column of 0 stays False (they compare equal)."""
+    _, store = filled(tmp_path, 300)
+    for ev in store.events():
+        if ev["kind"] == "exec":
+            assert ev["args_truncated"] is False and ev["execveat"] is False
+            assert type(ev["gid"]) is int
+        if ev["kind"] == "fork":
+            assert ev["thread"] is False
