@@ -172,6 +172,24 @@ def _uncolumns(cols: list[Any], table: list[Any]) -> list[list[Any]]:
     return data
 
 
+def _row_at(cols: list[Any], k: int, table: list[Any]) -> list[Any]:
+    """Row `k` of a group's columns without decoding the columns."""
+    out: list[Any] = []
+    for c in cols:
+        tp = c[0]
+        if tp == "=":
+            out.append(out[c[1]])
+        elif tp == "c":
+            out.append(c[1])
+        elif tp in ("s", "a"):
+            out.append(table[c[1][k]])
+        elif tp == "d":
+            out.append(sum(c[1][:k + 1]))
+        else:
+            out.append(c[1][k])
+    return out
+
+
 def _uncolumn(c: list[Any], table: list[Any]) -> list[Any]:
     tp, data = c[0], c[1]
     if tp == "c":
@@ -351,13 +369,13 @@ def _copy(v: Any) -> Any:
 class Block:
     """A decoded block: nodes, edges and (given its events part) events, on demand."""
 
-    __slots__ = ("_edges", "_ids", "_rows", "body", "ev_raw", "table")
+    __slots__ = ("_edges", "_ids", "_pos", "body", "ev_raw", "table")
 
     def __init__(self, raw: bytes, ev_raw: bytes | None = None) -> None:
         self.body = decode_block(raw)
         self.table = self.body["t"]
         self.ev_raw = ev_raw
-        self._rows: list[tuple[list[str], tuple]] | None = None
+        self._pos: list[tuple[int, int]] | None = None
         self._ids: dict[str, int] | None = None
         self._edges: list[Edge] | None = None
 
@@ -373,36 +391,39 @@ class Block:
         """The same graph part with an events part (decoded tables are shared)."""
         b = Block.__new__(Block)
         b.body, b.table, b.ev_raw = self.body, self.table, ev_raw
-        b._rows, b._ids, b._edges = self._rows, self._ids, self._edges
+        b._pos, b._ids, b._edges = self._pos, self._ids, self._edges
         return b
 
-    def _node_tuples(self) -> list[tuple[str, tuple]]:
-        """(kind, (start, id, end, pid, ppid, uid, parent, via, attrs...)) per row, and the
-        attribute names per group (values shared: copied when a Node is made)."""
-        if self._rows is None:
-            groups = []
-            for keys, cols in self.body["n"]["s"]:
-                groups.append((keys, list(zip(*_uncolumns(cols, self.table)))))
-            pos = [0] * len(groups)
-            rows = []
+    def _where(self) -> list[tuple[int, int]]:
+        """(group, position in group) of every row, from the group order column."""
+        if self._pos is None:
+            seen: dict[int, int] = {}
+            out = []
             for g in self.body["n"]["g"]:
-                keys, vals = groups[g]
-                rows.append((keys, vals[pos[g]]))
-                pos[g] += 1
-            self._rows = rows
-        return self._rows
+                k = seen.get(g, 0)
+                out.append((g, k))
+                seen[g] = k + 1
+            self._pos = out
+        return self._pos
 
     def ids(self) -> dict[str, int]:
-        """node id -> row."""
+        """node id -> row; decodes only the id columns."""
         if self._ids is None:
-            self._ids = {v[1]: i for i, (_, v) in enumerate(self._node_tuples())}
+            groups = self.body["n"]["s"]
+            cols = [_uncolumns(cols[:2], self.table)[1] for _, cols in groups]
+            self._ids = {cols[g][k]: i for i, (g, k) in enumerate(self._where())}
         return self._ids
 
     def starts(self) -> list[int]:
-        return [v[0] for _, v in self._node_tuples()]
+        groups = self.body["n"]["s"]
+        cols = [_uncolumns(cols[:1], self.table)[0] for _, cols in groups]
+        return [cols[g][k] for g, k in self._where()]
 
     def node(self, i: int) -> Node:
-        keys, v = self._node_tuples()[i]
+        """One row, decoded alone (a trace reads a few nodes of many blocks)."""
+        g, k = self._where()[i]
+        keys, cols = self.body["n"]["s"][g]
+        v = _row_at(cols, k, self.table)
         start, end = v[0], v[2]
         return Node(id=v[1], kind=keys[0], start=start, end=start + end - 1 if end else 0,
                     pid=v[3], ppid=v[4], uid=v[5], parent=v[6], via=v[7],

@@ -64,8 +64,8 @@ DBS = ("meta", "blocks", "evblocks", "btime", "ntime", "ids", "live", "eidx", "x
 U64 = struct.Struct(">Q")
 U32 = struct.Struct(">I")
 BLOCK_SPAN_NS = 120 * 1_000_000_000  # the events of one block never span more than this
-MAX_BLOCK_EVENTS = 2048
-MAX_BLOCK_NODES = 1024
+MAX_BLOCK_EVENTS = 1024
+MAX_BLOCK_NODES = 256  # one node lookup decodes its block: keep them small
 BLOCK_CACHE = 64
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # Edges a node can name itself: the destination knows its parent/owner, so an in-edge
