@@ -80,8 +80,11 @@ class Loop:
         """Retention, one bounded chunk at a time (more chunks while behind)."""
         if now < getattr(self, "_next_prune", 0.0):
             return
-        policy = Policy(max_age_s=self.cfg.get("store.retention_days") * 86400,
-                        max_bytes=self.cfg.get("store.max_size_mb") << 20)
+        c = self.cfg.get
+        policy = Policy(max_age_s=c("store.retention_days") * 86400,
+                        max_bytes=c("store.max_size_mb") << 20,
+                        events_age_s=c("store.events_retention_days") * 86400 or None,
+                        findings_age_s=c("store.findings_retention_days") * 86400 or None)
         res = self.store.maintain(lambda store: prune(store, policy))
         if res is None:  # the store is degraded: no retention until it writes again
             self._next_prune = now + 30.0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spyderd import __version__
+from spyderd.graph.retention import projection
 
 if TYPE_CHECKING:  # for annotations only: wiring imports this module
     from spyderd.daemon.wiring import Daemon
@@ -33,6 +34,16 @@ def trace_status(d: Daemon) -> dict:
         out["scope"] = d.scope.status()
     return out
 
+def _event_rate(d: Daemon, now: float, window: float = 600.0) -> float:
+    """Events per second over about the last `window` seconds (status refreshes)."""
+    samples = d.__dict__.setdefault("_rate_samples", [])
+    samples.append((now, d.counters.get("events", 0)))
+    while len(samples) > 2 and now - samples[1][0] >= window:
+        samples.pop(0)
+    t0, n0 = samples[0]
+    return (samples[-1][1] - n0) / (now - t0) if now > t0 else 0.0
+
+
 def store_status(d: Daemon) -> dict:
     """Store size and age (oldest event kept); refreshed every 10 s, it reads a block."""
     now = time.monotonic()
@@ -45,8 +56,9 @@ def store_status(d: Daemon) -> dict:
         st.update(bytes=stats["bytes"], used_bytes=stats["used_bytes"],
                   events=stats["event_count"], nodes=stats["nodes"],
                   findings=stats["findings"], traces=stats["traces"])
-        first = next(iter(d.store.events(0)), None)
-        st["oldest"] = first["time"] if first else 0
+        st["oldest"] = d.store.oldest_event_time()
+        st["projection"] = projection(stats["used_bytes"], stats["event_count"],
+                                      _event_rate(d, now), d.cfg.get("store.max_size_mb") << 20)
     except Exception as exc:  # noqa: BLE001 - status must not break the loop
         st["error"] = str(exc)
     if getattr(d, "store_moved", None) is not None:

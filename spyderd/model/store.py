@@ -31,7 +31,10 @@ class Store(Protocol):
 
     def traces(self) -> Iterator[dict]: ...
 
-    def events(self, since_ns: int = 0, until_ns: int | None = None) -> Iterator[dict]: ...
+    def events(self, since_ns: int = 0, until_ns: int | None = None, *,
+               pid: int | None = None, path: str | None = None,
+               remote_ip: str | None = None, uid: int | None = None,
+               container_id: str | None = None) -> Iterator[dict]: ...
 
     def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
                     findings: list[Finding], traces: dict[str, dict],

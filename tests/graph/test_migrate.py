@@ -37,7 +37,8 @@ def _v2_store(tmp_path) -> dict:
         """The graph of that version handed events over as dicts."""
 
         def write_batch(self, nodes, edges, events, findings, traces, extra=None):
-            super().write_batch(nodes, edges, [event_to_dict(e) for e in events], findings,
+            super().write_batch(nodes, edges, [e if type(e) is dict else event_to_dict(e)
+                                               for e in events], findings,
                                 traces)
 
     old = V2Store(tmp_path)
