@@ -114,7 +114,7 @@ TECHNIQUES: tuple[Technique, ...] = (
       """ENC=$(printf 'id >/dev/null; uname >/dev/null' | base64 -w0)
 bash -c "echo $ENC | base64 -d | bash"
 """,
-      ("Encoded command decoded into a shell",),
+      ("Encoded command decoded into a shell", "Decoded data piped into a shell"),
       benign="bash -c 'printf aGVsbG8K | base64 -d > /dev/null'\n"),
     T("T1059.006", "Python pty shell one-liner", EXECUTION,
       "T1059.006 Python: spawn a shell through pty",
@@ -152,7 +152,7 @@ $W/agent
 serve $W/srv
 bash -c "curl -s http://127.0.0.1:$PORT/install.sh | bash"
 """,
-      ("Downloader piped into a shell",),
+      ("Downloader piped into a shell", "Download piped into a shell"),
       benign="""mkdir -p $W/srv && printf 'id\\n' > $W/srv/install.sh
 serve $W/srv
 bash -c "curl -s -o $W/install.sh http://127.0.0.1:$PORT/install.sh"
@@ -311,7 +311,7 @@ chmod 4755 $W/suid
     T("T1548.001", "File capability granted with setcap", PRIVESC,
       "T1548.001 #9 Provide the SetUID capability to a file",
       "cp /bin/true $W/capbin\nsetcap cap_setuid+ep $W/capbin\n",
-      ("File capability set",),
+      ("File capability set", "File capability attribute written"),
       benign="cp /bin/true $W/capbin; getcap $W/capbin\n"),
     T("T1548.003", "Sudoers drop-in granting NOPASSWD", PRIVESC,
       "T1548.003 Sudo and Sudo Caching (sudoers modification)",
@@ -361,7 +361,7 @@ rm -f /var/log/atomic-$TAG.log
 touch -t 200001010000 $W/planted
 touch -r /etc/hostname $W/planted
 """,
-      ("File timestamps set by hand",),
+      ("File timestamps set by hand", "File timestamps set explicitly"),
       benign="touch $W/fresh\n"),
     T("T1222.002", "Immutable attribute toggled", EVASION,
       "T1222.002 #8 chattr -i on a file",
@@ -369,7 +369,8 @@ touch -r /etc/hostname $W/planted
 chattr +i $D/locked 2>/dev/null; chattr -i $D/locked 2>/dev/null
 rm -rf $D
 """,
-      ("Immutable or append-only attribute changed",),
+      ("Immutable or append-only attribute changed",
+       "Immutable or append-only flag set on a file"),
       benign="touch $W/f; lsattr $W/f > /dev/null 2>&1 || true\n"),
     T("T1562.012", "Audit watch removed with auditctl", EVASION,
       "T1562.012 Disable or Modify Linux Audit System (auditctl)",
@@ -437,7 +438,7 @@ $W/.hidden/.payload
     T("T1003.008", "Password hashes dumped", CREDS,
       "T1003.008 #1 Access /etc/shadow (Local), #2 Access /etc/passwd and /etc/shadow",
       "cat /etc/shadow > /dev/null\ncp /etc/shadow $W/hashes\n",
-      ("Password hashes read by a command",),
+      ("Password hashes read by a command", "Shadow file read by a non-system program"),
       benign="cat /etc/passwd > /dev/null\n"),
     T("T1552.001", "Files searched for passwords", CREDS,
       "T1552.001 #3 Extract passwords with grep",
@@ -475,7 +476,7 @@ grep -i pass $W/.bash_history > /dev/null
     T("T1040", "Packet capture on loopback", CREDS,
       "T1040 #1 Packet Capture Linux using tshark or tcpdump",
       "timeout 2 tcpdump -i lo -c 1 -w /dev/null > /dev/null 2>&1 || true\n",
-      ("Packet capture started",),
+      ("Packet capture started", "Raw or packet socket opened"),
       benign="ip link show lo > /dev/null\n"),
     T("T1003.008", "Shadow read refused for an unprivileged user", CREDS,
       "T1003.008 #1 Access /etc/shadow (Local), as nobody",
@@ -661,6 +662,52 @@ echo "127.0.0.2 update.atomic-$TAG.test" >> /etc/hosts
       ("Hosts file changed",),
       cleanup='sed -i "/atomic-$TAG/d" /etc/hosts\n',
       benign="cat /etc/hosts > /dev/null; getent hosts localhost > /dev/null\n"),
+    # -- seen through issue 11's capture (stdio, pipes, env, scripts, xattrs, signals) ----
+    T("T1059.004", "Script run from /tmp", EXECUTION,
+      "T1059.004 #1 Create and Execute Bash Shell Script (from /tmp)",
+      "printf 'true\\n' > $W/stage.sh\nbash $W/stage.sh\n",
+      ("Script run from a temporary directory",),
+      benign="printf 'true\\n' > $S/ok.sh\nbash $S/ok.sh\n"),
+    T("T1059.004", "Shell reading a TCP socket", EXECUTION,
+      "T1059.004 Unix shell: shell with its input redirected from /dev/tcp",
+      """listen_sink
+bash -c "sh -c 'exit 0' 0<>/dev/tcp/127.0.0.1/$SINK"
+""",
+      ("Shell reading commands from a network socket",),
+      benign="sh -c 'exit 0' < /dev/null\n"),
+    T("T1059.006", "Python reverse shell with dup2", EXECUTION,
+      "T1059.006 Python: socket duplicated onto stdin/stdout/stderr",
+      """listen_sink
+python3 -c "import socket,os;s=socket.create_connection(('127.0.0.1',$SINK));[os.dup2(s.fileno(),f) for f in (0,1,2)];os.system('true')"
+""",
+      ("Network socket duplicated onto standard streams",),
+      benign="python3 -c \"import os;f=open('/dev/null','w');os.dup2(f.fileno(),1)\"\n"),
+    T("T1105", "curl output piped into bash", C2,
+      "T1105 / T1059.004: curl | bash seen from the pipe",
+      """mkdir -p $W/srv && printf 'id > /dev/null\\n' > $W/srv/get.sh
+serve $W/srv
+curl -s http://127.0.0.1:$PORT/get.sh | bash
+""",
+      ("Download piped into a shell",),
+      benign="""mkdir -p $W/srv && printf 'id\\n' > $W/srv/get.sh
+serve $W/srv
+curl -s http://127.0.0.1:$PORT/get.sh | grep -c id > /dev/null
+"""),
+    T("T1574.006", "Library preloaded with LD_PRELOAD", PERSISTENCE,
+      "T1574.006 #2 Shared Library Injection via LD_PRELOAD",
+      "LD_PRELOAD=/nonexistent/libatomic.so /bin/true 2>/dev/null\n",
+      ("Library preloaded through the environment",),
+      benign="LD_LIBRARY_PATH=/usr/lib /bin/true\n"),
+    T("T1562.003", "Shell started with HISTFILE=/dev/null", EVASION,
+      "T1562.003 #1 Disable history collection (HISTFILE)",
+      "HISTFILE=/dev/null bash -c true\n",
+      ("Shell started with history turned off",),
+      benign="HISTFILE=/root/.bash_history bash -c true\n"),
+    T("T1562.001", "Signal sent to spyderd", EVASION,
+      "T1562.001 Impair Defenses: signal the security agent",
+      "kill -CONT $SPYDERD_PID\n",
+      ("Signal aimed at spyderd",),
+      benign="sleep 3 & V=$!; bg $V; kill -CONT $V\n"),
 )
 
 # Rules tested only with recorded events: triggering them would damage the test machine.

@@ -75,6 +75,7 @@ def attack_daemon(journald):
 @pytest.fixture(scope="module")
 def ran(attack_daemon: Spyderd):
     daemon = attack_daemon
+    pid = daemon.proc.pid if daemon.proc else 0
     tag = uuid.uuid4().hex[:8]
     scripts_dir = Path(tempfile.mkdtemp(prefix="atk-", dir="/var/lib"))
     scripts: dict[str, Path] = {}
@@ -82,9 +83,9 @@ def ran(attack_daemon: Spyderd):
     try:
         for i, t in enumerate(TECHNIQUES):  # look-alikes first: their events precede the
             if t.benign:                    # findings waited on
-                _prepare(t, i, "benign", t.benign, scripts_dir, tag, scripts, results)
+                _prepare(t, i, "benign", t.benign, scripts_dir, tag, scripts, results, pid)
         for i, t in enumerate(TECHNIQUES):
-            _prepare(t, i, "attack", t.script, scripts_dir, tag, scripts, results)
+            _prepare(t, i, "attack", t.script, scripts_dir, tag, scripts, results, pid)
         yield Ran(daemon, tag, scripts, results)
         (REPO / "docs/detections.md").write_text(render_doc(), encoding="utf-8")
     finally:
@@ -92,12 +93,12 @@ def ran(attack_daemon: Spyderd):
 
 
 def _prepare(t: Technique, index: int, role: str, body: str, scripts_dir: Path, tag: str,
-             scripts: dict, results: dict) -> None:  # fmt: skip
+             scripts: dict, results: dict, daemon_pid: int) -> None:  # fmt: skip
     """Write and run one script (then the technique's cleanup, for an attack)."""
     key = f"{role}:{t.slug}"
     state = scripts_dir / f"{index:02d}.{role}.state"
     state.mkdir()
-    env = dict(os.environ, TAG=tag, S=str(state))
+    env = dict(os.environ, TAG=tag, S=str(state), SPYDERD_PID=str(daemon_pid))
     path = _script(scripts_dir, tag, f"{role[0]}{index:02d}", body)
     scripts[key] = path
     results[key] = _run(path, env)
