@@ -150,7 +150,10 @@ class Stitcher:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await nc.close()
+        try:
+            await asyncio.wait_for(nc.close(), 5)
+        except TimeoutError:
+            log.warning("the broker connection did not close within 5 s")
         if self.store is not None:
             self.store.close()
 
@@ -284,8 +287,13 @@ def main(argv: list[str] | None = None) -> int:
 
     async def go() -> None:
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:  # stop cleanly; a stop that hangs must not outlive 15 s
+            st.stop()
+            loop.call_later(15, os._exit, 1)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, st.stop)
+            loop.add_signal_handler(sig, on_signal)
         await st.run()
 
     asyncio.run(go())
