@@ -47,7 +47,7 @@ def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:
     except OSError:
         pass
     try:
-        with open(f"{base}/status") as f:
+        with open(f"{base}/status", errors="backslashreplace") as f:  # Name: is the comm
             for line in f:
                 if line.startswith("Uid:"):
                     info.uid = int(line.split()[1])
@@ -57,7 +57,7 @@ def read_proc(pid: int, root: str = "/proc") -> ProcInfo | None:
     except OSError:
         pass
     try:
-        with open(f"{base}/cgroup") as f:
+        with open(f"{base}/cgroup", errors="backslashreplace") as f:
             info.cgroup = f.read()
     except OSError:
         pass

@@ -34,8 +34,10 @@ def test_gap_after_clean_and_unclean_stop():
     service.mark_alive(m, 130.0)
     gap = service.report_gap(m, 142.5)  # no mark_stopped: crashed after 130
     assert gap and not gap.clean and gap.seconds == 12.5
-    assert m[service.META_LAST_GAP] == {"from": 130.0, "to": 142.5, "seconds": 12.5,
-                                        "clean": False}
+    last = m[service.META_LAST_GAP]
+    assert {k: last[k] for k in ("from", "to", "seconds", "clean")} == {
+        "from": 130.0, "to": 142.5, "seconds": 12.5, "clean": False}
+    assert not last.get("sender")  # nobody was seen signalling the daemon
     service.mark_running(m, 143.0)
     service.mark_stopped(m, 150.0)
     gap = service.report_gap(m, 151.0)
