@@ -50,6 +50,9 @@ def daemon(tmp_path_factory, journald):
     base = tmp_path_factory.mktemp("spyderd-traces")
     (base / "suppress.d").mkdir()
     (base / "suppress.d" / "test.yaml").write_text(SUPPRESS)
+    # the maintenance wrapper exists before spyderd starts: a copy written while it runs
+    # would be "a downloaded file executed", a finding of its own that opens the trace
+    shutil.copy2("/usr/bin/env", base / "spyder-quiet-env")
     cfg = write_config(base, settle=1.0, trace_threshold=THRESHOLD, trace_settle=SETTLE,
                        trace_idle=IDLE, fold_window=60.0, suppressions=[str(base / "suppress.d")],
                        jsonl=str(base / "findings.jsonl"))
@@ -472,8 +475,7 @@ def test_suppression_zeroes_the_trace(daemon, tmp_path):
     """The wrapper and what it runs are suppressed; the wrapper's finding is the trace's first,
     so the trace scores zero, while later findings of the same trace are still sent."""
     tag = uuid.uuid4().hex[:6]
-    quiet = tmp_path / "spyder-quiet-env"
-    shutil.copy2("/usr/bin/env", quiet)
+    quiet = daemon.config.parent / "spyder-quiet-env"
     tool = Path(f"/tmp/spyder-sup-{tag}")
     shutil.copy2("/usr/bin/true", tool)
     tool.chmod(0o644)
@@ -499,7 +501,8 @@ def test_suppression_zeroes_the_trace(daemon, tmp_path):
     assert marker["suppressed"] == "quiet maintenance" and not tool_run["suppressed"]
     time.sleep(SETTLE + 2)
     (tr,) = [t for t in daemon.json_lines("traces") if t["id"] == tid]
-    assert (tr["score"], tr["suppressed"], tr["root_pid"]) == (0, "quiet maintenance", runner)
+    assert (tr["score"], tr["suppressed"], tr["root_pid"]) == (0, "quiet maintenance", runner), [
+        (f["rule"], f["suppressed"]) for f in daemon.findings() if f["trace_id"] == tid]
     assert daemon.entries(SPYDER_KIND="trace", SPYDER_TRACE_ID=tid) == []
     sent = {e["SPYDER_FINDING_ID"] for e in daemon.entries(SPYDER_TRACE_ID=tid,
                                                            SPYDER_KIND="finding")}
