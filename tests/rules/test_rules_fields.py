@@ -3,6 +3,8 @@ enrichment attributes, literals (0o modes, durations), and the W303 kind check."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ from spyderd.model import (
 )
 from spyderd.rules import FIELDS, compile_condition, load_rules
 from spyderd.rules.docs import render_falco
-from spyderd.rules.fields import HOST_NS, markdown
+from spyderd.rules.fields import HOST_NS
 
 S = 1_000_000_000
 NODE = proc("n", "/usr/bin/python3", pid=7, args=["python3", "x.py"])
@@ -143,9 +145,14 @@ def test_field_for_another_event_kind_warns(tmp_path: Path) -> None:
 
 
 def test_catalogue_documents_every_field_in_docs() -> None:
-    table = markdown()
+    # a fresh interpreter: compiling rules registers dynamic fields (process.env.NAME, ...)
+    # in this process's FIELDS, which the shipped catalogue rightly does not list
+    table = subprocess.run([sys.executable, "-c", ("from spyderd.rules.fields import markdown;"
+                            "print(markdown(), end='')")], capture_output=True, text=True,
+                           check=True, cwd=Path(__file__).resolve().parents[2]).stdout
     for name in FIELDS:
-        assert f"`{name}`" in table
+        if not name.startswith("process.env."):
+            assert f"`{name}`" in table
     docs = (Path(__file__).resolve().parents[2] / "docs/rules.md").read_text()
     assert table in docs, "docs/rules.md is stale: regenerate with python -m spyderd.rules.docs"
 
