@@ -81,6 +81,10 @@ class Probe:
     # decoders need in `decode_context.state[probe name]`.
     # ConfigError propagates (bad setting); any other exception marks the probe failed.
     setup: Callable[[Loaded, dict[str, Any], DecodeContext], None] | None = None
+    # Probes attach in (rank, name) order. Programs on one tracepoint run in attach order,
+    # so rank 0 (the process probe) records an exec before any other probe's record about
+    # that exec (files: download then run) and the graph has the new image when it comes.
+    rank: int = 1
 
     @property
     def object(self) -> str:
@@ -112,7 +116,7 @@ def probes() -> list[Probe]:
     """Every registered probe: each module of `spyderd.capture.probes` registers itself."""
     for mod in pkgutil.iter_modules(probe_package.__path__):
         importlib.import_module(f"spyderd.capture.probes.{mod.name}")
-    return sorted(_REGISTRY.values(), key=lambda p: p.name)
+    return sorted(_REGISTRY.values(), key=lambda p: (p.rank, p.name))
 
 
 def kind_names() -> dict[int, str]:

@@ -130,6 +130,7 @@ def selftest() -> None:
 register(Probe(
     name="process",
     source="process.bpf.c",
+    rank=0,  # attached first: its exec record precedes other probes' records of the exec
     attach=(
         AttachPoint("raw_tracepoint", "sched:sched_process_fork"),
         AttachPoint("raw_tracepoint", "sched:sched_process_exec"),
