@@ -72,6 +72,10 @@ class Graph:
         self._children: dict[str, list[str]] = {}
         self._conns: dict[str, list[str]] = {}  # process id -> its connection node ids
         self._peer: dict[str, str] = {}  # connection id -> the other end's connection id
+        # Nodes whose _children/_conns lists lost the ids of evicted nodes (the store has
+        # them), and how many ids were linked since those lists were last pruned.
+        self._spilled: set[str] = set()
+        self._linked = 0
         self._pending_peer: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
         # pipe inode -> ([writer image ids], [reader image ids]) from fds 0-2 at exec
         self._pipes: OrderedDict[int, tuple[list[str], list[str]]] = OrderedDict()
@@ -95,8 +99,10 @@ class Graph:
         self._edges.append(Edge(src, dst, kind, t))
         if kind in ("spawned", "exec"):
             self._children.setdefault(src, []).append(dst)
+            self._linked += 1
         elif kind in ("connect", "accept"):
             self._conns.setdefault(src, []).append(dst)
+            self._linked += 1
         elif kind == "peer":
             self._peer[src] = dst
 
@@ -120,12 +126,20 @@ class Graph:
 
     def children(self, node: Node) -> list[Node]:
         """Images spawned by or exec'd from `node`, oldest first."""
-        ids = self._children.get(node.id)
-        if ids is None and self.store is not None and node.id not in self.nodes:
-            ids = [e.dst for e in self.store.edges(node.id, "out") if e.kind in ("spawned",
-                                                                                   "exec")]
-        out = [n for n in (self.get(i) for i in ids or ()) if n is not None]
+        ids = self._linked_ids(self._children, node, ("spawned", "exec"))
+        out = [n for n in (self.get(i) for i in ids) if n is not None]
         return sorted(out, key=lambda n: n.start)
+
+    def _linked_ids(self, index: dict[str, list[str]], node: Node,
+                    kinds: tuple[str, ...]) -> list[str]:
+        """Ids `index` holds for `node`, plus, for a node gone from memory or whose list
+        was pruned (`_prune_indexes`), those only the store still has."""
+        ids = index.get(node.id) or []
+        if self.store is None or not (node.id in self._spilled or node.id not in self.nodes):
+            return ids
+        stored = [e.dst for e in self.store.edges(node.id, "out") if e.kind in kinds]
+        seen = set(stored)
+        return stored + [i for i in ids if i not in seen]
 
     def descendants(self, node: Node, within_ns: int | None = None,
                     limit: int = walks.MAX_DESCENDANTS) -> Iterator[Node]:
@@ -141,13 +155,22 @@ class Graph:
 
     def connections(self, node: Node) -> list[Node]:
         """Connection nodes of a process image (outbound and accepted)."""
-        return [n for n in (self.get(i) for i in self._conns.get(node.id, ())) if n]
+        ids = self._linked_ids(self._conns, node, ("connect", "accept"))
+        return [n for n in (self.get(i) for i in ids) if n]
+
+    def _peer_of(self, cid: str) -> str:
+        """The other end of a local connection (from the store once `cid` left memory)."""
+        other = self._peer.get(cid)
+        if other is None and self.store is not None and cid not in self.nodes:
+            other = next((e.dst for e in self.store.edges(cid, "out") if e.kind == "peer"),
+                         None)
+        return other or ""
 
     def peers(self, node: Node) -> list[Node]:
         """Processes at the other end of the image's local TCP connections."""
         out: list[Node] = []
-        for cid in self._conns.get(node.id, ()):
-            other = self.get(self._peer.get(cid, ""))
+        for cid in self._linked_ids(self._conns, node, ("connect", "accept")):
+            other = self.get(self._peer_of(cid))
             proc = self.get(other.attrs.get("process_id", "")) if other else None
             if proc is not None and proc not in out:
                 out.append(proc)
@@ -541,9 +564,34 @@ class Graph:
             if nid not in keep:
                 del self.nodes[nid]
                 self._children.pop(nid, None)
+                self._spilled.discard(nid)
                 for cid in self._conns.pop(nid, ()):
                     self._peer.pop(cid, None)
                 excess -= 1
+        if self._linked > self.max_recent:
+            self._prune_indexes()
+
+    def _prune_indexes(self) -> None:
+        """Drop evicted ids from the child and connection lists of nodes still in memory.
+
+        A long-lived process (a server, a job runner) links every child and connection it
+        ever made; without this its lists, and the peer entries of its connections, grow
+        for as long as it lives. Pruned lists are completed from the store when read.
+        Runs once per `max_recent` new links, so its cost per link stays constant.
+        """
+        nodes = self.nodes
+        for index in (self._children, self._conns):
+            for nid, ids in index.items():
+                kept = [i for i in ids if i in nodes]
+                if len(kept) == len(ids):
+                    continue
+                if index is self._conns:
+                    for cid in ids:
+                        if cid not in nodes:
+                            self._peer.pop(cid, None)
+                index[nid] = kept
+                self._spilled.add(nid)
+        self._linked = 0
 
 
 def exec_extras(ev: ExecEvent) -> dict:

@@ -118,3 +118,37 @@ def test_apply_leaves_events_unchanged_and_stores_the_image(tmp_path):
     g.flush()
     stored = list(store.events(0))
     assert [e["process_id"] for e in stored[-3:]] == [n.id for n in nodes]
+
+
+def test_long_lived_process_indexes_stay_bounded_and_complete(tmp_path):
+    """A server or job runner that lives for months links every child and connection it
+    makes: the in-memory lists must not grow with them (they did, without bound), and its
+    children, connections and peers must still all be found (memory, then the store)."""
+    store = Store(tmp_path)
+    g = Graph(store, BOOT, boot_wall_ns=1_700_000_000 * S, max_recent=200)
+    g.load_snapshot([ProcInfo(pid=1, ppid=0, start_ns=0, comm="init", exe="/sbin/init",
+                              args=["/sbin/init"])])
+    runner = exec_(g, S, 50, "/usr/bin/python3", "runner", start=S)
+    server = exec_(g, S, 60, "/usr/bin/python3", "server", start=S)
+    kids = []
+    for i in range(2000):
+        t = (10 + i) * S
+        pid = 1000 + i
+        kids.append(fork(g, t, pid, 50).id)
+        g.apply(ExitEvent(time=t + 1, ktime=t + 1, pid=pid))
+        port = 20000 + i
+        g.apply(ConnectEvent(time=t + 2, ktime=t + 2, pid=50, family=2, local_ip="127.0.0.1",
+                             local_port=port, remote_ip="127.0.0.1", remote_port=80))
+        g.apply(AcceptEvent(time=t + 3, ktime=t + 3, pid=60, family=2, local_ip="127.0.0.1",
+                            local_port=80, remote_ip="127.0.0.1", remote_port=port))
+        if i % 50 == 49:
+            g.flush()
+    g.flush()
+    held = (sum(map(len, g._children.values())) + sum(map(len, g._conns.values()))
+            + len(g._peer))
+    assert held <= 3 * g.max_recent, held
+    assert len(g.nodes) <= g.max_recent
+    assert [c.id for c in g.children(runner)] == kids
+    assert len(g.connections(runner)) == len(g.connections(server)) == 2000
+    assert [p.id for p in g.peers(runner)] == [server.id]
+    assert [p.id for p in g.peers(server)] == [runner.id]
