@@ -1,15 +1,19 @@
 """Storm benchmark: the cost of tracing for exec, loopback connect and open storms, with
 spyderd and with auditd, side by side in one run.
 
-    PYTHONPATH=. python bench/bench_storms.py [--scale 1.0] [--repeat 3] [--no-auditd]
+    PYTHONPATH=. python bench/bench_storms.py [--scale 1.0] [--rounds 3] [--repeat 2]
+        [--no-auditd] [--bcc] [--capture-only] [--json FILE]
 
 Each storm runs in a worker process of its own (timed inside the worker, start-up
-excluded) in three modes, in this order: no tracing, spyderd (started here on temporary
-directories with the shipped config and rule pack), auditd (started here with `-b 8192`,
-its own config directory and log, and rules equivalent to what spyderd records: execve,
-connect, writes under /etc; nothing for the unwatched reads), then no tracing again. The
-baseline is the faster of both baseline passes; each figure is the fastest of --repeat runs
-(the run least disturbed by anything else on the machine). For spyderd it reports events lost (ring
+excluded) in these modes, in this order: no tracing, spyderd (started here on temporary
+directories with the shipped config and rule pack), optionally spyderd on the bcc loader
+and spyderd's probes alone, auditd (started here with `-b 8192`, its own config directory
+and log, and rules equivalent to what spyderd records: execve, connect, writes under /etc;
+nothing for the unwatched reads). `--rounds N` repeats that pass N times (a fresh daemon
+each round), then runs the storms without tracing once more, so the modes alternate and a
+change of load on a shared machine hits all of them. Each figure is the fastest of all its
+runs (the run least disturbed by anything else on the machine); the load average is
+printed per round. For spyderd it reports events lost (ring
 buffer losses and decode errors, from `spyderctl status -o json`) and spyderd's CPU seconds
 per 10,000 events (utime+stime from /proc/PID/stat, measured until the daemon has drained
 the storm). For auditd it reports the kernel's `lost` counter (`auditctl -s`).
@@ -402,9 +406,12 @@ def report(sizes, base, spy, spy_extra, aud, aud_extra) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every storm size")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=5, help="runs per storm and mode per round")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="passes over all modes, alternating (no tracing, spyderd, ..., "
+                         "auditd; no tracing again at the end)")
     ap.add_argument("--no-auditd", action="store_true")
     ap.add_argument("--no-spyderd", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -470,45 +477,90 @@ def run_spyderd(args, sizes, base: Path, unwatched: Path, loader: str
     return out, extra
 
 
-def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
-    print(f"storm sizes: {sizes}, {args.repeat} runs each (fastest counts)", flush=True)
-    others = other_tracers()
-    if others:
-        print(f"WARNING: other tracers run during this benchmark ({', '.join(others)}): "
-              "every mode, the baseline included, pays for their probes", flush=True)
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def one_round(args, sizes, base: Path, unwatched: Path,
+              runs: dict[str, list[tuple[dict[str, float], dict]]]) -> None:
+    """One pass over every mode (no tracing, spyderd, bcc, probes only, auditd): rounds
+    alternate the modes, so a change of load hits each of them alike."""
+    base.mkdir()
     print("  no tracing:", flush=True)
-    base1 = measure(sizes, args.repeat, unwatched)
-    spy, spy_extra = {}, {}
+    runs.setdefault("base", []).append((measure(sizes, args.repeat, unwatched), {}))
     if not args.no_spyderd:
-        spy, spy_extra = run_spyderd(args, sizes, base_dir / "spyderd", unwatched, "")
-    bcc, bcc_extra = {}, {}
+        runs.setdefault("spyderd", []).append(
+            run_spyderd(args, sizes, base / "spyderd", unwatched, ""))
     if args.bcc:
-        bcc, bcc_extra = run_spyderd(args, sizes, base_dir / "spyderd-bcc", unwatched, "bcc")
-    cap = {}
+        runs.setdefault("bcc", []).append(
+            run_spyderd(args, sizes, base / "spyderd-bcc", unwatched, "bcc"))
     if args.capture_only:
-        c = CaptureOnly(base_dir)
+        c = CaptureOnly(base)
         c.start()
         print("  probes and decoders only (no graph, store, rules):", flush=True)
         try:
-            cap = measure(sizes, args.repeat, unwatched)
+            runs.setdefault("capture", []).append((measure(sizes, args.repeat, unwatched), {}))
         finally:
             c.stop()
-    aud, aud_extra = {}, {}
     if not args.no_auditd:
-        a = Auditd(base_dir)
+        a, extra = Auditd(base), {}
         try:
             a.start()
             print(f"  auditd (pid {a.proc.pid}, -b 8192, rules: "
                   f"{'; '.join(' '.join(r) for r in AUDIT_RULES)}):", flush=True)
-            aud = measure(sizes, args.repeat, unwatched,
-                          lambda name: AuditWindow(a, aud_extra, name))
+            runs.setdefault("auditd", []).append((measure(
+                sizes, args.repeat, unwatched, lambda name: AuditWindow(a, extra, name)),
+                extra))
         except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as exc:
             print(f"  auditd skipped: {exc}", flush=True)
         finally:
             a.stop()
-    print("  no tracing again:", flush=True)
-    base2 = measure(sizes, args.repeat, unwatched)
-    base = {k: min(base1[k], base2[k]) for k in sizes}
+
+
+def fastest(mode_runs: list[tuple[dict[str, float], dict]]) -> tuple[dict[str, float], dict]:
+    """Per storm, the fastest time over the rounds; events, losses and CPU added up."""
+    if not mode_runs:
+        return {}, {}
+    times = {k: min(r[0][k] for r in mode_runs) for k in mode_runs[0][0]}
+    extra: dict = {}
+    for _, ex in mode_runs:
+        for name, w in ex.items():
+            tot = extra.setdefault(name, {"events": 0, "lost": 0, "lost_kinds": {},
+                                          "cpu_s": 0.0})
+            for k in ("events", "lost", "cpu_s"):
+                tot[k] += w.get(k) or 0
+            for k, v in (w.get("lost_kinds") or {}).items():
+                tot["lost_kinds"][k] = tot["lost_kinds"].get(k, 0) + v
+    for tot in extra.values():
+        tot["cpu_s"] = round(tot["cpu_s"], 3)
+        tot["cpu_per_10k"] = (round(tot["cpu_s"] / tot["events"] * 1e4, 3)
+                              if tot["events"] else None)
+    return times, extra
+
+
+def run(args, sizes, base_dir: Path, unwatched: Path) -> int:
+    print(f"storm sizes: {sizes}, {args.rounds} rounds of {args.repeat} runs each "
+          "(fastest counts)", flush=True)
+    others = other_tracers()
+    if others:
+        print(f"WARNING: other tracers run during this benchmark ({', '.join(others)}): "
+              "every mode, the baseline included, pays for their probes", flush=True)
+    runs: dict[str, list[tuple[dict[str, float], dict]]] = {}
+    loads = [os.getloadavg()[0]]
+    for rnd in range(args.rounds):
+        print(f"round {rnd + 1}/{args.rounds} (load average {_load()}):", flush=True)
+        one_round(args, sizes, base_dir / f"round{rnd}", unwatched, runs)
+        loads.append(os.getloadavg()[0])
+    print(f"  no tracing again (load average {_load()}):", flush=True)
+    runs.setdefault("base", []).append((measure(sizes, args.repeat, unwatched), {}))
+    loads.append(os.getloadavg()[0])
+    print(f"load average (1 min) over the run: min {min(loads):.1f}, max {max(loads):.1f}",
+          flush=True)
+    base = fastest(runs["base"])[0]
+    spy, spy_extra = fastest(runs.get("spyderd", []))
+    bcc, bcc_extra = fastest(runs.get("bcc", []))
+    cap = fastest(runs.get("capture", []))[0]
+    aud, aud_extra = fastest(runs.get("auditd", []))
     rows = report(sizes, base, spy, spy_extra, aud, aud_extra)
     if bcc:
         print("\n| storm | spyderd, bcc loader | ratio | lost | CPU per 10k events |\n"

@@ -1,18 +1,23 @@
 """Before/after, side by side in one run: the graph, rules and enrich benchmarks on two trees.
 
-usage: python3 bench/compare.py [--rounds N] [--only NAME] BEFORE [AFTER]
+usage: python3 bench/compare.py [--rounds N] [--only NAME] [--rules REV] BEFORE [AFTER]
 
 BEFORE and AFTER are git revisions of this repository (AFTER defaults to the working tree).
 Each revision is exported (`git archive`) into a temporary directory; the benchmarks of each
 tree run against that tree's own code, alternating before/after `--rounds` times so load
 from other processes on this machine hits both sides alike. Printed: the best figure of
 each side and the ratio after/before, oriented so that > 1.00 means faster.
+
+`--rules REV` runs bench_rules on both sides with the rule pack of REV (by default each
+tree's own `rules/`), so a pack that grew between the revisions does not pass for a slower
+engine. The load average is printed before and after the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -70,6 +75,10 @@ def export(rev: str | None, into: Path) -> Path:
     return into
 
 
+def loadavg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def run(tree: Path, script: str, args: list[str]) -> str:
     r = subprocess.run([PY, str(tree / "bench" / script), *args], check=False, cwd=tree,
                        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
@@ -94,18 +103,25 @@ def main() -> int:
     ap.add_argument("after", nargs="?")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--only", default="", help="run only benchmarks whose name contains this")
+    ap.add_argument("--rules", metavar="REV", help="rule pack of this revision for both sides")
     args = ap.parse_args()
     benches = [b for b in BENCHES if args.only in b[0]]
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+    load0 = loadavg()
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, \
+            tempfile.TemporaryDirectory() as r:
         trees = {"before": export(args.before, Path(a)), "after": export(args.after, Path(b))}
+        pack = ["--rules", str(export(args.rules, Path(r)) / "rules")] if args.rules else []
         samples: dict[str, list[Metrics]] = {"before": [], "after": []}
         for _ in range(args.rounds):
             for script, bench_args, parse in benches:
+                extra = pack if script == "bench_rules.py" else []
                 for side, tree in trees.items():
-                    samples[side].append(parse(run(tree, script, bench_args)))
+                    samples[side].append(parse(run(tree, script, bench_args + extra)))
     before, after = best(samples["before"]), best(samples["after"])
     print(f"before: {args.before}   after: {args.after or 'working tree'}   "
           f"(best of {args.rounds}; ratio > 1.00 = after is faster)")
+    print(f"rules: {'pack of ' + args.rules if args.rules else 'each tree its own'}; "
+          f"load average {load0} at the start, {loadavg()} at the end")
     print(f"{'metric':44} {'before':>12} {'after':>12} {'ratio':>7}")
     for k, (v0, up) in before.items():
         v1 = after.get(k, (float("nan"), up))[0]

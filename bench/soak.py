@@ -129,7 +129,9 @@ def sample(pid: int, state: Path, env: dict) -> dict:
             "file_mb": mem.get("RssFile", 0), "fds": len(os.listdir(f"/proc/{pid}/fd")),
             "age": round(time.time() - st.get("updated", time.time()), 1),
             "store_mb": round(data.stat().st_size / 2**20, 1) if data.exists() else 0,
-            "events": st.get("events", 0), "lost": lost, "findings": st.get("findings", 0)}
+            "events": st.get("events", 0), "lost": lost, "findings": st.get("findings", 0),
+            "nodes": (st.get("memory") or {}).get("graph_nodes", -1),
+            "backlog_mb": round((st.get("memory") or {}).get("backlog_bytes", 0) / 2**20, 1)}
 
 
 def plateau(rows: list[dict]) -> tuple[bool, bool]:
@@ -166,7 +168,9 @@ def main() -> int:
     print(f"spyderd pid {proc.pid}, state {base / 'state'}, {args.minutes:g} min, "
           f"duty {args.duty:g}", flush=True)
     print(f"{'min':>5} {'RSS MB':>7} {'anon':>5} {'file':>5} {'fds':>4} {'store MB':>9} "
-          f"{'events/s':>9} {'lost':>7} {'findings':>8} {'status age s':>12}", flush=True)
+          f"{'events/s':>9} {'lost':>7} {'findings':>8} {'status age s':>12} {'load':>5} "
+          f"{'graph nodes':>11} {'backlog MB':>10}",
+          flush=True)
     t0 = time.monotonic()
     prev = sample(proc.pid, base / "state", env)
     try:
@@ -178,7 +182,8 @@ def main() -> int:
             print(f"{(time.monotonic() - t0) / 60:5.1f} {cur['rss_mb']:7d} {cur['anon_mb']:5d} "
                   f"{cur['file_mb']:5d} {cur['fds']:4d} {cur['store_mb']:9.1f} "
                   f"{cur['eps']:9.0f} {cur['lost']:7d} {cur['findings']:8d} "
-                  f"{cur['age']:12.1f}", flush=True)
+                  f"{cur['age']:12.1f} {os.getloadavg()[0]:5.1f} {cur['nodes']:11d} "
+                  f"{cur['backlog_mb']:10.1f}", flush=True)
             prev = cur
     finally:
         for w in workers:

@@ -94,9 +94,22 @@ def status_dict(d: Daemon, *, ready: bool, stopped: bool = False) -> dict:
         "errors": d.errors[-10:],
         "capture_gap": d.last_gap.as_dict() if getattr(d, "last_gap", None) else None,
         "enrich": d.enricher.status() if getattr(d, "enricher", None) else {},
+        "memory": memory_status(d),
         **trace_status(d),
     }
     return status
+
+
+def memory_status(d: Daemon) -> dict:
+    """What holds the daemon's memory and its bounds: graph nodes in memory
+    (store.max_memory_nodes) and records read but not yet processed (capture.backlog_mb)."""
+    g = getattr(d, "graph", None)
+    cap = getattr(d, "capture", None)
+    out: dict = {"backlog_bytes": cap.backlog_bytes() if cap and cap.running else 0}
+    if g is not None:
+        out.update(graph_nodes=len(g.nodes), max_memory_nodes=g.max_recent,
+                   live_processes=len(g.live))
+    return out
 
 
 def atomic_write(path: Path, data: dict) -> None:
