@@ -212,23 +212,71 @@ def _table(index: dict[Any, int]) -> list[Any]:
 
 
 def _ev_fields(ev: Any) -> tuple[str, ...]:
+    """Field names of a stored event: a dict's keys, or `kind` + the dataclass fields of an
+    `Event` (alone or in a graph pair, see `ev_columns`)."""
     if type(ev) is dict:
         return tuple(ev)
-    names = _FIELDS.get(type(ev))
+    tp = type(ev[0]) if type(ev) is tuple else type(ev)
+    names = _FIELDS.get(tp)
     if names is None:
-        names = _FIELDS[type(ev)] = ("kind", *(f.name for f in dataclasses.fields(ev)))
+        names = _FIELDS[tp] = ("kind", *(f.name for f in dataclasses.fields(tp)))
     return names
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
+def ev_shape(ev: Any) -> Any:
+    """What groups events into one column set: the type of an `Event` (or of a pair's
+    event), the keys of a dict."""
+    tp = type(ev)
+    if tp is tuple:
+        return (tuple, type(ev[0]))
+    return tuple(ev) if tp is dict else tp
+
+
 def ev_time(ev: Any) -> int:
-    return ev["time"] if type(ev) is dict else ev.time
+    tp = type(ev)
+    return ev["time"] if tp is dict else ev[0].time if tp is tuple else ev.time
 
 
 def ev_get(ev: Any, f: str, default: Any = None) -> Any:
-    return ev.get(f, default) if type(ev) is dict else getattr(ev, f, default)
+    """A field of a stored event in any of its forms: the dict of `event_record`, an
+    `Event`, or the graph's (event, process id) pair."""
+    tp = type(ev)
+    if tp is dict:
+        return ev.get(f, default)
+    if tp is tuple:
+        if f == "process_id":
+            return ev[1] or ev[0].process_id
+        ev = ev[0]
+    return getattr(ev, f, default)
+
+
+def ev_columns(evs: list[Any], keys: Iterable[str]) -> list[list[Any]]:
+    """Columns `keys` of events of one shape (`ev_shape`), one C-level pass per column.
+
+    Pairs from the graph carry the image they were filed under; it wins over the
+    event's own `process_id` (what `event_record` does for the dict form)."""
+    first = evs[0]
+    tp = type(first)
+    if tp is dict:
+        return [[e.get(k) for e in evs] for k in keys]
+    pids: list[str] | None = None
+    if tp is tuple:
+        objs = list(map(itemgetter(0), evs))
+        pids = [p or e.process_id for e, p in evs]
+    else:
+        objs = evs
+    out = []
+    for k in keys:
+        if k == "process_id" and pids is not None:
+            out.append(pids)
+        elif k == "kind":
+            out.append([objs[0].kind] * len(objs))
+        else:
+            out.append(list(map(attrgetter(k), objs)))
+    return out
 
 
 class BlockWriter:
@@ -327,23 +375,17 @@ class BlockWriter:
                 _column([e.kind for e in es], index), _column([e.time for e in es], index)]
 
     def _events(self, index: dict[Any, int]) -> dict[str, Any]:
-        groups: dict[tuple[str, ...], list[Any]] = {}
-        shapes: dict[tuple[str, ...], int] = {}
+        groups: dict[Any, list[Any]] = {}
+        shapes: dict[Any, int] = {}
         order = []
-        fields: dict[Any, tuple[str, ...]] = {}
         for ev in self.raw_events:
-            tp = type(ev)
-            keys = fields.get(tp) if tp is not dict else None
-            if keys is None:
-                keys = _ev_fields(ev)
-                if tp is not dict:
-                    fields[tp] = keys
-            order.append(shapes.setdefault(keys, len(shapes)))
-            groups.setdefault(keys, []).append(ev)
+            shape = ev_shape(ev)
+            order.append(shapes.setdefault(shape, len(shapes)))
+            groups.setdefault(shape, []).append(ev)
         out = []
-        for keys, evs in groups.items():
-            get = itemgetter if type(evs[0]) is dict else attrgetter
-            raw = [list(map(get(k), evs)) for k in keys]
+        for evs in groups.values():
+            keys = _ev_fields(evs[0])
+            raw = ev_columns(evs, keys)
             if "ktime" in keys and "time" in keys:  # the boot offset: nearly constant
                 ti, ki = keys.index("time"), keys.index("ktime")
                 raw[ki] = [t - k for t, k in zip(raw[ti], raw[ki])]

@@ -167,7 +167,7 @@ class GuardedStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
+    def write_batch(self, nodes: list[Node], edges: list[Edge], events: list,
                     findings: list[Finding], traces: dict[str, dict],
                     extra: Callable[[Any], None] | None = None) -> None:
         """Commit, or hold the batch when the store is degraded (never raises). `extra`

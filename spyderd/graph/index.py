@@ -31,7 +31,6 @@ from spyderd.model import (
     Trace,
     WroteExecEvent,
     connection_id,
-    event_record,
     process_id,
     walks,
 )
@@ -81,7 +80,9 @@ class Graph:
         self._pipes: OrderedDict[int, tuple[list[str], list[str]]] = OrderedDict()
         self._dirty: dict[str, Node] = {}
         self._edges: list[Edge] = []
-        self._events: list[dict] = []
+        # (event, id of the image it was filed under): the store encodes the event object
+        # itself (events are immutable), no per-event dict
+        self._events: list[tuple[Event, str]] = []
         self._findings: dict[str, Finding] = {}
         self._traces: dict[str, Trace] = {}
         self.outbox = None  # fleet outbox (spyderd.fleet.outbox.Outbox) when fleet.url is set
@@ -274,7 +275,7 @@ class Graph:
         """Fold one event into the graph; returns the subject process node."""
         handler = _HANDLERS.get(type(ev), Graph._on_other)
         node = handler(self, ev)
-        self._events.append(event_record(ev, node.id if node is not None else ""))
+        self._events.append((ev, node.id if node is not None else ""))
         return node
 
     def _subject(self, ev: Event) -> Node:

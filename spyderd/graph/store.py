@@ -38,7 +38,7 @@ import os
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,10 @@ from spyderd.graph.codec import (
     BootTable,
     block_times,
     digest,
+    ev_columns,
     ev_get,
+    ev_shape,
+    ev_time,
     loc_key,
     node_key,
 )
@@ -299,23 +302,20 @@ class Store:
         for n in bw.node_objs:
             if n.kind == "process":
                 keys.update(node_index_keys(n))
-        by_type: dict[Any, list] = {}
+        by_shape: dict[Any, list] = {}
         for ev in bw.raw_events:
-            by_type.setdefault(type(ev) if type(ev) is not dict else ev["kind"], []).append(ev)
-        for evs in by_type.values():
+            by_shape.setdefault(ev_shape(ev), []).append(ev)
+        for evs in by_shape.values():
             kind = ev_get(evs[0], "kind")
-            get = _dict_getter if type(evs[0]) is dict else attrgetter
-            pids = set(map(get("pid"), evs)) - located
-            keys.update(b"P" + U32.pack((p or 0) & 0xFFFFFFFF) for p in pids)
-            keys.update(b"U" + U32.pack((u or 0) & 0xFFFFFFFF)
-                        for u in set(map(get("uid"), evs)))
             fields = (("path", "path2") if kind in _FILE_KINDS else ("filename",)
                       if kind == "exec" else ("remote_ip",) if kind in _ADDR_KINDS else ())
-            for f in fields:
+            pids, uids, procs, *vals = ev_columns(evs, ("pid", "uid", "process_id", *fields))
+            keys.update(b"P" + U32.pack((p or 0) & 0xFFFFFFFF) for p in set(pids) - located)
+            keys.update(b"U" + U32.pack((u or 0) & 0xFFFFFFFF) for u in set(uids))
+            for f, col in zip(fields, vals):
                 tag = b"A" if f == "remote_ip" else b"F"
-                vals = {ev_get(e, f) for e in evs}
-                keys.update(tag + digest(v) for v in vals if v)
-            ctrs = {self._containers.get(p, "") for p in set(map(get("process_id"), evs))}
+                keys.update(tag + digest(v) for v in set(col) if v)
+            ctrs = {self._containers.get(p, "") for p in set(procs)}
             keys.update(b"C" + digest(c) for c in ctrs if c)
         return keys
 
@@ -745,14 +745,22 @@ def _event_matches(ev: dict, pid, path, remote_ip, uid, container_id, container_
     return container_id is None or container_of(ev.get("process_id", "")) == container_id
 
 
+def _time_and_process(events: list) -> tuple[Callable[[Any], int], Callable[[Any], str]]:
+    """Getters of time and process id for a batch's events, fastest for its form."""
+    forms = set(map(type, events))
+    if forms == {tuple}:
+        return (lambda r: r[0].time), (lambda r: r[1] or r[0].process_id)
+    if forms == {dict}:
+        return itemgetter("time"), _dict_getter("process_id")
+    return ev_time, (lambda r: ev_get(r, "process_id"))
+
+
 def build_blocks(nodes: list[Node], edges: list[Edge], events: list) -> list[BlockWriter]:
     """Cut one batch into blocks: each event goes with its process's node when that was
     written in the batch (their shared strings are stored once), edges with their source
     node, the rest into the last block."""
     by_id = {n.id: n for n in nodes}
-    dicts = bool(events) and type(events[0]) is dict
-    get_t = itemgetter("time") if dicts else attrgetter("time")
-    get_p = _dict_getter("process_id") if dicts else attrgetter("process_id")
+    get_t, get_p = _time_and_process(events)
     evs = sorted(events, key=get_t)
     out: list[BlockWriter] = []
     placed: set[str] = set()

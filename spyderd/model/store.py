@@ -4,7 +4,8 @@ this, and both the LMDB store (`graph.store.Store`) and its guard for degraded m
 (`graph.guard.GuardedStore`) implement it (tests/model/test_store_protocol.py checks).
 
 Trace records cross this boundary as JSON dicts (`Trace.from_dict` / `Trace.to_dict`);
-events as the dicts of `event_record`.
+events as the graph's (event, process id) pairs (no per-event dict on the daemon's path)
+or the dicts of `event_record`; reads return the dicts.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Store(Protocol):
                remote_ip: str | None = None, uid: int | None = None,
                container_id: str | None = None) -> Iterator[dict]: ...
 
-    def write_batch(self, nodes: list[Node], edges: list[Edge], events: list[dict],
+    def write_batch(self, nodes: list[Node], edges: list[Edge], events: list,
                     findings: list[Finding], traces: dict[str, dict],
                     extra: Callable[[Any], None] | None = None) -> None: ...
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from spyderd.capture.snapshot import ProcInfo
 from spyderd.graph import Graph, Store
+from spyderd.graph.synthetic import roots, stream
 from spyderd.model import (
     AcceptEvent,
+    AlertEvent,
     ConnectEvent,
     ExecEvent,
     ExitEvent,
     ForkEvent,
+    event_record,
     event_to_dict,
 )
 from spyderd.traces import build_trace, chain_for
@@ -152,3 +155,27 @@ def test_long_lived_process_indexes_stay_bounded_and_complete(tmp_path):
     assert len(g.connections(runner)) == len(g.connections(server)) == 2000
     assert [p.id for p in g.peers(runner)] == [server.id]
     assert [p.id for p in g.peers(server)] == [runner.id]
+
+
+def test_stored_events_are_the_records_of_what_the_graph_filed(tmp_path):
+    """The graph hands (event, image) pairs to the store, not dicts: what comes back is
+    exactly `event_record(event, image)` for every kind, in time order, including an event
+    whose source already named its process and one the graph filed under no image."""
+    store = Store(tmp_path)
+    g = Graph(store, BOOT, boot_wall_ns=0)
+    g.load_snapshot(roots())
+    want = []
+    events = list(stream(2500, seed=5))
+    events.append(ExecEvent(time=events[-1].time + 1, ktime=1, pid=4242, filename="/bin/x",
+                            args=["x", "-v"], env={"LD_PRELOAD": "/tmp/a.so"},
+                            stdio=[{"type": "pipe", "pipe": 7}], comm="x"))
+    events.append(AlertEvent(time=events[-1].time + 1, pid=4242, message="m",
+                             process_id="proc:gone:1:4242"))
+    for i, ev in enumerate(events):
+        node = g.apply(ev)
+        want.append(event_record(ev, node.id if node is not None else ""))
+        if i % 700 == 699:
+            g.flush()
+    g.flush()
+    assert want[-1]["process_id"] == "proc:gone:1:4242"  # alert of an image never seen
+    assert list(store.events()) == sorted(want, key=lambda e: e["time"])

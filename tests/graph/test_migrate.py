@@ -15,7 +15,7 @@ from spyderd.graph.query import History
 from spyderd.graph.retention import check_invariants
 from spyderd.graph.store import SCHEMA_VERSION
 from spyderd.graph.synthetic import roots, stream
-from spyderd.model import Finding, event_to_dict
+from spyderd.model import Finding, event_record, event_to_dict
 
 HERE = Path(__file__).resolve().parent
 S = 1_000_000_000
@@ -29,6 +29,13 @@ def _v2_module():
     return mod
 
 
+def _as_dict(e):
+    """This graph hands (event, process id) pairs; the store of that version took dicts."""
+    if type(e) is tuple:
+        return event_record(*e)
+    return e if type(e) is dict else event_to_dict(e)
+
+
 def _v2_store(tmp_path) -> dict:
     """Fill a schema 2 store through the graph; return everything it holds, read by v2."""
     v2 = _v2_module()
@@ -37,8 +44,7 @@ def _v2_store(tmp_path) -> dict:
         """The graph of that version handed events over as dicts."""
 
         def write_batch(self, nodes, edges, events, findings, traces, extra=None):
-            super().write_batch(nodes, edges, [e if type(e) is dict else event_to_dict(e)
-                                               for e in events], findings,
+            super().write_batch(nodes, edges, [_as_dict(e) for e in events], findings,
                                 traces)
 
     old = V2Store(tmp_path)
