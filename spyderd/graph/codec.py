@@ -6,7 +6,16 @@ column. Every distinct string or argv list is stored once per block in its value
 and columns hold its index, so what events and nodes share (exe, argv, comm, cwd, users,
 container ids, process ids) is stored once: an exec event and the image node it made
 point at the same entries. Time columns and other large integers are delta-coded. The
-block is a 17-byte header + `zlib(JSON)`: plain tools can read it (`decode_block`).
+block is a 17-byte header + zlib-compressed JSON: plain tools can read it (`decode_block`).
+
+Graph parts since block version 4 are JSON *lines* (one value per line, so a node lookup
+parses only what its row needs): a directory (`{"v", "g": group of each row, "k": each
+group's field names}`), the node ids in row order, one line per group's columns, the
+edge columns, then one line per value-table entry. A lookup decompresses the block, splits
+the lines (in C) and parses the directory, the ids, its group and the table entries its
+row names, instead of the whole block. Version 3 graph parts (one JSON document) are still
+read. Events parts keep the version 3 layout (one JSON document, header version 3): they
+are read whole.
 
 Node keys (`node_key`) pack the ids spyderd makes itself (`proc:...`, `conn:...`) into
 12-20 bytes ordered by pid, so the id index doubles as the pid index; other ids are kept
@@ -27,7 +36,8 @@ from typing import Any
 
 from spyderd.model import Edge, Node
 
-BLOCK_VERSION = 3
+BLOCK_VERSION = 4  # of graph parts; events parts keep EVENTS_VERSION's layout
+EVENTS_VERSION = 3
 HEADER = struct.Struct(">BQQ")  # version, first event time, last event time
 _PID = struct.Struct(">I")
 _BOOT = struct.Struct(">H")
@@ -254,7 +264,8 @@ def ev_get(ev: Any, f: str, default: Any = None) -> Any:
 
 
 def ev_columns(evs: list[Any], keys: Iterable[str]) -> list[list[Any]]:
-    """Columns `keys` of events of one shape (`ev_shape`), one C-level pass per column.
+    """Columns `keys` of events of one shape (`ev_shape`), one C-level pass per column;
+    a field the shape lacks reads as None.
 
     Pairs from the graph carry the image they were filed under; it wins over the
     event's own `process_id` (what `event_record` does for the dict form)."""
@@ -269,11 +280,14 @@ def ev_columns(evs: list[Any], keys: Iterable[str]) -> list[list[Any]]:
     else:
         objs = evs
     out = []
+    have = _ev_fields(first)
     for k in keys:
         if k == "process_id" and pids is not None:
             out.append(pids)
         elif k == "kind":
             out.append([objs[0].kind] * len(objs))
+        elif k not in have:  # a field other kinds have (`path2` of a file event)
+            out.append([None] * len(objs))
         else:
             out.append(list(map(attrgetter(k), objs)))
     return out
@@ -336,17 +350,24 @@ class BlockWriter:
         """(graph part, events part or None). The events part uses the graph part's
         table and adds only what the graph does not hold (paths, addresses...), so it can
         be deleted alone when raw events age out, but never outlive the graph part."""
+        return self.encode_as(BLOCK_VERSION)
+
+    def encode_as(self, version: int) -> tuple[bytes, bytes | None]:
+        """`encode` in a given graph part layout (3: one JSON document; 4: JSON lines)."""
         index: dict[Any, int] = {}
-        head = HEADER.pack(BLOCK_VERSION, self.ev_first, self.ev_last)
-        body = {"v": BLOCK_VERSION, "n": self._nodes(index), "e": self._edges(index)}
+        nodes = self._nodes(index)
+        edges = self._edges(index)
         shared = len(index)
         events = self._events(index) if self.raw_events else None
         table = _table(index)
-        body["t"] = table[:shared]
-        main = head + zlib.compress(_ENCODE(body).encode(), ZLEVEL)
+        body = {"v": version, "n": nodes, "e": edges, "t": table[:shared]}
+        payload = _lines(body, [n.id for n in self.node_objs]) if version >= 4 else \
+            _ENCODE(body).encode()
+        main = HEADER.pack(version, self.ev_first, self.ev_last) + zlib.compress(payload, ZLEVEL)
         if events is None:
             return main, None
-        ev_body = {"v": BLOCK_VERSION, "x": events, "t": table[shared:]}
+        ev_body = {"v": EVENTS_VERSION, "x": events, "t": table[shared:]}
+        head = HEADER.pack(EVENTS_VERSION, self.ev_first, self.ev_last)
         return main, head + zlib.compress(_ENCODE(ev_body).encode(), ZLEVEL)
 
     def _nodes(self, index: dict[Any, int]) -> dict[str, Any]:
@@ -399,41 +420,130 @@ def block_times(raw: bytes) -> tuple[int, int]:
     return first, last
 
 
+def _lines(body: dict[str, Any], ids: list[str]) -> bytes:
+    """The version 4 graph part: directory, ids, group columns, edges, table entries,
+    one compact JSON value per line (compact JSON never holds a raw newline)."""
+    groups = body["n"]["s"]
+    head = {"v": body["v"], "g": body["n"]["g"], "k": [keys for keys, _ in groups]}
+    out = [_ENCODE(head), _ENCODE(ids), *(_ENCODE(cols) for _, cols in groups),
+           _ENCODE(body["e"]), *map(_ENCODE, body["t"])]
+    return "\n".join(out).encode()
+
+
+def _split(raw: bytes) -> list[bytes] | None:
+    """The lines of a version 4 graph part, or None for an older one-document part."""
+    payload = zlib.decompress(memoryview(raw)[HEADER.size:])
+    return payload.split(b"\n") if raw[0] >= 4 else [payload]
+
+
+def _assemble(lines: list[bytes]) -> dict[str, Any]:
+    """The version 3 body (one document) from version 4 lines: for whole-block reads."""
+    head = json.loads(lines[0])
+    ng = len(head["k"])
+    groups = json.loads(b"[" + b",".join(lines[2:2 + ng]) + b"]")
+    return {"v": head["v"], "n": {"g": head["g"], "s": [list(x) for x in zip(head["k"], groups)]},
+            "e": json.loads(lines[2 + ng]),
+            "t": json.loads(b"[" + b",".join(lines[3 + ng:]) + b"]")}
+
+
 def decode_block(raw: bytes) -> dict[str, Any]:
-    """The block's JSON body (layout: see BlockWriter.encode)."""
-    return json.loads(zlib.decompress(memoryview(raw)[HEADER.size:]))
+    """The block's JSON body as one document (layout: see BlockWriter.encode)."""
+    lines = _split(raw)
+    return _assemble(lines) if raw[0] >= 4 else json.loads(lines[0])
 
 
 def _copy(v: Any) -> Any:
     return v.copy() if type(v) in (list, dict) else v
 
 
-class Block:
-    """A decoded block: nodes, edges and (given its events part) events, on demand."""
+class _LazyTable:
+    """A version 4 block's value table: entries parsed one by one as rows name them."""
 
-    __slots__ = ("_edges", "_ids", "_pos", "body", "ev_raw", "table")
+    __slots__ = ("base", "cache", "lines")
+
+    def __init__(self, lines: list[bytes], base: int) -> None:
+        self.lines, self.base, self.cache = lines, base, {}
+
+    def __getitem__(self, i: int) -> Any:
+        v = self.cache.get(i, self)
+        if v is self:
+            v = self.cache[i] = json.loads(self.lines[self.base + i])
+        return v
+
+
+class Block:
+    """A decoded block: nodes, edges and (given its events part) events, on demand.
+
+    A version 4 graph part is parsed piecemeal: a node lookup reads the directory, the
+    ids, its group's columns and the table entries of its row; `body` (the whole block
+    as one document, for edges, events and scans) is assembled on first use."""
+
+    __slots__ = ("_body", "_dir", "_edges", "_groups", "_ids", "_lines", "_pos", "_table",
+                 "ev_raw")
 
     def __init__(self, raw: bytes, ev_raw: bytes | None = None) -> None:
-        self.body = decode_block(raw)
-        self.table = self.body["t"]
+        lines = _split(raw)
+        self._lines: list[bytes] | None = lines if raw[0] >= 4 else None
+        self._body: dict[str, Any] | None = None if raw[0] >= 4 else json.loads(lines[0])
+        self._dir: dict[str, Any] | None = None
+        self._groups: dict[int, list[Any]] = {}
+        self._table: Any = None
         self.ev_raw = ev_raw
         self._pos: list[tuple[int, int]] | None = None
         self._ids: dict[str, int] | None = None
         self._edges: list[Edge] | None = None
 
     @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            self._body = _assemble(self._lines)
+            self._table = self._body["t"]
+        return self._body
+
+    @property
+    def table(self) -> Any:
+        """The value table (lazy for a version 4 part until the whole body is read)."""
+        if self._table is None:
+            if self._lines is None or self._body is not None:
+                self._table = self.body["t"]
+            else:
+                self._table = _LazyTable(self._lines, 3 + len(self._directory()["k"]))
+        return self._table
+
+    def _directory(self) -> dict[str, Any]:
+        if self._dir is None:
+            if self._lines is None:
+                n = self.body["n"]
+                self._dir = {"g": n["g"], "k": [keys for keys, _ in n["s"]]}
+            else:
+                self._dir = json.loads(self._lines[0])
+        return self._dir
+
+    def _group(self, g: int) -> list[Any]:
+        """The columns of node group `g`."""
+        cols = self._groups.get(g)
+        if cols is None:
+            if self._lines is None or self._body is not None:
+                cols = self.body["n"]["s"][g][1]
+            else:
+                cols = json.loads(self._lines[2 + g])
+            self._groups[g] = cols
+        return cols
+
+    @property
     def node_rows(self) -> list[int]:
-        return self.body["n"]["g"]
+        return self._directory()["g"]
 
     @property
     def edge_rows(self) -> list[Any]:
         return self.body["e"]
 
     def with_events(self, ev_raw: bytes | None) -> Block:
-        """The same graph part with an events part (decoded tables are shared)."""
+        """The same graph part with an events part (decoded parts are shared)."""
         b = Block.__new__(Block)
-        b.body, b.table, b.ev_raw = self.body, self.table, ev_raw
-        b._pos, b._ids, b._edges = self._pos, self._ids, self._edges
+        for name in Block.__slots__:
+            setattr(b, name, getattr(self, name))
+        b.ev_raw = ev_raw
         return b
 
     def _where(self) -> list[tuple[int, int]]:
@@ -441,7 +551,7 @@ class Block:
         if self._pos is None:
             seen: dict[int, int] = {}
             out = []
-            for g in self.body["n"]["g"]:
+            for g in self._directory()["g"]:
                 k = seen.get(g, 0)
                 out.append((g, k))
                 seen[g] = k + 1
@@ -449,23 +559,26 @@ class Block:
         return self._pos
 
     def ids(self) -> dict[str, int]:
-        """node id -> row; decodes only the id columns."""
+        """node id -> row; decodes only the ids (a version 4 part keeps them on a line)."""
         if self._ids is None:
-            groups = self.body["n"]["s"]
-            cols = [_uncolumns(cols[:2], self.table)[1] for _, cols in groups]
-            self._ids = {cols[g][k]: i for i, (g, k) in enumerate(self._where())}
+            if self._lines is not None:
+                self._ids = {nid: i for i, nid in enumerate(json.loads(self._lines[1]))}
+            else:
+                groups = self.body["n"]["s"]
+                cols = [_uncolumns(cols[:2], self.table)[1] for _, cols in groups]
+                self._ids = {cols[g][k]: i for i, (g, k) in enumerate(self._where())}
         return self._ids
 
     def starts(self) -> list[int]:
-        groups = self.body["n"]["s"]
-        cols = [_uncolumns(cols[:1], self.table)[0] for _, cols in groups]
+        keys = self._directory()["k"]
+        cols = [_uncolumns(self._group(g)[:1], self.table)[0] for g in range(len(keys))]
         return [cols[g][k] for g, k in self._where()]
 
     def node(self, i: int) -> Node:
         """One row, decoded alone (a trace reads a few nodes of many blocks)."""
         g, k = self._where()[i]
-        keys, cols = self.body["n"]["s"][g]
-        v = _row_at(cols, k, self.table)
+        keys = self._directory()["k"][g]
+        v = _row_at(self._group(g), k, self.table)
         start, end = v[0], v[2]
         return Node(id=v[1], kind=keys[0], start=start, end=start + end - 1 if end else 0,
                     pid=v[3], ppid=v[4], uid=v[5], parent=v[6], via=v[7],
@@ -480,7 +593,8 @@ class Block:
 
     def edges(self) -> list[Edge]:
         if self._edges is None:
-            cols = self.body["e"]
+            cols = (json.loads(self._lines[2 + len(self._directory()["k"])])
+                    if self._lines is not None and self._body is None else self.body["e"])
             if not cols:
                 self._edges = []
             else:
@@ -499,7 +613,7 @@ class Block:
         if self.ev_raw is None:
             return []
         ev_body = decode_block(self.ev_raw)
-        part, table = ev_body["x"], self.table + ev_body["t"]
+        part, table = ev_body["x"], self.body["t"] + ev_body["t"]
         groups = []
         for keys, cols in part["s"]:
             data = _uncolumns(cols, table)

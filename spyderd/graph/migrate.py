@@ -2,7 +2,9 @@
 opens it (readers refuse an unmigrated store with a clear message).
 
 Schemas 1 and 2 kept one LMDB value per node and per edge; schema 3 keeps blocks (see
-`spyderd.graph.store`). The step reads the old databases, writes blocks and their indexes
+`spyderd.graph.store`); schema 4 writes graph parts as JSON lines (block version 4) and
+reads version 3 blocks as they are, so 3 -> 4 rewrites nothing (the bump only keeps an
+older spyderctl from misreading the new blocks). The step reads the old databases, writes blocks and their indexes
 in node start order, keeps findings and traces as they are, pins what findings name, and
 drops the old databases, all in one transaction: a crash during it leaves the old store.
 """
@@ -41,8 +43,11 @@ def migrate(store: Store) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(f"store {store.path} has schema {version}, newer than this spyderd "
                          f"({SCHEMA_VERSION}); refusing to touch it")
-    if version < SCHEMA_VERSION:
+    if version < 3:
         store._write(lambda txn: _to_3(store, txn))
+    elif version < SCHEMA_VERSION:
+        store._write(lambda txn: txn.put(b"schema", str(SCHEMA_VERSION).encode(),
+                                         db=store.db["meta"]))
 
 
 def _old_db(store: Store, txn, name: str):

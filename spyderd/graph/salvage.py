@@ -162,7 +162,8 @@ def _time_key(k: bytes) -> None:
 
 
 def _block(v: bytes) -> None:
-    b = Block(v)  # schema 3 (spyderd.graph.codec): every part must decode
+    decode_block(v)  # spyderd.graph.codec: every line of it must decode,
+    b = Block(v)  # and every row
     b.nodes()
     b.edges()
 

@@ -4,7 +4,8 @@ Readers (spyderctl) open the same environment read-only while the daemon writes;
 LMDB gives them a consistent snapshot. A commit is atomic, so a `kill -9` loses at
 most the batch not yet committed and never leaves a half-written graph.
 
-Schema 3 layout (one named database each; blocks are described in `spyderd.graph.codec`):
+Schema 4 layout (one named database each; blocks are described in `spyderd.graph.codec`;
+schema 3 is the same with every graph part in one JSON document):
 
 - `blocks`   seq → one batch's nodes and edges, compressed together (a big batch is cut
              into several blocks); seqs only grow, so pages fill completely
@@ -60,7 +61,7 @@ from spyderd.graph.codec import (
 )
 from spyderd.model import Edge, Finding, Node
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: graph parts as JSON lines (codec); version 3 blocks still read
 DUPSORT: tuple[str, ...] = ()  # no duplicate-key databases since schema 3
 DBS = ("meta", "blocks", "evblocks", "btime", "ntime", "ids", "live", "eidx", "xidx", "pins",
        "findings", "traces", "idx_rule", "idx_ftime", "outbox")

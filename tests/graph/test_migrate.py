@@ -11,6 +11,7 @@ import pytest
 
 from spyderd.errors import StoreError
 from spyderd.graph import Graph, Store
+from spyderd.graph.codec import BlockWriter
 from spyderd.graph.query import History
 from spyderd.graph.retention import check_invariants
 from spyderd.graph.store import SCHEMA_VERSION
@@ -86,7 +87,7 @@ def test_v2_store_made_by_the_previous_code_migrates_completely(tmp_path):
         Store(tmp_path, readonly=True)  # readers wait for the daemon to migrate it
     Store(tmp_path).close()  # the daemon opens it: migration
     store = Store(tmp_path, readonly=True)
-    assert store.get_meta("schema") == SCHEMA_VERSION == 3
+    assert store.get_meta("schema") == SCHEMA_VERSION == 4
     for nid, node in want["nodes"].items():
         assert store.node(nid) == node, nid
     for nid, edges in want["edges"].items():
@@ -119,3 +120,53 @@ def test_migrated_store_keeps_taking_batches(tmp_path):
     assert store.stats()["event_count"] == 4500
     assert check_invariants(store) == []
     assert json.loads(json.dumps(next(store.events(since_ns=10**6 * S))))["time"] >= 10**6 * S
+
+
+def _everything(store: Store, ids: list[str]) -> dict:
+    return {"nodes": {i: store.node(i) for i in ids},
+            "out": {i: store.edges(i, "out") for i in ids},
+            "in": {i: store.edges(i, "in") for i in ids},
+            "events": list(store.events()),
+            "pids": {i: [n.id for n in store.processes_by_pid(int(i.split(":")[3]))]
+                     for i in ids[:50] if i.startswith("proc:")}}
+
+
+def test_schema_3_blocks_are_read_as_they_are_after_the_bump_to_4(tmp_path, monkeypatch):
+    """Schema 3 -> 4 rewrites nothing: a store of version 3 blocks (one JSON document per
+    graph part, written by the real writer in that layout) reads the same after the
+    daemon opens it, and takes version 4 blocks beside the old ones."""
+    monkeypatch.setattr(BlockWriter, "encode", lambda self: self.encode_as(3))
+    store = Store(tmp_path)
+    g = Graph(store, "b00t", boot_wall_ns=0)
+    g.load_snapshot(roots())
+    for i, ev in enumerate(stream(3000, seed=13)):
+        g.apply(ev)
+        if i % 600 == 599:
+            g.flush()
+    g.flush()
+    store.put_meta("schema", 3)
+    with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
+        assert {v[0] for v in cur.iternext(keys=False)} == {3}
+    ids = list(g.nodes)
+    want = _everything(store, ids)
+    store.close()
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="schema 3"):
+        Store(tmp_path, readonly=True)
+    Store(tmp_path).close()  # the daemon opens it
+    store = Store(tmp_path, readonly=True)
+    assert store.get_meta("schema") == SCHEMA_VERSION == 4
+    assert _everything(store, ids) == want
+    store.close()
+    store = Store(tmp_path)
+    g = Graph(store, "b00t", boot_wall_ns=0)
+    g.load_snapshot(roots())
+    for ev in stream(500, seed=14, t0=10**6 * S):
+        g.apply(ev)
+    g.flush()
+    with store.env.begin() as txn, txn.cursor(db=store.db["blocks"]) as cur:
+        assert {v[0] for v in cur.iternext(keys=False)} == {3, 4}
+    assert _everything(store, ids)["nodes"] == {
+        i: n for i, n in ((i, store.node(i)) for i in ids)}
+    assert len(list(store.events())) == 3500
+    assert check_invariants(store) == []

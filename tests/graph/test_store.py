@@ -187,17 +187,19 @@ def test_history_queries_and_download_then_run(tmp_path):
 
 
 def test_block_decodes_with_plain_zlib(tmp_path):
-    """The format is documented and tool-friendly: 17-byte header + zlib(JSON)."""
+    """The format is documented and tool-friendly: 17-byte header + zlib(JSON); a graph
+    part is one JSON value per line (directory, ids, groups, edges, table entries)."""
     _, store = filled(tmp_path, 100)
     with store.env.begin() as txn:
         raw = txn.cursor(db=store.db["blocks"])
         raw.last()
         ev = txn.get(raw.key(), db=store.db["evblocks"])
-        block = json.loads(zlib.decompress(raw.value()[HEADER.size:]))
+        lines = [json.loads(x) for x in zlib.decompress(raw.value()[HEADER.size:]).split(b"\n")]
         events = json.loads(zlib.decompress(ev[HEADER.size:]))
-    assert block["v"] == 3 and block["n"]["g"] and events["x"]["g"]
-    kinds = {keys[0] for keys, _ in block["n"]["s"]}
-    assert "process" in kinds
+    head, ids = lines[0], lines[1]
+    assert head["v"] == 4 and len(head["g"]) == len(ids) and events["x"]["g"]
+    assert "process" in {keys[0] for keys in head["k"]}
+    assert all(i.count(":") >= 2 for i in ids)
 
 
 def test_event_indexes_answer_like_a_scan(tmp_path):
