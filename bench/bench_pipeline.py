@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_rules import Workload  # noqa: E402 - needs the path above
-from spyderd.model import event_to_dict  # noqa: E402
+from bench.bench_rules import Workload
+from spyderd.model import event_to_dict
 
 PASSES = ("graph", "graph+store", "graph+rules", "full")
 # stage entry points in the profile: (label, function name, file suffix)

@@ -208,6 +208,8 @@ def _uncolumn(c: list[Any], table: list[Any]) -> list[Any]:
         return [table[i] for i in data]
     if tp == "a":
         return [table[i] for i in data]  # lists: copied when handed out
+    if tp == "S":  # strings written out (edge ends of version 4 blocks)
+        return data
     if tp == "d":
         out, acc = [], 0
         for d in data:
@@ -422,12 +424,35 @@ def block_times(raw: bytes) -> tuple[int, int]:
 
 def _lines(body: dict[str, Any], ids: list[str]) -> bytes:
     """The version 4 graph part: directory, ids, group columns, edges, table entries,
-    one compact JSON value per line (compact JSON never holds a raw newline)."""
+    one compact JSON value per line (compact JSON never holds a raw newline). Edge ends
+    name rows of the ids line where they can ('r' columns: n >= 0 a row, n < 0 table
+    entry -n-1), so an edge lookup parses the ids and edges lines and a few table
+    entries (kinds, ends in other blocks), not the whole table."""
     groups = body["n"]["s"]
     head = {"v": body["v"], "g": body["n"]["g"], "k": [keys for keys, _ in groups]}
+    table = body["t"]
+    rows = {nid: i for i, nid in enumerate(ids)}
+    edges = [["r", [_row_ref(rows, table, i) for i in c[1]]] if c[0] == "s" and j < 2 else c
+             for j, c in enumerate(body["e"])]
     out = [_ENCODE(head), _ENCODE(ids), *(_ENCODE(cols) for _, cols in groups),
-           _ENCODE(body["e"]), *map(_ENCODE, body["t"])]
+           _ENCODE(edges), *map(_ENCODE, table)]
     return "\n".join(out).encode()
+
+
+LAZY_REFS = 24  # a column naming more table entries than this parses the whole table
+
+
+def _row_ref(rows: dict[str, int], table: list[Any], i: int) -> int:
+    r = rows.get(table[i])
+    return r if r is not None else -i - 1
+
+
+def _unref(c: list[Any], ids: list[str], table: Any) -> list[Any]:
+    """An 'r' column (see `_lines`) as an 'S' column of the strings themselves."""
+    refs = c[1]
+    if type(table) is _LazyTable and sum(r < 0 for r in refs) > LAZY_REFS:
+        table = table.whole()
+    return ["S", [ids[r] if r >= 0 else table[-r - 1] for r in refs]]
 
 
 def _split(raw: bytes) -> list[bytes] | None:
@@ -441,9 +466,11 @@ def _assemble(lines: list[bytes]) -> dict[str, Any]:
     head = json.loads(lines[0])
     ng = len(head["k"])
     groups = json.loads(b"[" + b",".join(lines[2:2 + ng]) + b"]")
+    ids = json.loads(lines[1])
+    table = json.loads(b"[" + b",".join(lines[3 + ng:]) + b"]")
+    edges = [_unref(c, ids, table) if c[0] == "r" else c for c in json.loads(lines[2 + ng])]
     return {"v": head["v"], "n": {"g": head["g"], "s": [list(x) for x in zip(head["k"], groups)]},
-            "e": json.loads(lines[2 + ng]),
-            "t": json.loads(b"[" + b",".join(lines[3 + ng:]) + b"]")}
+            "e": edges, "t": table}
 
 
 def decode_block(raw: bytes) -> dict[str, Any]:
@@ -457,18 +484,27 @@ def _copy(v: Any) -> Any:
 
 
 class _LazyTable:
-    """A version 4 block's value table: entries parsed one by one as rows name them."""
+    """A version 4 block's value table: entries parsed one by one as rows name them, or
+    all at once (one C-level parse) when a column names many of them."""
 
-    __slots__ = ("base", "cache", "lines")
+    __slots__ = ("base", "cache", "full", "lines")
 
     def __init__(self, lines: list[bytes], base: int) -> None:
         self.lines, self.base, self.cache = lines, base, {}
+        self.full: list[Any] | None = None
 
     def __getitem__(self, i: int) -> Any:
+        if self.full is not None:
+            return self.full[i]
         v = self.cache.get(i, self)
         if v is self:
             v = self.cache[i] = json.loads(self.lines[self.base + i])
         return v
+
+    def whole(self) -> list[Any]:
+        if self.full is None:
+            self.full = json.loads(b"[" + b",".join(self.lines[self.base:]) + b"]")
+        return self.full
 
 
 class Block:
@@ -593,8 +629,12 @@ class Block:
 
     def edges(self) -> list[Edge]:
         if self._edges is None:
-            cols = (json.loads(self._lines[2 + len(self._directory()["k"])])
-                    if self._lines is not None and self._body is None else self.body["e"])
+            if self._lines is not None and self._body is None:
+                ids = list(self.ids())  # row order
+                cols = [_unref(c, ids, self.table) if c[0] == "r" else c
+                        for c in json.loads(self._lines[2 + len(self._directory()["k"])])]
+            else:
+                cols = self.body["e"]
             if not cols:
                 self._edges = []
             else:
