@@ -49,7 +49,7 @@ def ingest(n: int, with_store: bool) -> dict:
             st = store.stats()
             out["store_bytes"] = st["used_bytes"]
             out["bytes_per_event"] = round(st["used_bytes"] / n, 1)
-            with store.env.begin() as txn, txn.cursor(db=store.db["events"]) as cur:
+            with store.env.begin() as txn, txn.cursor(db=store.db["evblocks"]) as cur:
                 out["event_block_bytes_per_event"] = round(sum(len(v) for _, v in cur) / n, 1)
             store.close()
     return out

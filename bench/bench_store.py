@@ -101,8 +101,8 @@ def make_git_repo(path: Path) -> None:
 class Daemon:
     """spyderd from one source tree on temporary directories."""
 
-    def __init__(self, tree: Path, base: Path) -> None:
-        self.tree, self.base = tree, base
+    def __init__(self, tree: Path, base: Path, profile: Path | None = None) -> None:
+        self.tree, self.base, self.profile = tree, base, profile
         self.env = dict(os.environ, PYTHONPATH=str(tree),
                         SPYDERD_STATE_DIR=str(base / "state"),
                         SPYDERD_RUNTIME_DIR=str(base / "run"))
@@ -118,8 +118,9 @@ class Daemon:
         cfg_path = self.base / "spyderd.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         log = open(self.base / "spyderd.log", "w")  # noqa: SIM115 - lives as long as spyderd
+        prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spyderd", "--config", str(cfg_path), "--rules",
+            [sys.executable, *prof, "-m", "spyderd", "--config", str(cfg_path), "--rules",
              str(self.tree / "rules")], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             cwd=str(self.tree))
         r = self.ctl("status", "--wait", "400", timeout=430)
@@ -172,10 +173,10 @@ def used_bytes(tree: Path, state: Path) -> int:
     return int(json.loads(out.stdout)["used_bytes"])
 
 
-def real(tree: Path, scale: float, git_repo: Path) -> dict:
+def real(tree: Path, scale: float, git_repo: Path, profile: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-store-") as d:
         base = Path(d)
-        dmn = Daemon(tree, base)
+        dmn = Daemon(tree, base, profile)
         dmn.start()
         try:
             time.sleep(2)
@@ -196,6 +197,44 @@ def real(tree: Path, scale: float, git_repo: Path) -> dict:
             "data_mdb_bytes": size, "bytes_per_event": round(size / max(events, 1), 1),
             "used_bytes_per_event": round(used / max(events, 1), 1),
             "cpu_s_per_10k": round((cpu1 - cpu0) / max(ev1 - ev0, 1) * 1e4, 3)}
+
+
+# ---------------------------------------------------------------- daemon profile
+
+# (label, function, file suffix): where each stage of the daemon's path starts
+STAGES = (
+    ("capture.poll (ring read + decode)", "poll", "capture/loader.py"),
+    ("  decode", "_decode", "capture/loader.py"),
+    ("loop.handle (graph + rules + findings)", "handle", "daemon/loop.py"),
+    ("  graph.apply", "apply", "graph/index.py"),
+    ("    enrich (process_attrs)", "process_attrs", "enrich/enricher.py"),
+    ("  rules.match", "match", "rules/ruleset.py"),
+    ("graph.flush (store commit)", "flush", "graph/index.py"),
+    ("  store.write_batch", "write_batch", "graph/store.py"),
+    ("    block encode", "encode", "graph/codec.py"),
+    ("findings.send_due", "send_due", "daemon/loop.py"),
+)
+
+
+def profile_summary(path: Path, events: int, tree: Path, top: int = 20) -> dict:
+    """Microseconds per event under each stage (cumulative) and the functions with the
+    most own time, from the daemon's cProfile dump (main thread only)."""
+    import pstats
+
+    st = pstats.Stats(str(path))
+    cum: dict[str, float] = {}
+    for (fname, _line, func), (_cc, _nc, _tt, ct, _callers) in st.stats.items():
+        for label, name, suffix in STAGES:
+            if func == name and fname.endswith(suffix) and fname.startswith(str(tree)):
+                cum[label] = cum.get(label, 0.0) + ct
+    own = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    short = str(tree) + "/spyderd/"
+    return {"events": events,
+            "stages_us_per_event": {k: round(cum[k] / events * 1e6, 1)
+                                    for k, *_ in STAGES if k in cum},
+            "top_own_us_per_event": [[f"{f.replace(short, '')}:{ln}:{fn}",
+                                      round(v[2] / events * 1e6, 2)]
+                                     for (f, ln, fn), v in own]}
 
 
 # ---------------------------------------------------------------- synthetic
@@ -238,13 +277,17 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--synthetic", type=int, default=200_000)
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="also run the real workload once more per tree with spyderd under "
+                         "cProfile and print where its time goes per event")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         workload(float(a.worker[0]), a.worker[1])
         return
     trees = [("this tree", REPO)] + ([("old tree", a.old.resolve())] if a.old else [])
-    for label, tree in trees:
+    for label, tree in trees if not a.skip_synthetic else ():
         print(f"synthetic {label:10}:", json.dumps(synthetic(tree, a.synthetic)), flush=True)
     if a.skip_real:
         return
@@ -252,6 +295,11 @@ def main() -> None:
         make_git_repo(Path(g))
         for label, tree in trees:
             print(f"real      {label:10}:", json.dumps(real(tree, a.scale, Path(g))), flush=True)
+        for label, tree in trees if a.profile else ():
+            prof = Path(g) / f"profile-{label.replace(' ', '-')}.out"
+            r = real(tree, a.scale, Path(g), prof)
+            print(f"profile   {label:10}:", json.dumps(profile_summary(
+                prof, r["workload_events"], tree)), flush=True)
 
 
 if __name__ == "__main__":
