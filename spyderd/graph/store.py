@@ -230,18 +230,16 @@ class Store:
         for tid, tr in traces.items():
             txn.put(tid.encode(), _dumps(tr), db=self.db["traces"])
 
-    def _next_seq(self, txn) -> int:
-        seq = int(txn.get(b"block_seq", db=self.db["meta"]) or 0)
-        txn.put(b"block_seq", str(seq + 1).encode(), db=self.db["meta"])
-        return seq
-
     def put_blocks(self, txn, blocks: list[BlockWriter]) -> list[int]:
-        """Write built blocks with their index entries; returns their seqs."""
-        return [self._put_block(txn, bw) for bw in blocks]
+        """Write built blocks with their index entries; returns their seqs (the block
+        sequence in `meta` is read and written once per batch)."""
+        first = int(txn.get(b"block_seq", db=self.db["meta"]) or 0)
+        seqs = [self._put_block(txn, bw, seq) for seq, bw in enumerate(blocks, first)]
+        txn.put(b"block_seq", str(first + len(blocks)).encode(), db=self.db["meta"])
+        return seqs
 
-    def _put_block(self, txn, bw: BlockWriter) -> int:
+    def _put_block(self, txn, bw: BlockWriter, seq: int) -> int:
         db = self.db
-        seq = self._next_seq(txn)
         sk = U64.pack(seq)
         main, events = bw.encode()
         txn.put(sk, main, db=db["blocks"], append=True)
