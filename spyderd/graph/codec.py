@@ -147,21 +147,32 @@ _SCALARS = (str, int, bool, float, type(None))
 _STR, _INT, _LIST = {str}, {int}, {list}
 
 
-def _column(col: list[Any], index: dict[Any, int]) -> list[Any]:
+def _refs(col: list[Any], index: dict[Any, int]) -> list[int]:
+    """Table refs of a column of hashable values: new values enter the table in order of
+    first use, then one C-level pass maps the column."""
+    for v in dict.fromkeys(col):
+        if v not in index:
+            index[v] = len(index)
+    return list(map(index.__getitem__, col))
+
+
+def _column(col: list[Any], index: dict[Any, int], types: set[type] | None = None
+            ) -> list[Any]:
     """[type, data]: 'c' one value for the whole column, 's' table refs, 'a' argv refs,
     'd' delta-coded ints, 'i' ints, 'j' anything else as JSON."""
     first = col[0]
-    types = set(map(type, col))
-    if len(types) == 1 and col.count(first) == len(col) and type(first) in _SCALARS:
+    if types is None:
+        types = set(map(type, col))
+    if len(types) == 1 and type(first) in _SCALARS and col.count(first) == len(col):
         return ["c", first, len(col)]
     if types == _STR:
-        return ["s", [index.setdefault(v, len(index)) for v in col]]
+        return ["s", _refs(col, index)]
     if types == _INT:
         if max(col) >= _BIG or min(col) <= -_BIG:
             return ["d", [b - a for a, b in zip([0, *col], col)]]
         return ["i", col]
     if types == _LIST and set(map(type, chain.from_iterable(col))) <= _STR:
-        return ["a", [index.setdefault(("L", *v), len(index)) for v in col]]
+        return ["a", _refs([("L", *v) for v in col], index)]
     return ["j", col]
 
 
@@ -171,7 +182,7 @@ def _columns(raw: list[list[Any]], index: dict[Any, int]) -> list[Any]:
     kinds = [set(map(type, col)) for col in raw]  # False == 0: equal values, other types
     for i, col in enumerate(raw):
         same = next((j for j in range(i) if kinds[j] == kinds[i] and raw[j] == col), None)
-        out.append(["=", same] if same is not None else _column(col, index))
+        out.append(["=", same] if same is not None else _column(col, index, kinds[i]))
     return out
 
 
