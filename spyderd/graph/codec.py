@@ -68,7 +68,8 @@ class BootTable:
 
 
 def _int(s: str) -> int | None:
-    return int(s) if s.isdigit() and str(int(s)) == s else None
+    """The value of a canonical decimal (no sign, no leading zero), else None."""
+    return int(s) if s.isdigit() and s.isascii() and (s[0] != "0" or s == "0") else None
 
 
 def node_key(node_id: str, boots: BootTable, add: bool = False) -> bytes | None:
