@@ -43,14 +43,16 @@ class Ran:
 
 
 def _script(base: Path, tag: str, name: str, body: str) -> Path:
-    """A short path (journald cuts long arguments in chains): /var/lib/atk-XXXX/TAG-a07.sh."""
+    """/var/lib/atk-XXXX/TAG-a07.sh, run by its name (journald cuts long arguments)."""
     path = base / f"{tag}-{name}.sh"
     path.write_text(PRELUDE + "\n" + body + "\ntrue\n", encoding="utf-8")
     return path
 
 
 def _run(path: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(path)], env=env, stdin=subprocess.DEVNULL,
+    """`bash TAG-a07.sh` from the scripts' directory: the name is short enough to survive
+    the cut of arguments in journald's compact chain."""
+    return subprocess.run(["bash", path.name], cwd=path.parent, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=90, check=False)  # fmt: skip
 
 
@@ -107,25 +109,24 @@ def _prepare(t: Technique, index: int, role: str, body: str, scripts_dir: Path, 
         assert done.returncode == 0, f"cleanup of {t.slug} failed: {done.stderr}"
 
 
-_ANCESTRY: dict[str, list[str]] = {}  # finding id -> its process's stored ancestry (args)
+_ANCESTRY: dict[str, list[str]] = {}  # process id -> its stored ancestry's arguments
 
 
-def _stored_ancestry(daemon: Spyderd, fid: str) -> list[str]:
-    """The arguments of every image from the finding's process up to its trace's root, from
-    `spyderctl trace`: what an analyst does when journald's chain was elided to fit."""
-    if fid not in _ANCESTRY:
-        r = daemon.ctl("trace", fid, "-o", "json")
-        if r.returncode != 0:  # not stored yet: ask again on the next wait round
-            return []
-        trace = json.loads(r.stdout)
-        nodes = {n["id"]: n for n in trace["nodes"]}
-        at = next(f["process_id"] for f in trace["findings"] if f["id"] == fid)
-        out: list[str] = []
-        while at in nodes and len(out) < 256:
-            out.append(" ".join(map(str, nodes[at].get("args") or [])))
-            at = nodes[at].get("parent", "")
-        _ANCESTRY[fid] = out
-    return _ANCESTRY[fid]
+def _stored_ancestry(daemon: Spyderd, process_id: str) -> list[str]:
+    """The arguments of the process and every ancestor, read from the daemon's store (what
+    `spyderctl trace` shows an analyst when journald's chain was cut to fit)."""
+    if process_id not in _ANCESTRY:
+        store = Store(daemon.state, readonly=True)
+        try:
+            history = History(store)
+            node = history.node(process_id)
+            if node is None:  # not flushed yet: ask again on the next wait round
+                return []
+            _ANCESTRY[process_id] = [" ".join(map(str, n.attrs.get("args") or []))
+                                     for n in (node, *history.ancestors(node))]  # fmt: skip
+        finally:
+            store.close()
+    return _ANCESTRY[process_id]
 
 
 def _holds(daemon: Spyderd, entry: dict, needle: str) -> bool:
@@ -142,7 +143,7 @@ def _holds(daemon: Spyderd, entry: dict, needle: str) -> bool:
     below = chain[roles.index("root") if "root" in roles else 0:]
     if not any(node.get("role") == "elided" or node.get("args_cut") for node in below):
         return False  # nothing cut from the trace's root down
-    return any(needle in args for args in _stored_ancestry(daemon, entry["SPYDER_FINDING_ID"]))
+    return any(needle in args for args in _stored_ancestry(daemon, entry["SPYDER_PROCESS_ID"]))
 
 
 def _findings(daemon: Spyderd, rule: str, needle: str) -> list[dict]:
