@@ -260,7 +260,7 @@ def cmd_query(args) -> int:
     from spyderd.ctl.query import cmd_query as run
 
     store = open_store(args)
-    paths = args.rules or list(load_config(args.config).get("rules"))
+    paths = args.rules or list(load_config(args.config).rules)
     return run(args, store, paths)
 
 
@@ -287,7 +287,7 @@ def cmd_suppressions(args) -> int:
     from spyderd.common.config import load_config
     from spyderd.traces.suppress import load_suppressions, policy_files
 
-    paths = args.paths or list(load_config(args.config).get("findings.suppressions"))
+    paths = args.paths or list(load_config(args.config).findings.suppressions)
     supp = load_suppressions(paths)
     hits: dict = {}
     try:

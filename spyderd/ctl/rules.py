@@ -161,7 +161,7 @@ def _configured_paths(args: argparse.Namespace) -> list[str]:
     from spyderd.common.config import load_config
 
     try:
-        return list(load_config(getattr(args, "config", None)).get("rules"))
+        return list(load_config(getattr(args, "config", None)).rules)
     except SpyderError:
         return list(DEFAULT_RULE_PATHS)
 

@@ -43,7 +43,7 @@ class Loop:
             for ev in events:
                 self.handle(ev)
             now = time.monotonic()
-            if now - self.graph.last_flush >= self.cfg.get("store.batch_delay"):
+            if now - self.graph.last_flush >= self.cfg.store.batch_delay:
                 self.graph.flush()
                 if self.exporter is not None:
                     self.exporter.notify()
@@ -80,11 +80,11 @@ class Loop:
         """Retention, one bounded chunk at a time (more chunks while behind)."""
         if now < getattr(self, "_next_prune", 0.0):
             return
-        c = self.cfg.get
-        policy = Policy(max_age_s=c("store.retention_days") * 86400,
-                        max_bytes=c("store.max_size_mb") << 20,
-                        events_age_s=c("store.events_retention_days") * 86400 or None,
-                        findings_age_s=c("store.findings_retention_days") * 86400 or None)
+        s = self.cfg.store
+        policy = Policy(max_age_s=s.retention_days * 86400,
+                        max_bytes=s.max_size_mb << 20,
+                        events_age_s=s.events_retention_days * 86400 or None,
+                        findings_age_s=s.findings_retention_days * 86400 or None)
         res = self.store.maintain(lambda store: prune(store, policy))
         if res is None:  # the store is degraded: no retention until it writes again
             self._next_prune = now + 30.0

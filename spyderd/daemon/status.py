@@ -58,7 +58,7 @@ def store_status(d: Daemon) -> dict:
                   findings=stats["findings"], traces=stats["traces"])
         st["oldest"] = d.store.oldest_event_time()
         st["projection"] = projection(stats["used_bytes"], stats["event_count"],
-                                      _event_rate(d, now), d.cfg.get("store.max_size_mb") << 20)
+                                      _event_rate(d, now), d.cfg.store.max_size_mb << 20)
     except Exception as exc:  # noqa: BLE001 - status must not break the loop
         st["error"] = str(exc)
     if getattr(d, "store_moved", None) is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from spyderd import __version__
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.journal import JournalFollower
 from spyderd.capture.scope import Scope, parse_scope
 from spyderd.capture.snapshot import listening_sockets, snapshot
@@ -58,10 +60,10 @@ def resolve_paths(cfg: Config, state: str | None, runtime: str | None,
                   rules: list[str] | None) -> Paths:
     """Command line beats environment beats config file."""
     return Paths(
-        state_dir=Path(state or os.environ.get("SPYDERD_STATE_DIR") or cfg.get("state_dir")),
+        state_dir=Path(state or os.environ.get("SPYDERD_STATE_DIR") or cfg.state_dir),
         runtime_dir=Path(runtime or os.environ.get("SPYDERD_RUNTIME_DIR")
-                         or cfg.get("runtime_dir")),
-        rules=list(rules) if rules else list(cfg.get("rules")),
+                         or cfg.runtime_dir),
+        rules=list(rules) if rules else list(cfg.rules),
     )
 
 
@@ -106,22 +108,23 @@ class Daemon(Loop):
         self.write_status(ready=False)
         self.ruleset = load_rules(self.paths.rules)
         self.machine_id, self.boot = machine_identity()
-        self.machine_id = self.cfg.get("machine_id") or self.machine_id
-        self.scope = _make_scope(self.cfg.get("capture.scope"))
+        self.machine_id = self.cfg.machine_id or self.machine_id
+        self.scope = _make_scope(self.cfg.capture.scope)
         self.store = self._open_store()
 
         self.enricher = Enricher(self.boot, self.machine_id, boot_wall_ns=boot_wall_ns())
         self.graph = Graph(self.store, self.boot, boot_wall_ns=boot_wall_ns(),
                            machine_id=self.machine_id,
-                           max_recent=self.cfg.get("store.max_memory_nodes"),
+                           max_recent=self.cfg.store.max_memory_nodes,
                            enricher=self.enricher)
         self._setup_findings()
         self.capture = Capture(
-            ring_pages=self.cfg.get("capture.ring_buffer_pages"),
-            max_args=self.cfg.get("capture.max_args"),
-            arg_bytes=self.cfg.get("capture.arg_bytes"),
-            ignore_tgid=os.getpid() if self.cfg.get("capture.ignore_self") else 0,
-            options={**self.cfg.get("capture"), "state_dir": str(self.paths.state_dir)})
+            ring_pages=self.cfg.capture.ring_buffer_pages,
+            max_args=self.cfg.capture.max_args,
+            arg_bytes=self.cfg.capture.arg_bytes,
+            ignore_tgid=os.getpid() if self.cfg.capture.ignore_self else 0,
+            options={**_capture_options(self.cfg.capture),
+                     "state_dir": str(self.paths.state_dir)})
         service.notify("STATUS=loading and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
         if self.capture.loader_name == "bcc":
@@ -145,17 +148,17 @@ class Daemon(Loop):
     def _open_store(self):
         """The store behind a guard: a corrupted one is moved aside and a fresh one made,
         a full or failing disk degrades it (spyderd.graph.guard, spyderd.graph.salvage)."""
-        c = self.cfg.get
-        map_size = max(c("store.map_size_mb"), 1) << 20
+        s = self.cfg.store
+        map_size = max(s.map_size_mb, 1) << 20
         store, self.store_moved = open_store(self.paths.state_dir, map_size=map_size,
-                                             check_seconds=c("store.check_seconds"))
+                                             check_seconds=s.check_seconds)
         if self.store_moved is not None:
             self.errors.append(f"store was corrupted: moved aside to {self.store_moved}")
-        limits = Limits(max_events=max(c("store.degraded_max_events"), 0),
-                        max_findings=max(c("store.degraded_max_findings"), 0),
-                        report_every=max(c("store.fault_report_seconds"), 1.0))
-        space = SpaceWatch(c("store.space_left_mb"), c("store.space_left_action"),
-                           c("store.admin_space_left_mb"), c("store.admin_space_left_action"))
+        limits = Limits(max_events=max(s.degraded_max_events, 0),
+                        max_findings=max(s.degraded_max_findings, 0),
+                        report_every=max(s.fault_report_seconds, 1.0))
+        space = SpaceWatch(s.space_left_mb, s.space_left_action,
+                           s.admin_space_left_mb, s.admin_space_left_action)
         return GuardedStore(store, limits=limits, space=space,
                             on_corrupt=fresh_store(self.paths.state_dir, map_size),
                             reopen=lambda: Store(self.paths.state_dir, map_size=map_size))
@@ -173,7 +176,7 @@ class Daemon(Loop):
 
     def _prepare_access(self) -> None:
         """umask 027; state and runtime directories 0750 root:spyder (see spyderd.common.access)."""
-        self.gid = access.group_id(self.cfg.get("access.group"))
+        self.gid = access.group_id(self.cfg.access.group)
         access.prepare_dirs([self.paths.runtime_dir, self.paths.state_dir], self.gid)
 
     def _setup_findings(self) -> None:
@@ -181,26 +184,26 @@ class Daemon(Loop):
         access.secure_store(self.store.path, self.gid)
         self.sinks = self._make_sinks()
         self.sink = next((s for s in self.sinks if s.name == "journald"), None)
-        c = self.cfg.get
-        tracker = TraceTracker(threshold=c("findings.trace_threshold"),
-                               settle=c("findings.trace_settle"), idle=c("findings.trace_idle"),
+        f = self.cfg.findings
+        tracker = TraceTracker(threshold=f.trace_threshold,
+                               settle=f.trace_settle, idle=f.trace_idle,
                                sinks=tuple(s.name for s in self.sinks), lookup=self.store.trace)
         self.findings = Findings(self.graph, self.store, self.sinks, tracker,
-                                 Folder(c("findings.fold_window")),
-                                 self._load_suppressions(), settle=c("findings.settle"))
+                                 Folder(f.fold_window),
+                                 self._load_suppressions(), settle=f.settle)
 
     def _make_sinks(self) -> list:
         sinks: list = []
-        if self.cfg.get("findings.journald"):
+        if self.cfg.findings.journald:
 
             sinks.append(JournaldSink(self.machine_id))
-        if self.cfg.get("findings.jsonl"):
+        if self.cfg.findings.jsonl:
 
-            sinks.append(JsonlSink(self.cfg.get("findings.jsonl")))
+            sinks.append(JsonlSink(self.cfg.findings.jsonl))
         return sinks
 
     def _load_suppressions(self):
-        return load_suppressions(self.cfg.get("findings.suppressions"))
+        return load_suppressions(self.cfg.findings.suppressions)
 
     def _resend_unsent(self) -> None:
         """Findings stored but not yet delivered (crash, journald down) are sent now."""
@@ -215,9 +218,9 @@ class Daemon(Loop):
         self.findings.publish = self.control.publish
         self.exporter = self._start_fleet()
         self.alerts = None
-        if self.cfg.get("alerts.journal"):
+        if self.cfg.alerts.journal:
             self.alerts = JournalFollower(AlertImages(self.graph, self.store),
-                                          max_priority=self.cfg.get("alerts.max_priority"))
+                                          max_priority=self.cfg.alerts.max_priority)
             self.alerts.open()
 
     def _service_live(self) -> None:
@@ -230,8 +233,8 @@ class Daemon(Loop):
 
     def _start_fleet(self):
         """The outbox (in every graph batch) and its publisher thread, when fleet.url is set."""
-        sec = self.cfg.get("fleet")
-        if not sec["url"]:
+        sec = self.cfg.fleet
+        if not sec.url:
             return None
         # lazy: the fleet is optional (nats-py), loaded only when fleet.url is set
         from spyderd.fleet.bus import BusConfig, secret_problem
@@ -243,18 +246,18 @@ class Daemon(Loop):
             log.error("fleet disabled: %s", problem)
             self.errors.append(f"fleet disabled: {problem}")
             return None
-        name = sec["name"] or os.uname().nodename
-        bus = BusConfig.from_section({**sec, "name": name})
-        self.graph.outbox = Outbox(self.store, name, self.boot, limit=sec["outbox_max"])
+        name = sec.name or os.uname().nodename
+        bus = BusConfig.from_section(dataclasses.replace(sec, name=name))
+        self.graph.outbox = Outbox(self.store, name, self.boot, limit=sec.outbox_max)
         from systemd import journal  # lazy: python3-systemd is optional outside systemd
 
         alerts = FleetAlerts(self.store, name, self.machine_id,
-                             self.cfg.get("findings.trace_threshold"), journal.send)
+                             self.cfg.findings.trace_threshold, journal.send)
         nat = None
-        if sec["nat"]:
+        if sec.nat:
             from spyderd.fleet.nat import NatWatcher
 
-            scope = self.cfg.get("capture.scope")
+            scope = self.cfg.capture.scope
             nat = NatWatcher(scope[6:] if scope.startswith("netns:/") else "")
         exporter = Exporter(bus, self.graph.outbox, trace_answerer(self.store, name), alerts,
                             nat)
@@ -346,6 +349,11 @@ class Daemon(Loop):
 
 
 
+def _capture_options(sec: CaptureConfig) -> dict[str, Any]:
+    """The capture section as the loader's options dict (lists, as the probes parse them)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(sec).items()}
+
+
 def _make_scope(text: str):
     """capture.scope as a filter, or None when the daemon sees the whole kernel."""
 
@@ -367,7 +375,7 @@ def check(cfg_path: str | None, rules: list[str] | None) -> int:
         cfg = load_config(cfg_path, required=cfg_path is not None)
         paths = resolve_paths(cfg, None, None, rules)
         rs = load_rules(paths.rules)
-        sup = load_suppressions(cfg.get("findings.suppressions"))
+        sup = load_suppressions(cfg.findings.suppressions)
     except SpyderError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -392,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    service.setup_logging(cfg.get("log_level"))
+    service.setup_logging(cfg.log_level)
     paths = resolve_paths(cfg, args.state_dir, args.runtime_dir, args.rules)
     try:  # first of all: a refused second start must not touch the running one's files
         lock = service.acquire_instance_lock(paths.state_dir, paths.runtime_dir)

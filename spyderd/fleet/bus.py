@@ -5,9 +5,13 @@ nats-py is imported lazily by the callers: a host without `fleet.url` never load
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
+
+from spyderd.common.config import FleetConfig, load_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +27,9 @@ class BusConfig:
     tls_key: str = ""
 
     @classmethod
-    def from_section(cls, sec: dict[str, Any]) -> BusConfig:
-        return cls(**{k: str(sec.get(k) or "") for k in cls.__slots__})
+    def from_section(cls, sec: FleetConfig) -> BusConfig:
+        """The connection part of the config's `fleet:` section."""
+        return cls(**{k: str(getattr(sec, k) or "") for k in cls.__slots__})
 
     def connect_options(self) -> dict[str, Any]:
         """Keyword arguments for nats.connect: reconnect forever, credentials, TLS."""
@@ -71,10 +76,9 @@ async def ensure_peers(js):
         return await js.create_key_value(bucket=m.PEERS_BUCKET, history=1)
 
 
-def secret_problem(config_path: str, sec: dict[str, Any]) -> str:
+def secret_problem(config_path: str, sec: FleetConfig) -> str:
     """Why the broker credentials are not safe where they are ('' when they are):
     a password or token in a world-readable config, or a world-readable .creds file."""
-    import os
 
     def world_readable(path: str) -> bool:
         try:
@@ -82,22 +86,17 @@ def secret_problem(config_path: str, sec: dict[str, Any]) -> str:
         except OSError:
             return False
 
-    if (sec.get("password") or sec.get("token")) and world_readable(config_path):
+    if (sec.password or sec.token) and world_readable(config_path):
         return (f"{config_path} holds fleet credentials but is world-readable "
                 f"(chmod 640 {config_path}; group spyder)")
-    if sec.get("creds") and world_readable(sec["creds"]):
-        return f"credentials file {sec['creds']} is world-readable (chmod 600)"
+    if sec.creds and world_readable(sec.creds):
+        return f"credentials file {sec.creds} is world-readable (chmod 600)"
     return ""
 
 
 def bus_from_config(path: str | None) -> BusConfig | None:
     """The `fleet:` section of a spyderd config as a BusConfig; None when fleet.url is unset."""
-    import os
-
-    from spyderd.common.config import load_config
-
-    sec = dict(load_config(path).get("fleet"))
-    if not sec["url"]:
+    sec = load_config(path).fleet
+    if not sec.url:
         return None
-    sec["name"] = sec["name"] or os.uname().nodename
-    return BusConfig.from_section(sec)
+    return BusConfig.from_section(dataclasses.replace(sec, name=sec.name or os.uname().nodename))

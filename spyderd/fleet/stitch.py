@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spyderd.common.config import FleetConfig, load_config
 from spyderd.fleet import messages as m
 from spyderd.fleet.bus import BusConfig, ensure_peers, ensure_stream
 from spyderd.model import Edge, Finding, Node
@@ -270,14 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status", help="write counters here as JSON every 0.5 s")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="spyderd-stitch: %(message)s")
-    section: dict[str, Any] = {}
-    if args.config:
-        from spyderd.common.config import load_config
-
-        section = dict(load_config(args.config).get("fleet"))
-    if args.url:
-        section["url"] = args.url
-    section["name"] = f"stitch-{args.instance}"
+    section = load_config(args.config).fleet if args.config else FleetConfig()
+    section = dataclasses.replace(section, url=args.url or section.url,
+                                  name=f"stitch-{args.instance}")
     bus = BusConfig.from_section(section)
     if not bus.url:
         ap.error("no NATS url: give --url or a config with fleet.url")

@@ -200,4 +200,4 @@ def test_loader_setting_checked_with_location(tmp_path: Path):
         load_config(str(cfg))
     assert f"{cfg}:2:" in str(exc.value) and "auto, libbpf, bcc" in str(exc.value)
     cfg.write_text("capture:\n  loader: bcc\n")
-    assert load_config(str(cfg)).get("capture.loader") == "bcc"
+    assert load_config(str(cfg)).capture.loader == "bcc"

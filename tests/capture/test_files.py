@@ -109,7 +109,7 @@ def test_config_errors_are_located_per_item(tmp_path):
 def test_default_watch_list_is_valid_and_matches_the_packaged_config():
     assert all(watch_path_problem(i) is None for i in DEFAULT_WATCH_PATHS)
     packaged = load_config(str(REPO / "packaging/spyderd.yaml"))
-    assert packaged.get("capture.watch_paths") == DEFAULT_WATCH_PATHS
+    assert list(packaged.capture.watch_paths) == DEFAULT_WATCH_PATHS
     ws = parse_watch_paths(DEFAULT_WATCH_PATHS)
     for p in ("/etc/shadow", "/etc/sudoers.d/x", "/etc/ld.so.preload", "/root/.ssh/a",
               "/home/u/.ssh/authorized_keys", "/etc/systemd/system/x.service",

@@ -53,8 +53,8 @@ def test_watch_reads_names_and_entries():
 def test_watch_reads_defaults_parse_and_bad_items_are_located(tmp_path):
     parse_watch_reads(DEFAULT_WATCH_READS)
     packaged = load_config(str(REPO / "packaging/spyderd.yaml"))
-    assert packaged.get("capture.watch_reads") == DEFAULT_WATCH_READS
-    assert packaged.get("capture.env_vars") == DEFAULT_ENV_VARS
+    assert list(packaged.capture.watch_reads) == DEFAULT_WATCH_READS
+    assert list(packaged.capture.env_vars) == DEFAULT_ENV_VARS
     assert watch_read_problem("/home/*") and watch_read_problem("etc/shadow")
     assert watch_read_problem({"path": "/x/", "names": ["a/b"]})
     assert watch_read_problem("/etc/shadow") is None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from spyderd.capture.scope import parse_scope
+from spyderd.common.config import FleetConfig
 from spyderd.errors import ConfigError
 from spyderd.fleet import messages as m
+from spyderd.fleet.bus import secret_problem
 from spyderd.fleet.outbox import Outbox
 from spyderd.fleet.stitch import Matcher
 from spyderd.graph import Store
@@ -120,18 +122,16 @@ def test_scope_settings_are_checked():
 
 
 def test_credentials_in_a_world_readable_file_keep_the_fleet_off(tmp_path):
-    from spyderd.fleet.bus import secret_problem
-
     cfg = tmp_path / "spyderd.yaml"
     cfg.write_text("fleet: {url: nats://127.0.0.1:4222, password: s3cret}\n")
     cfg.chmod(0o644)
-    assert "world-readable" in secret_problem(str(cfg), {"password": "s3cret"})
+    assert "world-readable" in secret_problem(str(cfg), FleetConfig(password="s3cret"))
     cfg.chmod(0o640)
-    assert secret_problem(str(cfg), {"password": "s3cret"}) == ""
+    assert secret_problem(str(cfg), FleetConfig(password="s3cret")) == ""
     creds = tmp_path / "host.creds"
     creds.write_text("-----BEGIN NATS USER JWT-----\n")
     creds.chmod(0o604)
-    assert "world-readable" in secret_problem(str(cfg), {"creds": str(creds)})
+    assert "world-readable" in secret_problem(str(cfg), FleetConfig(creds=str(creds)))
 
 
 CONNTRACK = """\
