@@ -213,12 +213,11 @@ class CaptureOnly:
 
 def capture_worker(ready: str) -> int:
     """Run the probes with the shipped capture settings; decode and drop every event."""
-    import yaml
-
     from spyderd.capture.loader import Capture
+    from spyderd.common.config import load_config
 
-    opts = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())["capture"]
-    cap = Capture(ring_pages=opts["ring_buffer_pages"], ignore_tgid=os.getpid(), options=opts)
+    shipped = load_config(str(REPO / "packaging/spyderd.yaml")).capture
+    cap = Capture(shipped, ignore_tgid=os.getpid())
     cap.start()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

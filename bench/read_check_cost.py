@@ -13,6 +13,7 @@ load on the machine does not distort the way wall-clock ratios are distorted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.loader import Capture
 
 PROG = "sc__sys_exit_openat"
@@ -34,11 +36,12 @@ def prog_stats() -> dict[int, tuple[int, int]]:
 
 def one_run(paths: list[str], n: int, reads: list | None) -> tuple[float, float]:
     """(ns per program run, wall us per open+close) for one capture configuration."""
-    opts: dict = {"disable": ["process", "network", "creds", "kernel"], "self_test": False}
+    cfg = CaptureConfig(ring_buffer_pages=256, self_test=False,
+                        disable=("process", "network", "creds", "kernel"))
     if reads is not None:
-        opts["watch_reads"] = reads
+        cfg = dataclasses.replace(cfg, watch_reads=tuple(reads))
     before = set(prog_stats())
-    cap = Capture(options=opts)
+    cap = Capture(cfg)
     cap.start()
     try:
         mine = [i for i in prog_stats() if i not in before]

@@ -3,8 +3,9 @@
 It lives in capture, not in common.config, because capture owns these settings, their
 defaults and their item checks, and capture must not import common (common.config
 builds its schema from this class). Field metadata, read by common.config's loader:
-"choices" (allowed strings) and "items" (a type or a checker that returns a problem or
-None, applied to every list item with its own location).
+"choices" (allowed strings), "items" (a type or a checker that returns a problem or
+None, applied to every list item with its own location) and "setting" (False: not a key
+of the file).
 """
 
 from __future__ import annotations
@@ -55,3 +56,6 @@ class CaptureConfig:
     scope: str = ""
     env_vars: tuple[str, ...] = field(default=tuple(DEFAULT_ENV_VARS),
                                       metadata={"items": env_name_problem})
+    # Not a `capture:` key: the daemon's state directory (--state-dir, SPYDERD_STATE_DIR,
+    # state_dir), where the kernel probe pins the map that outlives a killed daemon.
+    state_dir: str = field(default="/var/lib/spyderd", metadata={"setting": False})

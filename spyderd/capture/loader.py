@@ -26,6 +26,7 @@ from typing import Any
 
 from spyderd.capture import ringbuf, tamper
 from spyderd.capture.btf import BTF, VMLINUX_BTF
+from spyderd.capture.config import LOADERS, CaptureConfig
 from spyderd.capture.libbpf import CallbackRing, KernelBtf, Libbpf
 from spyderd.capture.load_bcc import BccLoader, LoadError, blame
 from spyderd.capture.load_libbpf import LibbpfLoader, hook_key
@@ -47,7 +48,6 @@ log = logging.getLogger("spyderd.capture")
 TRACEFS = Path("/sys/kernel/tracing")
 _KIND = struct.Struct("<I")
 SELFTEST_TIMEOUT = 3.0
-LOADERS = ("auto", "libbpf", "bcc")
 # Compile-time bounds of the CO-RE objects (probes/process.bpf.c MAX_ARGS, ARGBUF).
 CORE_MAX_ARGS, CORE_ARGBUF = 64, 4096
 
@@ -122,12 +122,11 @@ def objects_dir(source_dir: Path) -> Path:
     return Path(env) if env else source_dir / "build"
 
 
-def choose_loader(options: dict[str, Any], have_btf: bool,
-                  object_dir: Path) -> tuple[str, str]:
+def choose_loader(loader: str, have_btf: bool, object_dir: Path) -> tuple[str, str]:
     """(loader, why bcc) from `capture.loader` or $SPYDERD_LOADER: `auto` picks libbpf
     where the kernel has BTF and the objects are built, bcc otherwise."""
     env = os.environ.get("SPYDERD_LOADER")
-    want = env or options.get("loader") or "auto"
+    want = env or loader or "auto"
     if want not in LOADERS:
         raise ConfigError(f"capture.loader: {want!r} is not one of {', '.join(LOADERS)}")
     if want == "libbpf" and not have_btf:
@@ -180,15 +179,14 @@ def _comm_key(name: str) -> bytes:
 class Capture:
     """Compiles and attaches the available probes; `poll()` returns decoded events."""
 
-    def __init__(self, *, ring_pages: int = 256, max_args: int = 32, arg_bytes: int = 2048,
-                 ignore_tgid: int = 0, source_dir: Path | None = None,
-                 options: dict[str, Any] | None = None) -> None:
-        self.ring_pages = ring_pages
-        self.max_args = max_args
-        self.arg_bytes = 1 << max(8, (arg_bytes - 1).bit_length())  # power of two
+    def __init__(self, config: CaptureConfig | None = None, *, ignore_tgid: int = 0,
+                 source_dir: Path | None = None) -> None:
+        self.config = config or CaptureConfig()
+        self.ring_pages = self.config.ring_buffer_pages
+        self.max_args = self.config.max_args
+        self.arg_bytes = 1 << max(8, (self.config.arg_bytes - 1).bit_length())  # power of two
         self.ignore_tgid = ignore_tgid
-        self.options: dict[str, Any] = dict(options or {})
-        self.batch_s = max(0.0, float(self.options.get("batch_ms", 20))) / 1000.0
+        self.batch_s = max(0.0, float(self.config.batch_ms)) / 1000.0
         self.source_dir = source_dir or probes_dir()
         self.object_dir = objects_dir(self.source_dir)
         self.loader_name = ""
@@ -213,7 +211,8 @@ class Capture:
     def start(self) -> dict[str, ProbeStatus]:
         """Select, load, attach and self-test; raises CaptureError only when nothing runs."""
         have_btf = Path(VMLINUX_BTF).exists()
-        self.loader_name, self.why_bcc = choose_loader(self.options, have_btf, self.object_dir)
+        self.loader_name, self.why_bcc = choose_loader(self.config.loader, have_btf,
+                                                         self.object_dir)
         # bcc needs field offsets from BTF (parsed here, in Python); libbpf parses it itself
         btf = BTF.load() if have_btf and self.loader_name == "bcc" else None
         plans = self._select(probes())
@@ -234,10 +233,10 @@ class Capture:
         self._chosen = [p.probe for p in plans]
         self._progstats = self._prog_stats(btf) if have_btf else None
         self._open_ring()
-        if self.options.get("self_test", True):
+        if self.config.self_test:
             self.self_test()
         if self._ring is not None:  # after the self-test: it forks, better without threads
-            backlog = int(self.options.get("backlog_mb", 64)) << 20
+            backlog = int(self.config.backlog_mb) << 20
             self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
         return self.status
 
@@ -277,14 +276,14 @@ class Capture:
                         " using %d, %d", CORE_MAX_ARGS, CORE_ARGBUF, max_args, arg_bytes)
         dev, ino = own_pidns() if self.ignore_tgid else (0, 0)
         return {"ignore_tgid": self.ignore_tgid, "self_pidns_dev": dev, "self_pidns_ino": ino,
-                "ignore_comms": 1 if self.options.get("ignore_comms") else 0,
+                "ignore_comms": 1 if self.config.ignore_comms else 0,
                 "max_args": max_args, "arg_bytes": arg_bytes,
-                **kernel_scope(self.options.get("scope", ""))}
+                **kernel_scope(self.config.scope)}
 
     def _select(self, candidates: list[Probe]) -> list[Plan]:
         """Per probe: which hooks exist, what its configuration makes of it."""
         plans: list[Plan] = []
-        disabled = set(self.options.get("disable") or [])
+        disabled = set(self.config.disable)
         for p in candidates:
             if p.name in disabled:
                 self.status[p.name] = ProbeStatus(p.name, "disabled", "capture.disable")
@@ -298,7 +297,7 @@ class Capture:
                 self._unavailable(p, why)
                 continue
             missing_names = frozenset(a.name for a in missing)
-            settings = p.configure(self.options, missing_names) if p.configure else Settings()
+            settings = p.configure(self.config, missing_names) if p.configure else Settings()
             hooks = [a for a in present if a.name not in settings.skip]
             plans.append(Plan(p, hooks, {**self._common_values(), **settings.values}))
             self.status[p.name] = ProbeStatus(
@@ -403,12 +402,12 @@ class Capture:
 
     def _fill_maps(self, plans: list[Plan]) -> None:
         """Write the in-kernel filter maps from the configuration."""
-        comms = self.options.get("ignore_comms") or []
+        comms = self.config.ignore_comms
         entries: dict[str, dict[Any, int]] = {"ignore_comm": {_comm_key(c): 1 for c in comms}}
         for plan in plans:
             if plan.probe.maps:
                 st = self.status[plan.probe.name]
-                entries.update(plan.probe.maps(self.options, frozenset(st.missing)))
+                entries.update(plan.probe.maps(self.config, frozenset(st.missing)))
         for name, values in entries.items():
             if values:
                 table = self._loader.map(name)
@@ -422,7 +421,7 @@ class Capture:
             setup = plan.probe.setup
             try:
                 if setup is not None:
-                    setup(self._loader, self.options, self._ctx)
+                    setup(self._loader, self.config, self._ctx)
                 good.append(plan)
             except SpyderError:
                 raise
@@ -496,7 +495,7 @@ class Capture:
         if child == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
-                enter_scope(self.options.get("scope", ""))  # else the kernel drops its events
+                enter_scope(self.config.scope)  # else the kernel drops its events
                 for p in tests:
                     try:
                         p.selftest()  # type: ignore[misc]

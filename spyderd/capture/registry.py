@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import spyderd.capture.probes as probe_package
+from spyderd.capture.config import CaptureConfig
 from spyderd.model import Event
 
 Decoder = Callable[[bytes, "DecodeContext"], Event]
@@ -29,10 +30,10 @@ class Settings:
     note: str = ""
 
 
-# (capture options, hooks missing on this kernel) -> Settings
-Configure = Callable[[dict[str, Any], frozenset[str]], Settings]
-# (capture options, hooks missing) -> {map name: {key: value}} written after the load
-Maps = Callable[[dict[str, Any], frozenset[str]], dict[str, dict[Any, int]]]
+# (the capture section, hooks missing on this kernel) -> Settings
+Configure = Callable[[CaptureConfig, frozenset[str]], Settings]
+# (the capture section, hooks missing) -> {map name: {key: value}} written after the load
+Maps = Callable[[CaptureConfig, frozenset[str]], dict[str, dict[Any, int]]]
 
 
 class MapAccess(Protocol):
@@ -76,11 +77,11 @@ class Probe:
     # Runs in a forked child after attach; must cause one event of this probe's kinds from
     # that child or its children (status: "attached, self-test ok").
     selftest: Callable[[], None] | None = None
-    # Runs once after load and map fill, before attach, as setup(loaded, capture options,
+    # Runs once after load and map fill, before attach, as setup(loaded, capture section,
     # decode context): fills maps and tail-call tables (`Loaded`), and keeps state its
     # decoders need in `decode_context.state[probe name]`.
     # ConfigError propagates (bad setting); any other exception marks the probe failed.
-    setup: Callable[[Loaded, dict[str, Any], DecodeContext], None] | None = None
+    setup: Callable[[Loaded, CaptureConfig, DecodeContext], None] | None = None
     # Probes attach in (rank, name) order. Programs on one tracepoint run in attach order,
     # so rank 0 (the process probe) records an exec before any other probe's record about
     # that exec (files: download then run) and the graph has the new image when it comes.

@@ -118,13 +118,6 @@ class Config:
     fleet: FleetConfig = field(default_factory=FleetConfig)
     source: str = field(default="<defaults>", metadata={"setting": False})
 
-    def get(self, dotted: str) -> Any:
-        """Compatibility for `cfg.get("a.b")` callers not yet on the attributes."""
-        cur: Any = self
-        for part in dotted.split("."):
-            cur = getattr(cur, part)
-        return cur
-
 
 @dataclass(frozen=True)
 class Setting:

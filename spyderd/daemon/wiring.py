@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from spyderd import __version__
-from spyderd.capture.config import CaptureConfig
 from spyderd.capture.journal import JournalFollower
 from spyderd.capture.scope import Scope, parse_scope
 from spyderd.capture.snapshot import listening_sockets, snapshot
@@ -119,12 +118,8 @@ class Daemon(Loop):
                            enricher=self.enricher)
         self._setup_findings()
         self.capture = Capture(
-            ring_pages=self.cfg.capture.ring_buffer_pages,
-            max_args=self.cfg.capture.max_args,
-            arg_bytes=self.cfg.capture.arg_bytes,
-            ignore_tgid=os.getpid() if self.cfg.capture.ignore_self else 0,
-            options={**_capture_options(self.cfg.capture),
-                     "state_dir": str(self.paths.state_dir)})
+            dataclasses.replace(self.cfg.capture, state_dir=str(self.paths.state_dir)),
+            ignore_tgid=os.getpid() if self.cfg.capture.ignore_self else 0)
         service.notify("STATUS=loading and attaching probes")  # `systemctl status` while starting
         self.capture.start()  # capture first, then snapshot: no gap between the two
         if self.capture.loader_name == "bcc":
@@ -347,11 +342,6 @@ class Daemon(Loop):
     def status_dict(self, *, ready: bool, stopped: bool = False) -> dict:
         return status_dict(self, ready=ready, stopped=stopped)
 
-
-
-def _capture_options(sec: CaptureConfig) -> dict[str, Any]:
-    """The capture section as the loader's options dict (lists, as the probes parse them)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(sec).items()}
 
 
 def _make_scope(text: str):

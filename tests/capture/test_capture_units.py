@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.load_bcc import (
     LoadError,
     blame,
@@ -52,35 +53,36 @@ def test_hook_labels():
 
 def test_kernel_probe_fallback_only_for_missing_hooks():
     missing = frozenset({"syscalls:sys_enter_init_module", "syscalls:sys_exit_init_module"})
-    s = probe_kernel.configure({}, missing)
-    maps = probe_kernel.maps({}, missing)
+    s = probe_kernel.configure(CaptureConfig(), missing)
+    maps = probe_kernel.maps(CaptureConfig(), missing)
     if fallback_syscalls():
         assert probe_kernel.SC_HOOK not in s.skip and "raw_syscalls" in s.note
         assert maps["sc_watch"] == {fallback_syscalls()["init_module"]: 1}
-    s = probe_kernel.configure({}, frozenset())
+    s = probe_kernel.configure(CaptureConfig(), frozenset())
     assert probe_kernel.SC_HOOK in s.skip and s.note == ""
-    s = probe_kernel.configure({"syscall_fallback": False}, missing)
+    s = probe_kernel.configure(CaptureConfig(syscall_fallback=False), missing)
     assert probe_kernel.SC_HOOK in s.skip
-    assert probe_kernel.maps({"syscall_fallback": False}, missing)["sc_watch"] == {}
+    assert probe_kernel.maps(CaptureConfig(syscall_fallback=False), missing)["sc_watch"] == {}
 
 
 def test_kernel_probe_filters_from_config():
-    s = probe_kernel.configure({"kill_signals": [9, 15], "ptrace_requests": [],
-                                "bpf_cmds": [5]}, frozenset())
+    s = probe_kernel.configure(CaptureConfig(kill_signals=(9, 15), ptrace_requests=(),
+                                             bpf_cmds=(5,)), frozenset())
     assert s.values["kill_sigmask"] == (1 << 8) | (1 << 14)
     assert s.values["filter_ptrace"] == 0  # empty list: every request
     assert s.values["filter_bpf_cmds"] == 1
-    s = probe_kernel.configure({}, frozenset())
+    s = probe_kernel.configure(CaptureConfig(), frozenset())
     assert s.values["kill_sigmask"] == (1 << 64) - 1
     assert s.values["filter_ptrace"] == 1  # default: attach and write requests only
 
 
 def test_network_probe_udp_filters():
-    s = probe_network.configure({"udp_ports": [53], "udp_repeat_seconds": 0.5}, frozenset())
+    s = probe_network.configure(CaptureConfig(udp_ports=(53,), udp_repeat_seconds=0.5),
+                                frozenset())
     assert s.values == {"filter_udp_ports": 1, "udp_repeat_ns": 500_000_000}
-    assert probe_network.maps({"udp_ports": [53]}, frozenset()) == {
+    assert probe_network.maps(CaptureConfig(udp_ports=(53,)), frozenset()) == {
         "udp_port_filter": {53: 1}}
-    s = probe_network.configure({"udp_repeat_seconds": 0}, frozenset())
+    s = probe_network.configure(CaptureConfig(udp_repeat_seconds=0.0), frozenset())
     assert s.values == {"filter_udp_ports": 0, "udp_repeat_ns": 0}
 
 
@@ -139,16 +141,16 @@ def test_hooks_from_program_names_and_sections():
 
 def test_loader_choice(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("SPYDERD_LOADER", raising=False)
-    assert choose_loader({}, True, tmp_path)[0] == "bcc"  # no objects built
+    assert choose_loader("auto", True, tmp_path)[0] == "bcc"  # no objects built
     (tmp_path / "process.bpf.o").write_bytes(b"")
-    assert choose_loader({}, True, tmp_path) == ("libbpf", "")
-    assert choose_loader({}, False, tmp_path) == ("bcc", "the kernel has no BTF")
-    assert choose_loader({"loader": "bcc"}, True, tmp_path) == ("bcc", "forced by capture.loader")
+    assert choose_loader("auto", True, tmp_path) == ("libbpf", "")
+    assert choose_loader("auto", False, tmp_path) == ("bcc", "the kernel has no BTF")
+    assert choose_loader("bcc", True, tmp_path) == ("bcc", "forced by capture.loader")
     monkeypatch.setenv("SPYDERD_LOADER", "bcc")
-    assert choose_loader({"loader": "libbpf"}, True, tmp_path)[1] == "forced by SPYDERD_LOADER"
+    assert choose_loader("libbpf", True, tmp_path)[1] == "forced by SPYDERD_LOADER"
     monkeypatch.setenv("SPYDERD_LOADER", "nope")
     with pytest.raises(ConfigError):
-        choose_loader({}, True, tmp_path)
+        choose_loader("auto", True, tmp_path)
 
 
 def test_blame_finds_probe_from_compiler_line_and_program_name():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spyderd.common.config import load_config
-from spyderd.daemon.wiring import _capture_options, resolve_paths
+from spyderd.daemon.wiring import resolve_paths
 
 
 def test_command_line_beats_environment_beats_config(tmp_path, monkeypatch):
@@ -26,10 +26,3 @@ def test_command_line_beats_environment_beats_config(tmp_path, monkeypatch):
     assert (p.state_dir, p.runtime_dir, p.rules) == (Path("/cli/state"), Path("/cli/run"),
                                                      ["/cli/rules"])
 
-
-def test_capture_options_are_the_section_with_lists(tmp_path):
-    cfg_file = tmp_path / "spyderd.yaml"
-    cfg_file.write_text("capture:\n  udp_ports: [53]\n  loader: bcc\n")
-    opts = _capture_options(load_config(str(cfg_file)).capture)
-    assert opts["udp_ports"] == [53] and opts["loader"] == "bcc"
-    assert isinstance(opts["watch_paths"], list) and opts["watch_paths"][0] == "/etc/passwd"

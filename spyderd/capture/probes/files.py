@@ -11,8 +11,8 @@ import os
 import platform
 import re
 import struct
-from typing import Any
 
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.records import HDR, cstr, header, record
 from spyderd.capture.registry import (
     AttachPoint,
@@ -23,8 +23,6 @@ from spyderd.capture.registry import (
     register,
 )
 from spyderd.capture.watch import (
-    DEFAULT_WATCH_PATHS,
-    DEFAULT_WATCH_READS,
     OP_NAMES,
     OPS,
     ReadNames,
@@ -146,19 +144,18 @@ def decode_wrote_exec(buf: bytes, ctx: DecodeContext) -> WroteExecEvent:
                           write_time=wktime + ctx.boot_to_wall if wktime else 0)
 
 
-def watch_set(options: dict[str, Any]) -> tuple[WatchSet, ReadNames]:
+def watch_set(cfg: CaptureConfig) -> tuple[WatchSet, ReadNames]:
     """capture.watch_paths and capture.watch_reads compiled into one watch list, and the
     names a read-only open must have to be looked up in it."""
-    ws = parse_watch_paths(options.get("watch_paths", DEFAULT_WATCH_PATHS))
-    reads = options.get("watch_reads")
-    entries, names = parse_watch_reads(DEFAULT_WATCH_READS if reads is None else reads)
+    ws = parse_watch_paths(list(cfg.watch_paths))
+    entries, names = parse_watch_reads(list(cfg.watch_reads))
     return WatchSet(ws.entries + entries), names
 
 
-def setup(loaded: Loaded, options: dict[str, Any], ctx: DecodeContext) -> None:
+def setup(loaded: Loaded, cfg: CaptureConfig, ctx: DecodeContext) -> None:
     """Fill the watch tries (watch_paths and watch_reads), the read-name filter, switches
     and the tail-call table of the stage programs."""
-    ws, names = watch_set(options)
+    ws, names = watch_set(cfg)
     watch, tails = ws.kernel_maps()
     keys, first, file_lens, dir_lens = names.kernel_maps()
     for name, entries in (("watch", watch), ("watch_tail", tails), ("read_names", keys),
@@ -169,8 +166,8 @@ def setup(loaded: Loaded, options: dict[str, Any], ctx: DecodeContext) -> None:
     settings = loaded.map("fsettings")
     settings.update(3, file_lens)
     settings.update(4, dir_lens)
-    settings.update(0, 1 if options.get("failed_opens", True) else 0)
-    repeat_ms = int(max(0.0, options.get("file_repeat_seconds", 1.0)) * 1000)
+    settings.update(0, 1 if cfg.failed_opens else 0)
+    repeat_ms = int(max(0.0, cfg.file_repeat_seconds) * 1000)
     settings.update(2, min(repeat_ms, 2**32 - 1))
     stages = loaded.map("fstages")
     for idx, fn in enumerate(STAGES):
@@ -189,7 +186,7 @@ def selftest() -> None:
     os.close(fd)
 
 
-def configure(_options: dict[str, Any], _missing: frozenset[str]) -> Settings:
+def configure(_cfg: CaptureConfig, _missing: frozenset[str]) -> Settings:
     """Read the open family's arguments from the saved user registers at sys_exit where
     the kernel has bpf_task_pt_regs (5.15+) and the ABI is known (x86_64); elsewhere the
     probe saves them at sys_enter in a per-thread map (one more hook and map update per

@@ -34,6 +34,7 @@ import os
 from typing import Any
 
 from spyderd.capture import tamper
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.libbpf import Libbpf
 from spyderd.capture.records import fallback_syscalls, record
 from spyderd.capture.registry import (
@@ -61,8 +62,6 @@ OTHER_CALLS = ("mount", "umount", "move_mount", "ptrace", "memfd_create", "bpf",
 # Hooks some kernels lack (built without modules/kexec; move_mount before 5.2).
 OPTIONAL = frozenset(FALLBACK_CALLS + ("move_mount", "io_uring_setup"))
 SC_HOOK = "raw_syscalls:sys_enter"  # attached only for missing FALLBACK_CALLS
-# Requests that attach to or write into another process (audit.rules' ptrace keys).
-DEFAULT_PTRACE = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206]
 
 
 def _cstr(raw: bytes) -> str:
@@ -106,27 +105,22 @@ def _missing_fallback(missing: frozenset[str]) -> list[str]:
     return [c for c in FALLBACK_CALLS if f"syscalls:sys_enter_{c}" in missing]
 
 
-def _int_list(options: dict[str, Any], key: str, default: list[int]) -> list[int]:
-    value = options.get(key, default)
-    return [int(x) for x in (default if value is None else value)]
-
-
-def configure(options: dict[str, Any], missing: frozenset[str]) -> Settings:
+def configure(cfg: CaptureConfig, missing: frozenset[str]) -> Settings:
     note = ""
     watched = [c for c in _missing_fallback(missing) if c in fallback_syscalls()]
-    if not options.get("syscall_fallback", True):
+    if not cfg.syscall_fallback:
         watched = []
     if watched:
         note = "attempts seen through raw_syscalls"
         if len(watched) < len(_missing_fallback(missing)):
             note = ", ".join(f"{c}()" for c in watched) + " " + note
     mask = 0
-    for sig in _int_list(options, "kill_signals", []) or range(1, 65):
+    for sig in cfg.kill_signals or range(1, 65):
         if 1 <= sig <= 64:
             mask |= 1 << (sig - 1)
     values = {
-        "filter_ptrace": 1 if _int_list(options, "ptrace_requests", DEFAULT_PTRACE) else 0,
-        "filter_bpf_cmds": 1 if _int_list(options, "bpf_cmds", [5]) else 0,
+        "filter_ptrace": 1 if cfg.ptrace_requests else 0,
+        "filter_bpf_cmds": 1 if cfg.bpf_cmds else 0,
         "kill_sigmask": mask,
         "spyderd_tgid": os.getpid(),
     }
@@ -134,22 +128,21 @@ def configure(options: dict[str, Any], missing: frozenset[str]) -> Settings:
     return Settings(values, skip, note)
 
 
-def maps(options: dict[str, Any], missing: frozenset[str]) -> dict[str, dict[Any, int]]:
+def maps(cfg: CaptureConfig, missing: frozenset[str]) -> dict[str, dict[Any, int]]:
     nrs = fallback_syscalls()
-    on = options.get("syscall_fallback", True)
+    on = cfg.syscall_fallback
     return {
         "sc_watch": {nrs[c]: 1 for c in _missing_fallback(missing) if c in nrs and on},
-        "ptrace_req_filter": {r: 1 for r in _int_list(options, "ptrace_requests",
-                                                       DEFAULT_PTRACE)},
-        "bpf_cmd_filter": {c: 1 for c in _int_list(options, "bpf_cmds", [5])},
+        "ptrace_req_filter": {int(r): 1 for r in cfg.ptrace_requests},
+        "bpf_cmd_filter": {int(c): 1 for c in cfg.bpf_cmds},
     }
 
 
-def setup(loaded: Loaded, options: dict[str, Any], ctx: DecodeContext) -> None:
+def setup(loaded: Loaded, cfg: CaptureConfig, ctx: DecodeContext) -> None:
     """Read who signalled the previous daemon on this state directory (its pinned map),
     then pin this daemon's map in its place (`spyderd.capture.tamper`)."""
     lib = Libbpf()
-    path = tamper.pin_path(options.get("state_dir") or "/var/lib/spyderd")
+    path = tamper.pin_path(cfg.state_dir or "/var/lib/spyderd")
     before = tamper.read_pinned(lib, path, ctx.boot_to_wall)
     ctx.state["self_signal_before"] = before
     if before is not None:

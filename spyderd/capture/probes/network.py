@@ -23,6 +23,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.records import ip_text, record
 from spyderd.capture.registry import AttachPoint, DecodeContext, Probe, Settings, register
 from spyderd.model import (
@@ -144,14 +145,14 @@ def decode_dup(buf: bytes, ctx: DecodeContext) -> DupEvent:
                     result=result)
 
 
-def configure(options: dict[str, Any], _missing: frozenset[str]) -> Settings:
-    ns = int(float(options.get("udp_repeat_seconds", 1.0)) * 1e9)
+def configure(cfg: CaptureConfig, _missing: frozenset[str]) -> Settings:
+    ns = int(float(cfg.udp_repeat_seconds) * 1e9)
     return Settings({"udp_repeat_ns": max(ns, 0),
-                     "filter_udp_ports": 1 if options.get("udp_ports") else 0})
+                     "filter_udp_ports": 1 if cfg.udp_ports else 0})
 
 
-def maps(options: dict[str, Any], _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
-    return {"udp_port_filter": {int(p): 1 for p in options.get("udp_ports") or []}}
+def maps(cfg: CaptureConfig, _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
+    return {"udp_port_filter": {int(p): 1 for p in cfg.udp_ports}}
 
 
 def selftest() -> None:

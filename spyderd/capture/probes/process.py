@@ -16,6 +16,7 @@ import os
 import shutil
 from typing import Any
 
+from spyderd.capture.config import CaptureConfig
 from spyderd.capture.execinfo import (
     DEFAULT_ENV_VARS,
     STDIO,
@@ -98,26 +99,20 @@ def decode_exit(buf: bytes, ctx: DecodeContext) -> ExitEvent:
 _DEFAULT_ENV = frozenset(DEFAULT_ENV_VARS)
 
 
-def _env_vars(options: dict[str, Any]) -> list[str]:
-    value = options.get("env_vars")
-    return list(DEFAULT_ENV_VARS if value is None else value)
+def configure(cfg: CaptureConfig, _missing: frozenset[str]) -> Settings:
+    _, short = env_keys(list(cfg.env_vars))
+    return Settings({"capture_threads": 1 if cfg.threads else 0, "env_short": short})
 
 
-def configure(options: dict[str, Any], _missing: frozenset[str]) -> Settings:
-    _, short = env_keys(_env_vars(options))
-    return Settings({"capture_threads": 1 if options.get("threads") else 0,
-                     "env_short": short})
-
-
-def maps(options: dict[str, Any], _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
+def maps(cfg: CaptureConfig, _missing: frozenset[str]) -> dict[str, dict[Any, int]]:
     """capture.env_vars as the kernel's env_watch keys."""
-    keys, _ = env_keys(_env_vars(options))
+    keys, _ = env_keys(list(cfg.env_vars))
     return {"env_watch": keys}
 
 
-def setup(_loaded: Any, options: dict[str, Any], ctx: DecodeContext) -> None:
+def setup(_loaded: Any, cfg: CaptureConfig, ctx: DecodeContext) -> None:
     """The exact environment names the decoder keeps."""
-    ctx.state["process_env"] = frozenset(_env_vars(options))
+    ctx.state["process_env"] = frozenset(cfg.env_vars)
 
 
 def selftest() -> None:
