@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+from spyderd.common.config import Config
 from spyderd.daemon import service
 from spyderd.graph.retention import Policy, prune
 from spyderd.model import Event, Node
@@ -21,7 +22,7 @@ log = logging.getLogger("spyderd")
 class Loop:
     """Event loop over the stages `wiring.Daemon.setup` made (attributes below)."""
 
-    cfg: Any
+    cfg: Config
     capture: Any
     graph: Any
     store: Any

@@ -20,7 +20,7 @@ from spyderd.capture.load_bcc import (
 )
 from spyderd.capture.load_bcc import hook_of as bcc_hook
 from spyderd.capture.load_libbpf import hook_of as libbpf_hook
-from spyderd.capture.loader import ProbeStatus, choose_loader, hook_labels
+from spyderd.capture.loader import Capture, ProbeStatus, choose_loader, hook_labels
 from spyderd.capture.probes import kernel as probe_kernel
 from spyderd.capture.probes import network as probe_network
 from spyderd.capture.probes.process import cwd_text
@@ -203,3 +203,12 @@ def test_loader_setting_checked_with_location(tmp_path: Path):
     assert f"{cfg}:2:" in str(exc.value) and "auto, libbpf, bcc" in str(exc.value)
     cfg.write_text("capture:\n  loader: bcc\n")
     assert load_config(str(cfg)).capture.loader == "bcc"
+
+
+def test_capture_takes_its_section():
+    cap = Capture(CaptureConfig(ring_buffer_pages=64, max_args=8, arg_bytes=3000, batch_ms=5.0,
+                                state_dir="/tmp/x"))
+    assert (cap.ring_pages, cap.max_args, cap.arg_bytes) == (64, 8, 4096)
+    assert cap.batch_s == 0.005 and cap.config.state_dir == "/tmp/x"
+    default = Capture()
+    assert default.config == CaptureConfig() and default.ring_pages == 1024
