@@ -105,7 +105,10 @@ def test_the_schema_comes_from_the_fields():
     assert s["capture"]["udp_ports"] == Setting(list, (), int)
     assert s["capture"]["batch_ms"].typ is float
     assert s["rules"] == Setting(list)
-    assert "source" not in s
+    assert "source" not in s and "state_dir" not in s["capture"]  # not keys of the file
+    flat = [v for v in s.values() if isinstance(v, Setting)] + [
+        v for sec in s.values() if isinstance(sec, dict) for v in sec.values()]
+    assert {v.typ for v in flat} <= {bool, int, float, str, list}  # what the loader checks
 
 
 def write(tmp_path: Path, text: str) -> str:
