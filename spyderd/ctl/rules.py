@@ -25,7 +25,6 @@ from spyderd.ctl.common import dirs, live_status, open_store
 from spyderd.errors import SpyderError
 from spyderd.model import Node, event_record
 
-DEFAULT_RULE_PATHS = ["/usr/share/spyderd/rules", "/etc/spyderd/rules.d"]
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR = 0, 1, 2
 EXIT_NOT_RUNNING = 3
 # node attributes a snapshot line carries for the rules (context, not bookkeeping)
@@ -158,12 +157,12 @@ def _import_sigma(args: argparse.Namespace) -> int:
 
 def _configured_paths(args: argparse.Namespace) -> list[str]:
     """The rule paths of the config file (`--config`, else the default one)."""
-    from spyderd.common.config import load_config
+    from spyderd.common.config import DEFAULT_RULES, load_config
 
     try:
         return list(load_config(getattr(args, "config", None)).rules)
-    except SpyderError:
-        return list(DEFAULT_RULE_PATHS)
+    except SpyderError:  # a broken config: the default paths, as with no config
+        return list(DEFAULT_RULES)
 
 
 def _list(rs: Any, args: argparse.Namespace) -> None:

@@ -30,3 +30,10 @@ def test_rule_paths_come_from_the_config(tmp_path: Path) -> None:
     config = tmp_path / "spyderd.yaml"
     config.write_text("rules: /srv/rules.yaml\n")  # one scalar: a list of one
     assert _configured_paths(argparse.Namespace(config=str(config))) == ["/srv/rules.yaml"]
+
+
+def test_a_broken_config_falls_back_to_the_default_rule_paths(tmp_path: Path) -> None:
+    config = tmp_path / "spyderd.yaml"
+    config.write_text("rulez: []\n")
+    assert _configured_paths(argparse.Namespace(config=str(config))) == [
+        "/usr/share/spyderd/rules", "/etc/spyderd/rules.d"]
