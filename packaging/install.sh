@@ -69,7 +69,7 @@ PACKAGES=(
     # tests/attacks: the tools the technique catalogue and the benign workload run for real
     tcpdump nmap socat iptables at cron logrotate netcat-openbsd selinux-utils bind9-dnsutils
     zip kmod strace gdb gcc git curl wget openssh-client gnupg python3-pip libcap2-bin
-    lsof net-tools psmisc
+    lsof net-tools psmisc fio
 )
 apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"

@@ -11,7 +11,9 @@
  *    cache `written` without sending anything; an exec of such a file sends one
  *    WROTE_EXEC record (ELF binaries at sched_process_exec; #! scripts when the
  *    interpreter opens the script, because the kernel has swapped bprm->file for the
- *    interpreter by the time any exec tracepoint fires).
+ *    interpreter by the time any exec tracepoint fires; scripts named in an interpreter's
+ *    argv, `bash /tmp/x.sh`, when the interpreter opens them: `interpreters` says how
+ *    each one's argv names its script).
  *
  * Paths: absolute user strings as given; relative ones joined to the directory of dirfd
  * or to the cwd by walking dentries up to the process root (mount points crossed);
@@ -52,6 +54,9 @@
 #define OFF_BPRM_FILE KOFF(linux_binprm, file)
 #define OFF_BPRM_FILENAME KOFF(linux_binprm, filename)
 #define OFF_BPRM_INTERP KOFF(linux_binprm, interp)
+#define OFF_TASK_MM KOFF(task_struct, mm)
+#define OFF_MM_ARG_START KOFF(mm_struct, arg_start)
+#define OFF_MM_ARG_END KOFF(mm_struct, arg_end)
 
 
 #define K_FILE       7
@@ -234,8 +239,26 @@ struct fslot {
 struct swait {
     u32 n;                 /* length of path */
     u32 left;              /* opens still to look at */
-    char path[PATHB];      /* bprm->filename of the script */
+    char path[PATHB];      /* bprm->filename of the script, or the script operand in argv */
 };
+
+/* How an interpreter's argv names its script (filled from spyderd/capture/execinfo.py by
+ * probe_files.setup, keyed by the comm an exec of it gets). Option letters as bits:
+ * a-z = 0-25, A-Z = 26-51. */
+struct interp_opts {
+    u64 inline_code;       /* -c, -e, -m ...: the code is inline, there is no script */
+    u64 valued;            /* -W x, -I dir ...: the option takes the next word (or the rest) */
+    u64 script_opt;        /* awk -f: the option's value is the script */
+    u32 flags;             /* IF_* */
+    u32 pad;
+};
+#define IF_PLUS    1       /* "+o" starts an option too (shells) */
+#define IF_NOPLAIN 2       /* a plain first operand is code, not a file (awk) */
+#define INTERP_WAIT 4096   /* read-only opens an interpreter may make before its script
+                            * (python3 with many site packages: ~800). Until then each of
+                            * its read-only opens costs a name comparison, then goes on to
+                            * the watched-read check as any other. */
+#define INTERP_ARGS 8      /* words of argv looked at for the script operand */
 
 /* Watch list: value = ops mask (bits 0-15) | wildcard id << 16 | wildcard prefix length << 32. */
 BPF_LPM_TRIE(watch, struct lpm_key, u64, 4096);
@@ -266,6 +289,7 @@ BPF_HASH(fpending, u32, struct file_rec, 2048);
 BPF_ARRAY(written, struct wval, WRITTEN_MAX);           /* shared: exec may run elsewhere */
 BPF_PERCPU_ARRAY(fseen, struct fslot, FOLD_SLOTS);      /* per CPU: repeats of one process */
 BPF_LRU_HASH(script_wait, u32, struct swait, 4096);
+BPF_HASH(interpreters, struct comm_key, struct interp_opts, 512);
 
 static __always_inline u32 setting(u32 idx) {
     u32 *v = bpf_map_lookup_elem(&fsettings, &idx);
@@ -875,8 +899,10 @@ static __always_inline void fill_wexec(struct wexec_rec *e, struct wval *w, u32 
     e->rflags = 0;
 }
 
-/* A #! script was just exec'd by this process: is this open the interpreter reading it
- * (same last path component as the name exec'd)? Then check the writer of that file. */
+/* This process exec'd a #! script or an interpreter with a script operand: is this open
+ * the interpreter reading it (same last path component as the name given)? Then check the
+ * writer of that file. Returns 1 when the open was taken (a record is on its way), 0 when
+ * it is left to the watched-read check. */
 static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
     struct swait *w = bpf_map_lookup_elem(&script_wait, &tgid);
     if (!w)
@@ -921,7 +947,8 @@ static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
         return 0;
     s2->fin = FIN_WEXEC;
     set_slot(s2, 0, SLOT_FILE, 0, file);
-    return run(ctx, K_WROTE_EXEC);
+    run(ctx, K_WROTE_EXEC);
+    return 1;
 }
 
 /* Remember who wrote a regular file (download-then-run); returns its inode and device. */
@@ -1039,8 +1066,8 @@ static __always_inline int read_open(void *ctx, u64 pt, long fd, u32 flags) {
 /* A successful read-only open: a #! script being read by its interpreter, or a watched read. */
 static __always_inline int read_only_open(void *ctx, u64 pt, long fd, u32 flags) {
     u32 tgid = pt >> 32;
-    if (bpf_map_lookup_elem(&script_wait, &tgid))
-        return script_open(ctx, tgid, fd);
+    if (bpf_map_lookup_elem(&script_wait, &tgid) && script_open(ctx, tgid, fd))
+        return 0;
     return read_open(ctx, pt, fd, flags);
 }
 
@@ -1228,6 +1255,92 @@ OPEN_HOOKS(A_OPENAT2, openat2)
 OPEN_HOOKS(A_OPEN, open)
 OPEN_HOOKS(A_CREAT, creat)
 
+static __always_inline u64 letter_bit(char c) {
+    if (c >= 'a' && c <= 'z')
+        return 1ULL << (c - 'a');
+    if (c >= 'A' && c <= 'Z')
+        return 1ULL << (26 + c - 'A');
+    return 0;
+}
+
+/* What one word of argv means for the script operand: W_SCRIPT (this word is it),
+ * W_NEXT (the next word is), W_SKIP (the next word is an option's value), W_NONE (no
+ * script: inline code or stdin), W_ON (an option; keep looking). getopt's rules: a group
+ * of letters "-xvW" ends at the first letter that takes a value. */
+#define W_ON     0
+#define W_SCRIPT 1
+#define W_NEXT   2
+#define W_SKIP   3
+#define W_NONE   4
+static __always_inline int word_kind(const char *w, struct interp_opts *o) {
+    char c0 = w[0];
+    if (c0 != '-' && !(c0 == '+' && (o->flags & IF_PLUS)))
+        return (o->flags & IF_NOPLAIN) ? W_NONE : W_SCRIPT;
+    if (!w[1])
+        return W_NONE;  /* "-": the script comes from stdin */
+    if (w[1] == '-')
+        return w[2] ? W_ON : W_NEXT;  /* a long option (taken as valueless), or "--" */
+    for (int j = 1; j < 16; j++) {
+        char c = w[j];
+        if (!c)
+            break;
+        u64 bit = letter_bit(c);
+        if (o->inline_code & bit)
+            return W_NONE;
+        if (o->script_opt & bit)
+            return w[j + 1] ? W_NONE : W_NEXT;  /* -fFILE glued: not followed */
+        if (o->valued & bit)
+            return w[j + 1] ? W_ON : W_SKIP;
+    }
+    return W_ON;
+}
+
+/* An interpreter run by name (bash x.sh, python3 -u /dev/shm/x.py): find the script
+ * operand in the new image's argv, as spyderd/capture/execinfo.py does in user space,
+ * and wait for the interpreter to open it (script_open). Only the comms in
+ * `interpreters` pay for this. */
+static __always_inline int interp_wait(struct swait *sw, u64 task, u32 tgid) {
+    struct comm_key k = {};
+    bpf_get_current_comm(&k.comm, sizeof(k.comm));
+    struct interp_opts *o = bpf_map_lookup_elem(&interpreters, &k);
+    if (!o)
+        return 0;
+    u64 mm = read_ptr(task, OFF_TASK_MM);
+    u64 p = read_ptr(mm, OFF_MM_ARG_START), end = read_ptr(mm, OFF_MM_ARG_END);
+    int n = bpf_probe_read_user_str(sw->path, PATHB, (void *)p);  /* argv[0] */
+    if (n <= 0)
+        return 0;
+    p += n;
+    int kind = W_ON;
+    for (int i = 0; i < INTERP_ARGS; i++) {
+        if (p >= end)
+            return 0;
+        n = bpf_probe_read_user_str(sw->path, PATHB, (void *)p);
+        if (n <= 0)
+            return 0;
+        p += n;
+        if (kind == W_SKIP) {
+            kind = W_ON;
+            continue;
+        }
+        if (kind != W_NEXT)
+            kind = n > 1 ? word_kind(sw->path, o) : W_SCRIPT;
+        else
+            kind = W_SCRIPT;
+        if (kind == W_NONE)
+            return 0;
+        if (kind == W_SCRIPT) {
+            if (n <= 1)
+                return 0;  /* an empty word */
+            sw->n = n - 1;
+            sw->left = INTERP_WAIT;
+            bpf_map_update_elem(&script_wait, &tgid, sw, BPF_ANY);
+            return 0;
+        }
+    }
+    return 0;
+}
+
 /* ---- exec of a written file: a second program on the process probe's raw tracepoint.
  * A raw tracepoint program cannot tail-call the
  * (tracepoint-type) stages, so it walks the path itself. --------------------------------- */
@@ -1255,17 +1368,17 @@ RAW_TRACEPOINT_PROBE_AS(sched_process_exec, files_on_exec) {
             count_loss(K_WROTE_EXEC);
     }
     u64 filename = read_ptr(bprm, OFF_BPRM_FILENAME);
+    struct swait *sw = (struct swait *)sc->buf;
+    u32 tgid = pt >> 32;
     if (filename == read_ptr(bprm, OFF_BPRM_INTERP))
-        return 0;
+        return interp_wait(sw, task, tgid);
     /* A script: bprm->file is already its interpreter. Wait for the interpreter to open
      * the script by the name it was given, and check that file (script_open). */
-    struct swait *sw = (struct swait *)sc->buf;
     int n = bpf_probe_read_kernel_str(sw->path, PATHB, (void *)filename);
     if (n <= 1)
         return 0;
     sw->n = n - 1;
-    sw->left = 64;
-    u32 tgid = pt >> 32;
+    sw->left = INTERP_WAIT;
     bpf_map_update_elem(&script_wait, &tgid, sw, BPF_ANY);
     return 0;
 }

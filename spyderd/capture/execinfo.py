@@ -11,10 +11,15 @@ Decisions:
 - The script is derived from argv and cwd for interpreters run by name (`bash x.sh`,
   `python3 -u x.py`), and is the exec'd path itself for `#!` scripts the kernel ran.
   Code given inline (`-c`, `-e`), modules (`python -m`) and stdin have no script.
+- The files probe finds the same operand in the kernel (`kernel_interpreters` gives it the
+  option letters) to check the script's writer when the interpreter opens it: getopt's
+  short options only; a long option is taken as valueless (`bash --rcfile F x.sh` is not
+  linked), `busybox sh x.sh` is not linked (`sh` as a link to busybox is).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import struct
@@ -209,3 +214,52 @@ def script_path(filename: str, interpreter: str, args: list[str], cwd: str) -> s
     if script and not script.startswith("/") and cwd and not cwd.startswith("..."):
         script = posixpath.normpath(posixpath.join(cwd, script))
     return script
+
+
+# -- the same rules for the kernel (probes/files.bpf.c `interpreters`) -------------------------
+
+IF_PLUS, IF_NOPLAIN = 1, 2
+INTERP_OPTS = struct.Struct("<QQQII")
+# Interpreters looked for by name whatever is installed, and where installed ones are found.
+_KNOWN_NAMES = ("python", "python2", "python3", "pypy", "pypy3", "perl", "ruby", "node",
+                "nodejs", "bun", "deno", "php", "lua", "luajit", "awk", "gawk", "mawk", "nawk",
+                "tclsh", "wish", "Rscript")
+BIN_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def _letters(options: frozenset[str] | set[str]) -> int:
+    """Bit mask of the single-letter options (a-z: bits 0-25, A-Z: 26-51)."""
+    mask = 0
+    for opt in options:
+        if len(opt) == 2 and opt[0] in "-+" and opt[1].isascii() and opt[1].isalpha():
+            c = opt[1]
+            mask |= 1 << (ord(c) - ord("a") if c.islower() else 26 + ord(c) - ord("A"))
+    return mask
+
+
+def interpreter_options(family: str) -> bytes:
+    """`struct interp_opts` for one family: inline, valued and script option letters."""
+    inline, valued = _FAMILIES.get(family, (frozenset(), frozenset()))
+    flags, script = 0, set()
+    if family == "shell":
+        inline, flags = inline | {"-s"}, IF_PLUS  # -s: commands from stdin
+    if family == "awk":
+        script, flags = {"-f"}, IF_NOPLAIN
+    return INTERP_OPTS.pack(_letters(inline), _letters(valued), _letters(script), flags, 0)
+
+
+def kernel_interpreters(dirs: tuple[str, ...] = BIN_DIRS) -> dict[bytes, bytes]:
+    """{comm key: interp_opts} for the known interpreter names and those installed in
+    `dirs` (python3.11, perl5.36 ...): an exec gets its file name, cut to 15 bytes, as comm."""
+    names = set(_SHELLS - {"busybox"}) | set(_KNOWN_NAMES)
+    for d in dirs:
+        try:
+            names.update(n for n in os.listdir(d) if interpreter_family(n))
+        except OSError:
+            continue
+    out: dict[bytes, bytes] = {}
+    for name in sorted(names):
+        family = interpreter_family(name)
+        if family and name != "busybox":
+            out[name.encode()[:15].ljust(16, b"\0")] = interpreter_options(family)
+    return out

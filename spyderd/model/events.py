@@ -237,6 +237,7 @@ class WroteExecEvent(Event):
     writer_start: int = 0  # writer's start_boottime, ns
     writer_comm: str = ""
     write_time: int = 0  # wall ns of the write
+    script: bool = False  # a script read by its interpreter (#!, or `bash x.sh`), not a binary
 
 
 @dataclass(slots=True, kw_only=True)

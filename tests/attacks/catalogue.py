@@ -708,6 +708,46 @@ curl -s http://127.0.0.1:$PORT/get.sh | grep -c id > /dev/null
       "kill -CONT $SPYDERD_PID\n",
       ("Signal aimed at spyderd",),
       benign="sleep 3 & V=$!; bg $V; kill -CONT $V\n"),
+    T("T1105", "Script downloaded with curl and run by bash", EXECUTION,
+      "T1105 Ingress Tool Transfer / T1059.004: download a script, then `bash script`",
+      """mkdir -p $W/srv && printf 'id > /dev/null\\n' > $W/srv/update.sh
+serve $W/srv
+curl -s -o $W/update.sh http://127.0.0.1:$PORT/update.sh
+bash $W/update.sh
+""",
+      ("Downloaded file executed", "Script run from a temporary directory"),
+      benign="""printf 'id > /dev/null\\n' > $S/update.sh
+bash $S/update.sh
+""",
+      quiet=("Downloaded file executed", "Script run from a temporary directory")),
+    T("T1562.001", "io_uring ring set up by a python script in a temp dir", EVASION,
+      "T1562.001 Impair Defenses / T1014: I/O through io_uring, unseen by syscall auditing",
+      """cat > $W/ring.py <<'PY'
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+fd = libc.syscall(425, 8, params)  # io_uring_setup(8, &params)
+assert fd >= 0, ctypes.get_errno()
+PY
+python3 $W/ring.py
+""",
+      ("io_uring set up from a temporary location or by an interpreter",),
+      # fio, a known io_uring user, reading a file through its ring (a job fails without one)
+      benign="""fio --name=ring --ioengine=io_uring --rw=read --size=256k --filename=$S/data \\
+    --output-format=terse > /dev/null
+""",
+      quiet=("io_uring set up from a temporary location or by an interpreter",
+             "io_uring set up by an unexpected program")),
+    T("T1014", "io_uring ring set up by an unknown program", EVASION,
+      "T1014 Rootkit: a compiled helper doing its I/O through io_uring",
+      """mkdir -p $S/bin && cat > $S/bin/ringd.c <<'C'
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) { char params[120] = {0}; return syscall(425, 8, params) < 0; }
+C
+gcc -o $S/bin/ringd $S/bin/ringd.c && $S/bin/ringd
+""",
+      ("io_uring set up by an unexpected program",)),
 )
 
 # Rules tested only with recorded events: triggering them would damage the test machine.

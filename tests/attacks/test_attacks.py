@@ -244,7 +244,7 @@ def test_benign_workload_raises_nothing_high(attack_daemon: Spyderd, tmp_path: P
     shutil.copy(Path(__file__).with_name("benign_workload.sh"), script)
     since = time.time() - 1
     r = subprocess.run(["bash", str(script)], env=dict(os.environ, TAG=tag),
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=480,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900,
                        check=False)  # fmt: skip
     assert r.returncode == 0, f"the workload failed:\n{r.stdout}\n{r.stderr[-3000:]}"
     # a marker after the workload: once its finding is stored, so is everything before it

@@ -169,3 +169,52 @@ def test_immutable_and_append_only_flags(d, tmp_path):
     time.sleep(0.2)
     absent(d, "file", lambda e: e["op"] == "setflags", pid=noatime)
     assert Path(f).read_text() == "x"
+
+
+# --- scripts given to an interpreter, linked to their writer ---------------------------------
+
+
+def _written_by_cp(src: Path, dst: Path) -> int:
+    """`dst` written by a cp process (a writer the kernel's cache records)."""
+    return spawn("cp", str(src), str(dst))
+
+
+@pytest.mark.root
+def test_script_given_to_an_interpreter_is_linked_to_its_writer(d, tmp_path):
+    src = tmp_path / "src"
+    src.write_text("exit 0\n")
+    dl = tmp_path / "dl.sh"
+    writer = _written_by_cp(src, dl)
+    runs = {
+        "abs": spawn("bash", str(dl), "arg"),
+        "rel": spawn("sh", "-e", "dl.sh", cwd=tmp_path),
+        "opt": spawn("bash", "-x", "-o", "pipefail", "--", str(dl)),
+    }
+    for how, pid in runs.items():
+        ev = find_event(d, "wrote_exec", lambda e: e["path"] == str(dl), pid=pid)
+        assert (ev["writer_pid"], ev["writer_comm"], ev["script"]) == (writer, "cp", True), how
+        assert ev["inode"] == os.stat(dl).st_ino
+    # python opens ~800 files of its own (site packages) before the script
+    py = tmp_path / "dl.py"
+    src.write_text("import sys\nsys.exit(0)\n")
+    pywriter = _written_by_cp(src, py)
+    pid = spawn("python3", "-u", "-W", "ignore", str(py))
+    ev = find_event(d, "wrote_exec", lambda e: e["path"] == str(py), pid=pid)
+    assert (ev["writer_pid"], ev["script"]) == (pywriter, True)
+    # inline code with the written file as a mere argument; a reader that runs nothing
+    inline = spawn("bash", "-c", f"read -r line < {dl}", str(dl))
+    cat = spawn("cat", str(dl))
+    absent(d, "wrote_exec", lambda e: True, pid=inline)
+    absent(d, "wrote_exec", lambda e: True, pid=cat)
+
+
+@pytest.mark.root
+def test_interpreter_waiting_for_its_script_still_reports_watched_reads(d, tmp_path):
+    """`--rcfile F` is taken as valueless in the kernel, so it waits for a file named F that
+    bash never opens: the watched read bash makes meanwhile must still be sent."""
+    key = d.secrets / "id_waiting"
+    key.write_text("secret\n")
+    script = tmp_path / "reader.sh"
+    script.write_text(f"read -r line < {key}\n")
+    pid = spawn("bash", "--rcfile", "/nonexistent/rc", str(script))
+    find_event(d, "file", lambda e: e["op"] == "read" and e["path"] == str(key), pid=pid)

@@ -13,6 +13,7 @@ import re
 import struct
 
 from spyderd.capture.config import CaptureConfig
+from spyderd.capture.execinfo import kernel_interpreters
 from spyderd.capture.records import HDR, cstr, header, record
 from spyderd.capture.registry import (
     AttachPoint,
@@ -136,12 +137,13 @@ def _own_proc_file(path: str, pid: int) -> bool:
 
 def decode_wrote_exec(buf: bytes, ctx: DecodeContext) -> WroteExecEvent:
     h = header(buf, ctx.boot_to_wall)
-    (inode, dev, wpid, wstart, wktime, wcomm, _rflags, _script,
+    (inode, dev, wpid, wstart, wktime, wcomm, _rflags, script,
      bits, raw) = _WEXEC.unpack_from(buf, HDR.size)
     return WroteExecEvent(**h, path=_path(bits, raw), inode=inode,
                           dev=kernel_dev(dev) if dev else 0, writer_pid=wpid,
                           writer_start=wstart, writer_comm=cstr(wcomm),
-                          write_time=wktime + ctx.boot_to_wall if wktime else 0)
+                          write_time=wktime + ctx.boot_to_wall if wktime else 0,
+                          script=bool(script))
 
 
 def watch_set(cfg: CaptureConfig) -> tuple[WatchSet, ReadNames]:
@@ -153,8 +155,9 @@ def watch_set(cfg: CaptureConfig) -> tuple[WatchSet, ReadNames]:
 
 
 def setup(loaded: Loaded, cfg: CaptureConfig, ctx: DecodeContext) -> None:
-    """Fill the watch tries (watch_paths and watch_reads), the read-name filter, switches
-    and the tail-call table of the stage programs."""
+    """Fill the watch tries (watch_paths and watch_reads), the read-name filter, the
+    interpreters whose script operand is followed, switches and the tail-call table of the
+    stage programs."""
     ws, names = watch_set(cfg)
     watch, tails = ws.kernel_maps()
     keys, first, file_lens, dir_lens = names.kernel_maps()
@@ -169,6 +172,9 @@ def setup(loaded: Loaded, cfg: CaptureConfig, ctx: DecodeContext) -> None:
     settings.update(0, 1 if cfg.failed_opens else 0)
     repeat_ms = int(max(0.0, cfg.file_repeat_seconds) * 1000)
     settings.update(2, min(repeat_ms, 2**32 - 1))
+    table = loaded.map("interpreters")
+    for comm, opts in kernel_interpreters().items():
+        table.update(comm, opts)
     stages = loaded.map("fstages")
     for idx, fn in enumerate(STAGES):
         stages.update(idx, loaded.prog_fd(fn))

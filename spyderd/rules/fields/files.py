@@ -133,4 +133,8 @@ def file_fields() -> list[Field]:
           ev_attr("writer_comm", WROTE_EXEC, "")),
         f("wrote_exec.delay", "duration", WROTE_EXEC,
           "Time from the write to the execution (e.g. `< 60s`).", _write_delay),
+        f("wrote_exec.script", "bool", WROTE_EXEC,
+          "The executed file is a script its interpreter read (a #! script, or `bash x.sh`, "
+          "`python3 x.py`), not a binary the kernel loaded.",
+          ev_attr("script", WROTE_EXEC, False)),
     ]  # fmt: skip
