@@ -166,7 +166,8 @@ class Rec:
     def kernel(self, pid: int, call: str, **kw: Any) -> None:
         self._ev(KernelEvent, pid, call=call, **kw)
 
-    def wrote_exec(self, pid: int, path: str, writer: int, write_time: int) -> None:
+    def wrote_exec(self, pid: int, path: str, writer: int, write_time: int,
+                   script: bool = False) -> None:
         w = self.procs[writer]
         self._ev(
             WroteExecEvent,
@@ -178,6 +179,7 @@ class Rec:
             writer_start=w["start"],
             writer_comm=w["comm"],
             write_time=write_time,
+            script=script,
         )
 
     def wait(self, seconds: float) -> None:
