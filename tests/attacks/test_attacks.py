@@ -2,7 +2,8 @@
 
 The module fixture starts spyderd once, runs every benign look-alike, then every technique
 followed by its cleanup (all as root, all against loopback), and leaves the findings in
-journald. Each technique's test then waits for a finding of each of its rules whose chain
+journald. With `-k` selecting some techniques' tests only, only those techniques (and their
+look-alikes) run. Each technique's test then waits for a finding of each of its rules whose chain
 holds the technique's own script process; each look-alike's test checks its rules stayed
 quiet on it (after the technique's findings arrived, so the look-alike's events, which came
 first, were all evaluated). The run rewrites docs/detections.md from the catalogue.
@@ -75,19 +76,37 @@ def attack_daemon(journald):
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _selected(request: pytest.FixtureRequest) -> set[str] | None:
+    """Slugs of the techniques whose tests this session runs (`-k`), or None for all of
+    them: the whole module (CI), or a test that needs the whole catalogue to have run."""
+    slugs: set[str] = set()
+    for item in request.session.items:
+        if getattr(item, "module", None) is not request.module:
+            continue
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "t" not in callspec.params:
+            if item.name != "test_benign_workload_raises_nothing_high":
+                return None
+            continue
+        slugs.add(callspec.params["t"].slug)
+    return None if len(slugs) == len(TECHNIQUES) else slugs
+
+
 @pytest.fixture(scope="module")
-def ran(attack_daemon: Spyderd):
+def ran(attack_daemon: Spyderd, request: pytest.FixtureRequest):
     daemon = attack_daemon
     pid = daemon.proc.pid if daemon.proc else 0
     tag = uuid.uuid4().hex[:8]
     scripts_dir = Path(tempfile.mkdtemp(prefix="atk-", dir="/var/lib"))
     scripts: dict[str, Path] = {}
     results: dict[str, subprocess.CompletedProcess] = {}
+    only = _selected(request)
+    chosen = [(i, t) for i, t in enumerate(TECHNIQUES) if only is None or t.slug in only]
     try:
-        for i, t in enumerate(TECHNIQUES):  # look-alikes first: their events precede the
-            if t.benign:                    # findings waited on
+        for i, t in chosen:  # look-alikes first: their events precede the findings waited on
+            if t.benign:
                 _prepare(t, i, "benign", t.benign, scripts_dir, tag, scripts, results, pid)
-        for i, t in enumerate(TECHNIQUES):
+        for i, t in chosen:
             _prepare(t, i, "attack", t.script, scripts_dir, tag, scripts, results, pid)
         _caught_up(daemon, scripts_dir / f"{tag}-end")
         yield Ran(daemon, tag, scripts, results)

@@ -1,8 +1,8 @@
 """'Downloaded file executed' on scripts handed to an interpreter (`bash x.sh`): a download
-tool or an interpreter that connected out wrote it -> finding; an interpreter that wrote a
-script without touching the network (a build tool, a test harness) -> none; a binary an
-interpreter wrote and ran (a dropper) -> finding, as before. Replayed through
-`spyderctl rules test` from recordings made with the example builder."""
+tool wrote it -> finding; an interpreter wrote it (a build tool, a test harness, a CI agent;
+even one that talked to the network) -> none; a binary an interpreter wrote and ran (a
+dropper) -> finding, as before. Replayed through `spyderctl rules test` from recordings
+made with the example builder."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def _recording(b: ModuleType, writer_exe: str, connects: bool, target: str,
 
 CASES = [
     ("/usr/bin/curl", True, "/tmp/x.sh", True, True),
-    ("/usr/bin/python3", True, "/var/lib/app/x.sh", True, True),
+    ("/usr/bin/wget", True, "/var/lib/app/x.py", True, True),
+    ("/usr/bin/python3", True, "/var/lib/app/x.sh", True, False),
     ("/usr/bin/python3", False, "/var/lib/app/x.sh", True, False),
     ("/usr/bin/python3", False, "/var/lib/app/x", False, True),
 ]
