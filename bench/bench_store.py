@@ -11,7 +11,10 @@ forked acceptor), 300 write-opens of files under /etc/spyderd-bench-store, and `
 in a small repository 200 times. It waits until the daemon has drained, stops it (a final
 commit) and prints data.mdb bytes / events received, the pages LMDB uses / events, and the
 daemon's CPU seconds per 10,000 events (utime+stime, start-up excluded). The synthetic part
-feeds `spyderd.graph.synthetic.stream` through Graph + Store in a child process per tree.
+feeds `spyderd.graph.synthetic.stream` through Graph + Store in a child process per tree,
+then times 300 cold node lookups (no decoded block cached) with and without the node's
+out-edges. `--profile` runs the real workload once more per tree with the daemon under
+cProfile (main thread) and prints microseconds per event per stage.
 Needs root and the kernel for the real part.
 """
 
@@ -241,7 +244,7 @@ def profile_summary(path: Path, events: int, tree: Path, top: int = 20) -> dict:
 
 
 SYNTH = r"""
-import json, sys, tempfile, time
+import json, random, sys, tempfile, time
 from spyderd.graph import Graph, Store
 from spyderd.graph.synthetic import roots, stream
 n = int(sys.argv[1])
@@ -259,9 +262,23 @@ with tempfile.TemporaryDirectory() as d:
     g.flush()
     cpu = time.process_time() - c0
     st = store.stats()
-    print(json.dumps({"events": n, "graph_store_events_per_cpu_s": int(n / cpu),
-                      "used_bytes_per_event": round(st["used_bytes"] / n, 1),
-                      "data_mdb_bytes_per_event": round(st["bytes"] / n, 1)}))
+    out = {"events": n, "graph_store_events_per_cpu_s": int(n / cpu),
+           "used_bytes_per_event": round(st["used_bytes"] / n, 1),
+           "data_mdb_bytes_per_event": round(st["bytes"] / n, 1)}
+    ids = random.Random(2).sample([i for i in g.nodes if i.startswith("proc:")], 300)
+    for label, edges in (("node", False), ("node+out_edges", True)):
+        lat = []
+        for nid in ids:  # cold: no decoded block cached (a fresh spyderctl's case)
+            store._cache.clear()
+            t0 = time.perf_counter()
+            assert store.node(nid) is not None
+            if edges:
+                store.edges(nid, "out")
+            lat.append((time.perf_counter() - t0) * 1000)
+        lat.sort()
+        out[f"{label}_cold_ms_p50"] = round(lat[150], 3)
+        out[f"{label}_cold_ms_p99"] = round(lat[296], 3)
+    print(json.dumps(out))
 """
 
 

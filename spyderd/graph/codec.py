@@ -10,12 +10,13 @@ block is a 17-byte header + zlib-compressed JSON: plain tools can read it (`deco
 
 Graph parts since block version 4 are JSON *lines* (one value per line, so a node lookup
 parses only what its row needs): a directory (`{"v", "g": group of each row, "k": each
-group's field names}`), the node ids in row order, one line per group's columns, the
-edge columns, then one line per value-table entry. A lookup decompresses the block, splits
-the lines (in C) and parses the directory, the ids, its group and the table entries its
-row names, instead of the whole block. Version 3 graph parts (one JSON document) are still
-read. Events parts keep the version 3 layout (one JSON document, header version 3): they
-are read whole.
+group's field names, "i": how many leading table entries are the node ids}`), one line
+per group's columns, the edge columns, then one line per value-table entry, the node ids
+first in row order. A lookup decompresses the block, splits the lines (in C) and parses
+the directory, the ids, its group and the table entries its row names, instead of the
+whole block; an edge lookup parses the ids and the edges line. Version 3 graph parts
+(one JSON document) are still read. Events parts keep the version 3 layout (one JSON
+document, header version 3): they are read whole.
 
 Node keys (`node_key`) pack the ids spyderd makes itself (`proc:...`, `conn:...`) into
 12-20 bytes ordered by pid, so the id index doubles as the pid index; other ids are kept
@@ -220,8 +221,6 @@ def _uncolumn(c: list[Any], table: list[Any]) -> list[Any]:
         return [table[i] for i in data]
     if tp == "a":
         return [table[i] for i in data]  # lists: copied when handed out
-    if tp == "S":  # strings written out (edge ends of version 4 blocks)
-        return data
     if tp == "d":
         out, acc = [], 0
         for d in data:
@@ -369,14 +368,16 @@ class BlockWriter:
     def encode_as(self, version: int) -> tuple[bytes, bytes | None]:
         """`encode` in a given graph part layout (3: one JSON document; 4: JSON lines)."""
         index: dict[Any, int] = {}
+        if version >= 4:  # the table starts with the node ids in row order (`_lines`)
+            index.update((n.id, i) for i, n in enumerate(self.node_objs))
+        lead = len(index) if len(index) == len(self.node_objs) else 0
         nodes = self._nodes(index)
         edges = self._edges(index)
         shared = len(index)
         events = self._events(index) if self.raw_events else None
         table = _table(index)
         body = {"v": version, "n": nodes, "e": edges, "t": table[:shared]}
-        payload = _lines(body, [n.id for n in self.node_objs]) if version >= 4 else \
-            _ENCODE(body).encode()
+        payload = _lines(body, lead) if version >= 4 else _ENCODE(body).encode()
         main = HEADER.pack(version, self.ev_first, self.ev_last) + zlib.compress(payload, ZLEVEL)
         if events is None:
             return main, None
@@ -434,37 +435,25 @@ def block_times(raw: bytes) -> tuple[int, int]:
     return first, last
 
 
-def _lines(body: dict[str, Any], ids: list[str]) -> bytes:
-    """The version 4 graph part: directory, ids, group columns, edges, table entries,
-    one compact JSON value per line (compact JSON never holds a raw newline). Edge ends
-    name rows of the ids line where they can ('r' columns: n >= 0 a row, n < 0 table
-    entry -n-1), so an edge lookup parses the ids and edges lines and a few table
-    entries (kinds, ends in other blocks), not the whole table."""
+def _lines(body: dict[str, Any], lead: int) -> bytes:
+    """The version 4 graph part: directory, group columns, edges, table entries, one
+    compact JSON value per line (compact JSON never holds a raw newline). The first
+    `lead` table entries ("i" in the directory; 0 if a block ever held a node twice) are
+    the node ids in row order, so finding a row parses those lines alone."""
     groups = body["n"]["s"]
-    head = {"v": body["v"], "g": body["n"]["g"], "k": [keys for keys, _ in groups]}
-    table = body["t"]
-    rows = {nid: i for i, nid in enumerate(ids)}
-    edges = [["r", [_row_ref(rows, table, i) for i in c[1]]] if c[0] == "s" and j < 2 else c
-             for j, c in enumerate(body["e"])]
-    out = [_ENCODE(head), _ENCODE(ids), *(_ENCODE(cols) for _, cols in groups),
-           _ENCODE(edges), *map(_ENCODE, table)]
+    head = {"v": body["v"], "g": body["n"]["g"], "k": [keys for keys, _ in groups],
+            "i": lead}
+    out = [_ENCODE(head), *(_ENCODE(cols) for _, cols in groups), _ENCODE(body["e"]),
+           *map(_ENCODE, body["t"])]
     return "\n".join(out).encode()
 
 
-LAZY_REFS = 24  # a column naming more table entries than this parses the whole table
+LAZY_REFS = 24  # an edge column naming more table entries than this parses the whole table
 
 
-def _row_ref(rows: dict[str, int], table: list[Any], i: int) -> int:
-    r = rows.get(table[i])
-    return r if r is not None else -i - 1
-
-
-def _unref(c: list[Any], ids: list[str], table: Any) -> list[Any]:
-    """An 'r' column (see `_lines`) as an 'S' column of the strings themselves."""
-    refs = c[1]
-    if type(table) is _LazyTable and sum(r < 0 for r in refs) > LAZY_REFS:
-        table = table.whole()
-    return ["S", [ids[r] if r >= 0 else table[-r - 1] for r in refs]]
+def _parse_lines(lines: list[bytes]) -> list[Any]:
+    """Several JSON lines in one C-level parse."""
+    return json.loads(b"[" + b",".join(lines) + b"]")
 
 
 def _split(raw: bytes) -> list[bytes] | None:
@@ -477,12 +466,9 @@ def _assemble(lines: list[bytes]) -> dict[str, Any]:
     """The version 3 body (one document) from version 4 lines: for whole-block reads."""
     head = json.loads(lines[0])
     ng = len(head["k"])
-    groups = json.loads(b"[" + b",".join(lines[2:2 + ng]) + b"]")
-    ids = json.loads(lines[1])
-    table = json.loads(b"[" + b",".join(lines[3 + ng:]) + b"]")
-    edges = [_unref(c, ids, table) if c[0] == "r" else c for c in json.loads(lines[2 + ng])]
+    groups = _parse_lines(lines[1:1 + ng])
     return {"v": head["v"], "n": {"g": head["g"], "s": [list(x) for x in zip(head["k"], groups)]},
-            "e": edges, "t": table}
+            "e": json.loads(lines[1 + ng]), "t": _parse_lines(lines[2 + ng:])}
 
 
 def decode_block(raw: bytes) -> dict[str, Any]:
@@ -515,8 +501,13 @@ class _LazyTable:
 
     def whole(self) -> list[Any]:
         if self.full is None:
-            self.full = json.loads(b"[" + b",".join(self.lines[self.base:]) + b"]")
+            self.full = _parse_lines(self.lines[self.base:])
         return self.full
+
+    def misses(self, refs: list[int]) -> int:
+        """How many distinct entries of `refs` would need a parse of their own."""
+        cache = self.cache
+        return sum(1 for i in set(refs) if i not in cache)
 
 
 class Block:
@@ -555,7 +546,7 @@ class Block:
             if self._lines is None or self._body is not None:
                 self._table = self.body["t"]
             else:
-                self._table = _LazyTable(self._lines, 3 + len(self._directory()["k"]))
+                self._table = _LazyTable(self._lines, 2 + len(self._directory()["k"]))
         return self._table
 
     def _directory(self) -> dict[str, Any]:
@@ -574,7 +565,7 @@ class Block:
             if self._lines is None or self._body is not None:
                 cols = self.body["n"]["s"][g][1]
             else:
-                cols = json.loads(self._lines[2 + g])
+                cols = json.loads(self._lines[1 + g])
             self._groups[g] = cols
         return cols
 
@@ -607,13 +598,18 @@ class Block:
         return self._pos
 
     def ids(self) -> dict[str, int]:
-        """node id -> row; decodes only the ids (a version 4 part keeps them on a line)."""
+        """node id -> row; decodes only the ids (the leading table lines of a version 4
+        part, else the id columns)."""
         if self._ids is None:
-            if self._lines is not None:
-                self._ids = {nid: i for i, nid in enumerate(json.loads(self._lines[1]))}
+            lead = self._directory().get("i", 0)
+            if self._lines is not None and self._body is None and lead:
+                table = self.table
+                ids = _parse_lines(table.lines[table.base:table.base + lead])
+                table.cache.update(enumerate(ids))
+                self._ids = {nid: i for i, nid in enumerate(ids)}
             else:
-                groups = self.body["n"]["s"]
-                cols = [_uncolumns(cols[:2], self.table)[1] for _, cols in groups]
+                keys = self._directory()["k"]
+                cols = [_uncolumns(self._group(g)[:2], self.table)[1] for g in range(len(keys))]
                 self._ids = {cols[g][k]: i for i, (g, k) in enumerate(self._where())}
         return self._ids
 
@@ -642,9 +638,12 @@ class Block:
     def edges(self) -> list[Edge]:
         if self._edges is None:
             if self._lines is not None and self._body is None:
-                ids = list(self.ids())  # row order
-                cols = [_unref(c, ids, self.table) if c[0] == "r" else c
-                        for c in json.loads(self._lines[2 + len(self._directory()["k"])])]
+                self.ids()  # the ids lead the table: edge ends mostly name them
+                cols = json.loads(self._lines[1 + len(self._directory()["k"])])
+                table = self.table
+                if type(table) is _LazyTable and sum(
+                        table.misses(c[1]) for c in cols if c[0] == "s") > LAZY_REFS:
+                    table.whole()
             else:
                 cols = self.body["e"]
             if not cols:

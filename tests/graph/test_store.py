@@ -188,7 +188,7 @@ def test_history_queries_and_download_then_run(tmp_path):
 
 def test_block_decodes_with_plain_zlib(tmp_path):
     """The format is documented and tool-friendly: 17-byte header + zlib(JSON); a graph
-    part is one JSON value per line (directory, ids, groups, edges, table entries)."""
+    part is one JSON value per line (directory, groups, edges, table entries)."""
     _, store = filled(tmp_path, 100)
     with store.env.begin() as txn:
         raw = txn.cursor(db=store.db["blocks"])
@@ -196,8 +196,9 @@ def test_block_decodes_with_plain_zlib(tmp_path):
         ev = txn.get(raw.key(), db=store.db["evblocks"])
         lines = [json.loads(x) for x in zlib.decompress(raw.value()[HEADER.size:]).split(b"\n")]
         events = json.loads(zlib.decompress(ev[HEADER.size:]))
-    head, ids = lines[0], lines[1]
-    assert head["v"] == 4 and len(head["g"]) == len(ids) and events["x"]["g"]
+    head = lines[0]
+    ids = lines[len(head["k"]) + 2:][:head["i"]]  # the table starts with the node ids
+    assert head["v"] == 4 and head["i"] == len(head["g"]) == len(ids) and events["x"]["g"]
     assert "process" in {keys[0] for keys in head["k"]}
     assert all(i.count(":") >= 2 for i in ids)
 
