@@ -708,6 +708,11 @@ curl -s http://127.0.0.1:$PORT/get.sh | grep -c id > /dev/null
       "kill -CONT $SPYDERD_PID\n",
       ("Signal aimed at spyderd",),
       benign="sleep 3 & V=$!; bg $V; kill -CONT $V\n"),
+    T("T1562.001", "spyderd frozen with SIGSTOP", EVASION,
+      "T1562.001 Impair Defenses: stop the security agent's process",
+      "kill -STOP $SPYDERD_PID; sleep 0.2; kill -CONT $SPYDERD_PID\n",
+      ("spyderd killed or frozen by another process",),
+      benign="sleep 3 & V=$!; bg $V; kill -STOP $V; kill -CONT $V\n"),
     T("T1105", "Script downloaded with curl and run by bash", EXECUTION,
       "T1105 Ingress Tool Transfer / T1059.004: download a script, then `bash script`",
       """mkdir -p $W/srv && printf 'id > /dev/null\\n' > $W/srv/update.sh

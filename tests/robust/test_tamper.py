@@ -1,6 +1,7 @@
-"""Tampering is evidence: a test process that SIGSTOPs spyderd gets a finding, one that
-SIGKILLs it is named by the gap report of the next start (the kernel keeps the last signal
-aimed at spyderd in a pinned map that outlives the daemon)."""
+"""Tampering is evidence, with the default rule pack (rules/tamper.yaml): a test process
+that SIGSTOPs spyderd gets one finding, one that SIGKILLs it is named by the gap report of
+the next start (the kernel keeps the last signal aimed at spyderd in a pinned map that
+outlives the daemon), one that SIGTERMs it gets a finding sent before the daemon exits."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import time
 import pytest
 
 from spyderd.daemon.service import MSG_GAP_UNCLEAN
-from tests.conftest import REPO, journal_entries, wait_for
+from tests.conftest import journal_entries, wait_for
 
 pytestmark = pytest.mark.root
 FROZEN = "spyderd killed or frozen by another process"
+STOPPED = "spyderd asked to stop by a process other than the service manager"
+TAMPER_RULES = (FROZEN, STOPPED, "Signal aimed at spyderd")
 SENDER = ("import os, sys, time; os.kill(int(sys.argv[1]), int(sys.argv[2])); "
           "print(os.getpid(), flush=True); time.sleep(float(sys.argv[3]))")
 
@@ -28,7 +31,7 @@ def _send(pid: int, sig: int, linger: float = 3.0) -> subprocess.Popen:
 
 
 def test_sigstop_gives_a_finding_and_sigkill_is_named_at_the_next_start(spyderd_factory):
-    d = spyderd_factory([str(REPO / "rules"), str(REPO / "tests/robust/rules")])
+    d = spyderd_factory()
     d.start()
     pid = d.proc.pid
     stopper = _send(pid, signal.SIGSTOP)
@@ -39,6 +42,11 @@ def test_sigstop_gives_a_finding_and_sigkill_is_named_at_the_next_start(spyderd_
                                                          SPYDER_RULE=FROZEN, _PID=str(pid))
                               if e.get("SPYDER_PID") == str(stopper_pid)], 60)
     assert found, "no finding for the SIGSTOP"
+    time.sleep(1)  # one finding per signal: no other tamper rule on the same sender
+    by_stopper = [e["SPYDER_RULE"] for r in TAMPER_RULES
+                  for e in journal_entries(SYSLOG_IDENTIFIER="spyderd", SPYDER_RULE=r,
+                                           _PID=str(pid), SPYDER_PID=str(stopper_pid))]
+    assert by_stopper == [FROZEN], by_stopper
     stopper.wait()
     stopper.stdout.close()
     killer = _send(pid, signal.SIGKILL, 0.5)
@@ -57,3 +65,23 @@ def test_sigstop_gives_a_finding_and_sigkill_is_named_at_the_next_start(spyderd_
     assert f"SIGKILL by python3[{killer_pid}]" in g["MESSAGE"] or \
         f"[{killer_pid}]" in g["MESSAGE"]
     assert "the previous run was sent SIGKILL" in d.ctl("status").stdout
+
+
+def _findings_of(rule: str, daemon_pid: int, sender: int) -> list[dict]:
+    return journal_entries(SYSLOG_IDENTIFIER="spyderd", SPYDER_RULE=rule,
+                           _PID=str(daemon_pid), SPYDER_PID=str(sender))
+
+
+def test_sigterm_by_hand_gives_a_finding_before_the_clean_stop(spyderd_factory):
+    d = spyderd_factory()
+    d.start()
+    pid = d.proc.pid
+    stopper = _send(pid, signal.SIGTERM, 1.0)
+    stopper_pid = int(stopper.stdout.readline())
+    assert d.proc.wait(60) == 0
+    stopper.wait()
+    stopper.stdout.close()
+    found = wait_for(lambda: _findings_of(STOPPED, pid, stopper_pid), 10)
+    assert found, "no finding for the SIGTERM"
+    assert found[0]["SPYDER_SEVERITY"] == "high"
+    assert not _findings_of(FROZEN, pid, stopper_pid)

@@ -83,10 +83,12 @@ class Rec:
         ppid: int = 1,
         uid: int = 0,
         listen: tuple[int, ...] = (),
+        pid: int = 0,
         **attrs: Any,
     ) -> int:
-        """A process already running when the recording starts (a snapshot line)."""
-        pid = self._pid()
+        """A process already running when the recording starts (a snapshot line); `pid`
+        for a fixed one (PID 1)."""
+        pid = pid or self._pid()
         start = (len(self.snapshot) + 1) * 10 * S
         comm = exe.rsplit("/", 1)[-1][:15]
         self.snapshot.append({
@@ -730,6 +732,66 @@ def _shutdown() -> tuple[Rec, Rec]:
     cron = neg.running("/usr/sbin/cron", ["/usr/sbin/cron", "-f"])
     sh = neg.spawn(cron, "/bin/sh", ["/bin/sh", "-c", "shutdown -c"])
     neg.spawn(sh, "/usr/sbin/shutdown", ["shutdown", "-c"])
+    return pos, neg
+
+
+def spyderd_and_init(r: Rec) -> tuple[int, int]:
+    """systemd as PID 1 and the spyderd service it started: (init, spyderd)."""
+    init = r.running("/lib/systemd/systemd", ["/sbin/init"], ppid=0, pid=1)
+    daemon = r.running("/opt/spyderd/venv/bin/python3", ["/usr/local/sbin/spyderd"], ppid=init)
+    return init, daemon
+
+
+def signal_spyderd(r: Rec, sender: int, daemon: int, sig: int, call: str = "kill") -> None:
+    r.kernel(sender, call, target_pid=daemon, request=sig, target_spyderd=True,
+             target_name="spyderd")
+
+
+@scenario("spyderd killed or frozen by another process")
+def _spyderd_frozen() -> tuple[Rec, Rec]:
+    rule = "spyderd killed or frozen by another process"
+    pos = Rec(rule, True, "kill -STOP on spyderd from a root shell")
+    _, daemon = spyderd_and_init(pos)
+    kill = pos.spawn(login_shell(pos), "/usr/bin/kill", ["kill", "-STOP", str(daemon)])
+    signal_spyderd(pos, kill, daemon, 19)
+    neg = Rec(rule, False, "systemd's watchdog SIGABRT and stop-timeout SIGKILL; "
+              "kill -STOP on another process")
+    init, daemon = spyderd_and_init(neg)
+    signal_spyderd(neg, init, daemon, 6)
+    signal_spyderd(neg, init, daemon, 9)
+    shell = login_shell(neg)
+    job = neg.spawn(shell, "/usr/bin/sleep", ["sleep", "600"])
+    kill = neg.spawn(shell, "/usr/bin/kill", ["kill", "-STOP", str(job)])
+    neg.kernel(kill, "kill", target_pid=job, request=19, target_name="sleep")
+    return pos, neg
+
+
+@scenario("spyderd asked to stop by a process other than the service manager")
+def _spyderd_stopped() -> tuple[Rec, Rec]:
+    rule = "spyderd asked to stop by a process other than the service manager"
+    pos = Rec(rule, True, "kill (SIGTERM) on spyderd from a root shell")
+    _, daemon = spyderd_and_init(pos)
+    kill = pos.spawn(login_shell(pos), "/usr/bin/kill", ["kill", str(daemon)])
+    signal_spyderd(pos, kill, daemon, 15)
+    neg = Rec(rule, False, "systemctl stop spyderd: systemd (PID 1) sends the SIGTERM")
+    init, daemon = spyderd_and_init(neg)
+    signal_spyderd(neg, init, daemon, 15)
+    return pos, neg
+
+
+@scenario("Signal aimed at spyderd")
+def _spyderd_signal() -> tuple[Rec, Rec]:
+    rule = "Signal aimed at spyderd"
+    pos = Rec(rule, True, "kill -HUP on spyderd by hand, from a script")
+    _, daemon = spyderd_and_init(pos)
+    sh = pos.spawn(login_shell(pos), "/bin/sh", ["sh", "/var/tmp/.x/run.sh"])
+    signal_spyderd(pos, sh, daemon, 1)
+    neg = Rec(rule, False, "spyderctl reload (SIGHUP) under systemctl reload; systemctl "
+              "stop (SIGTERM from PID 1, another rule's business)")
+    init, daemon = spyderd_and_init(neg)
+    ctl = neg.spawn(init, "/usr/local/sbin/spyderctl", ["spyderctl", "reload"])
+    signal_spyderd(neg, ctl, daemon, 1)
+    signal_spyderd(neg, init, daemon, 15)
     return pos, neg
 
 
