@@ -1,5 +1,5 @@
 /* Kernel and system changes: modules, kexec, mount/umount/move_mount, ptrace, memfd_create,
- * bpf(BPF_PROG_LOAD), time changes, sethostname/setdomainname, kill/tkill/tgkill of other
+ * bpf() program loads and detaches, time changes, sethostname/setdomainname, kill/tkill/tgkill of other
  * processes. Arguments are kept at syscall entry (per thread), the record is sent at exit.
  *
  * Module and kexec syscalls have no tracepoints on kernels built without them; there
@@ -261,6 +261,10 @@ SYSCALL_PROBE(sys_enter_bpf) {
         bpf_probe_read_user(&type, sizeof(type), (void *)args->uattr);
         r->flags = type;
         bpf_probe_read_user_str(r->name, 16, (u8 *)args->uattr + 48);
+    } else { /* LINK_DETACH/LINK_UPDATE: link_fd; PROG_DETACH: target_fd (first word) */
+        u32 first = 0;
+        bpf_probe_read_user(&first, sizeof(first), (void *)args->uattr);
+        r->flags = first;
     }
     return kstash(r);
 }

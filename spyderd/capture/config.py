@@ -24,6 +24,9 @@ from spyderd.capture.watch import (
 LOADERS = ("auto", "libbpf", "bcc")
 # ptrace TRACEME, POKETEXT, POKEDATA, POKEUSER, SETREGS, SETFPREGS, ATTACH, SETREGSET, SEIZE
 DEFAULT_PTRACE = (0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206)
+# bpf() BPF_PROG_LOAD, and what takes a program off its hook or swaps it: BPF_PROG_DETACH,
+# BPF_LINK_UPDATE, BPF_LINK_DETACH (rule "BPF program detached or link replaced")
+DEFAULT_BPF_CMDS = (5, 9, 29, 34)
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,12 @@ class CaptureConfig:
     udp_repeat_seconds: float = 1.0
     kill_signals: tuple[int, ...] = field(default=(), metadata={"items": int})
     ptrace_requests: tuple[int, ...] = field(default=DEFAULT_PTRACE, metadata={"items": int})
-    bpf_cmds: tuple[int, ...] = field(default=(5,), metadata={"items": int})
+    bpf_cmds: tuple[int, ...] = field(default=DEFAULT_BPF_CMDS, metadata={"items": int})
     disable: tuple[str, ...] = field(default=(), metadata={"items": str})
     batch_ms: float = 20.0
     backlog_mb: int = 64
     syscall_fallback: bool = True
+    probe_check_seconds: float = 1.0  # integrity check of the attachments (at most the tick)
     loader: str = field(default="auto", metadata={"choices": LOADERS})
     watch_paths: tuple[Any, ...] = field(default=tuple(DEFAULT_WATCH_PATHS),
                                          metadata={"items": watch_path_problem})

@@ -51,6 +51,8 @@ _PROTOS: dict[str, tuple[object, list[object]]] = {
     "bpf_program__fd": (_c.c_int, [_P]),
     "bpf_program__attach": (_P, [_P]),
     "bpf_link__destroy": (_c.c_int, [_P]),
+    "bpf_link__fd": (_c.c_int, [_P]),
+    "bpf_link__disconnect": (None, [_P]),
     "bpf_map__name": (_c.c_char_p, [_P]),
     "bpf_map__fd": (_c.c_int, [_P]),
     "bpf_map__reuse_fd": (_c.c_int, [_P, _c.c_int]),
@@ -205,6 +207,7 @@ class BpfObject:
         self.path = path
         self._obj = lib.ptr(lib.lib.bpf_object__open(path.encode()), f"open {path}")
         self._links: list[int] = []
+        self._link_progs: list[Program] = []
 
     def programs(self) -> list[Program]:
         out, p = [], None
@@ -282,6 +285,26 @@ class BpfObject:
     def attach(self, prog: Program) -> None:
         link = self._lib.lib.bpf_program__attach(prog.handle)
         self._links.append(self._lib.ptr(link, f"attach {prog.name} ({prog.section})"))
+        self._link_progs.append(prog)
+
+    def links(self) -> list[tuple[Program, int, int]]:
+        """(program, link handle, link fd) of each attachment."""
+        return [(p, link, self._lib.lib.bpf_link__fd(link))
+                for p, link in zip(self._link_progs, self._links, strict=True)]
+
+    def reattach(self, old: int, *, ours: bool) -> tuple[int, int]:
+        """Attach the program of link `old` again; (new handle, its fd). `ours`: the old
+        descriptor is still our link (it runs another program) and is closed; otherwise
+        someone closed it and the number may now be another file, so it is forgotten."""
+        i = self._links.index(old)
+        prog = self._link_progs[i]
+        if not ours:
+            self._lib.lib.bpf_link__disconnect(old)
+        self._lib.lib.bpf_link__destroy(old)
+        self._links.pop(i)
+        self._link_progs.pop(i)
+        self.attach(prog)
+        return self._links[-1], self._lib.lib.bpf_link__fd(self._links[-1])
 
     def prog_fd(self, name: str) -> int:
         for p in self.programs():
@@ -307,13 +330,13 @@ class BpfObject:
 
     def take_links(self) -> list[int]:
         """The attach links, now the caller's to destroy."""
-        links, self._links = self._links, []
+        links, self._links, self._link_progs = self._links, [], []
         return links
 
     def close(self) -> None:
         for link in self._links:
             self._lib.lib.bpf_link__destroy(link)
-        self._links = []
+        self._links, self._link_progs = [], []
         if self._obj:
             self._lib.lib.bpf_object__close(self._obj)
             self._obj = None

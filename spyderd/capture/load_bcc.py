@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from spyderd.capture.btf import BTF
+from spyderd.capture.integrity import Attachment, BpfSys
 from spyderd.capture.libbpf import Libbpf, MapView
 from spyderd.capture.progstats import bpf_programs
 from spyderd.capture.registry import AttachPoint, Probe
@@ -323,6 +324,26 @@ class BccLoader:
             except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
                 errors[hook] = f"{fn}: {exc}"
         return errors
+
+    def attachments(self, sys: BpfSys) -> list[Attachment]:
+        """bcc's attachments for the integrity check: tracepoints are perf events running
+        a program (no link), raw tracepoints are links."""
+        ours = {sys.info(fd)[1]: name for name, fd in self.programs().items()
+                if sys.info(fd) is not None}
+        out = []
+        for tp, fd in getattr(self.bpf, "tracepoint_fds", {}).items():
+            hook = tp.decode() if isinstance(tp, bytes) else str(tp)
+            ids = [i for i in sys.perf_programs(fd) or [] if i in ours]
+            if ids:
+                out.append(Attachment(probe="", program=ours[ids[0]], hook=hook, kind="perf",
+                                      fd=fd, prog_id=ids[0]))
+        for key, fd in getattr(self.bpf, "raw_tracepoint_fds", {}).items():
+            hook = (key.decode() if isinstance(key, bytes) else str(key)).partition("#")[0]
+            info = sys.info(fd)
+            if info is not None:
+                out.append(Attachment(probe="", program=ours.get(info[2], "?"), hook=hook,
+                                      kind="link", fd=fd, link_id=info[1], prog_id=info[2]))
+        return out
 
     def map(self, name: str) -> MapView:
         table = self.bpf.get_table(name)

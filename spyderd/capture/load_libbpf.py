@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spyderd.capture.integrity import Attachment, BpfSys
 from spyderd.capture.libbpf import BpfObject, Libbpf, LibbpfError, MapView, Program
 from spyderd.capture.load_bcc import StderrCapture
 from spyderd.capture.registry import AttachPoint, Probe
@@ -176,6 +177,28 @@ class LibbpfLoader:
             self.unload(probe.name)
             return str(exc)
         return ""
+
+    def attachments(self, sys: BpfSys) -> list[Attachment]:
+        """Every link of the attached probes with the kernel's ids, for the integrity
+        check (`spyderd.capture.integrity`)."""
+        out = []
+        for name, loaded in self.objects.items():
+            for prog, link, fd in loaded.obj.links():
+                out.append(self._attachment(sys, name, prog, link, fd))
+        return out
+
+    def _attachment(self, sys: BpfSys, probe: str, prog: Program, link: int,
+                    fd: int) -> Attachment:
+        info = sys.info(fd) or (0, 0, 0)
+        return Attachment(probe=probe, program=prog.name, hook=prog.section, kind="link",
+                          fd=fd, link_id=info[1], prog_id=info[2], handle=link)
+
+    def reattach(self, sys: BpfSys, a: Attachment) -> Attachment:
+        """Attach a detached or replaced program again (`ProbeIntegrity.reattach`)."""
+        obj = self.objects[a.probe].obj
+        prog = next(p for p, link, _ in obj.links() if link == a.handle)
+        link, fd = obj.reattach(a.handle, ours=a.state == "replaced")
+        return self._attachment(sys, a.probe, prog, link, fd)
 
     def unload(self, name: str) -> None:
         loaded = self.objects.pop(name, None)

@@ -11,7 +11,10 @@ Robustness rules:
   one object per probe; bcc: the culprit is found in the compiler's or loader's message,
   else each probe is tried alone);
 - after attach a forked child triggers one cheap event per probe (the self-test), so
-  `spyderctl status` says which probes really deliver.
+  `spyderctl status` says which probes really deliver;
+- the attachments are checked at the watchdog tick (`check_probes`): one someone
+  detached or replaced is reported, shown on its probe's status line and attached again
+  (libbpf; bcc's are reported only).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from spyderd.capture import ringbuf, tamper
 from spyderd.capture.btf import BTF, VMLINUX_BTF
 from spyderd.capture.config import LOADERS, CaptureConfig
+from spyderd.capture.integrity import BpfSys, Fault, ProbeIntegrity
 from spyderd.capture.libbpf import CallbackRing, KernelBtf, Libbpf
 from spyderd.capture.load_bcc import BccLoader, LoadError, blame
 from spyderd.capture.load_libbpf import LibbpfLoader, hook_key
@@ -63,6 +67,7 @@ class ProbeStatus:
     missing: list[str] = field(default_factory=list)  # hooks absent on this kernel
     selftest: str = ""  # "" (none) | "ok" | "failed: ..."
     note: str = ""
+    integrity: str = ""  # "DETACHED at 17:02:11 (link 42 detached ...), re-attached"
 
     def text(self) -> str:
         """One line: `attached, self-test ok`, `unavailable: <reason>`, ..."""
@@ -75,12 +80,14 @@ class ProbeStatus:
             out += "; hooks unavailable: " + ", ".join(hook_labels(self.missing))
         if self.note:
             out += f" ({self.note})"
+        if self.integrity:
+            out += f"; {self.integrity}"
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "hooks": self.hooks,
                 "missing": self.missing, "selftest": self.selftest, "note": self.note,
-                "text": self.text()}
+                "integrity": self.integrity, "text": self.text()}
 
 
 def hook_labels(names: list[str]) -> list[str]:
@@ -205,6 +212,7 @@ class Capture:
         self._drain: ringbuf.Drain | None = None
         self._progstats: ProgStats | None = None
         self._chosen: list[Probe] = []
+        self.integrity: ProbeIntegrity | None = None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -231,6 +239,7 @@ class Capture:
         if not plans:
             raise CaptureError("no probe loads and attaches: " + self._reasons())
         self._chosen = [p.probe for p in plans]
+        self.integrity = self._integrity(plans)
         self._progstats = self._prog_stats(btf) if have_btf else None
         self._open_ring()
         if self.config.self_test:
@@ -239,6 +248,31 @@ class Capture:
             backlog = int(self.config.backlog_mb) << 20
             self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
         return self.status
+
+    def _integrity(self, plans: list[Plan]) -> ProbeIntegrity:
+        """The attachments as made, with the kernel's ids, for `check_probes`."""
+        sys = BpfSys()
+        owner = {hook_key(a): plan.probe.name for plan in plans for a in plan.hooks}
+        atts = self._loader.attachments(sys)
+        for a in atts:
+            a.probe = a.probe or owner.get(a.hook, "?")
+        if isinstance(self._loader, LibbpfLoader):
+            loader = self._loader
+            return ProbeIntegrity(atts, sys, lambda a: loader.reattach(sys, a))
+        return ProbeIntegrity(atts, sys, None, "bcc: detached tracepoints are reported, "
+                              "not attached again")
+
+    def check_probes(self) -> list[Fault]:
+        """Check every attachment (`spyderd.capture.integrity`); new faults, each shown on
+        its probe's status line."""
+        if self.integrity is None or self._loader is None:
+            return []
+        faults = self.integrity.check()
+        if faults:
+            for name, note in self.integrity.probe_notes().items():
+                if name in self.status:
+                    self.status[name].integrity = note
+        return faults
 
     def _prog_stats(self, btf: BTF | None) -> ProgStats:
         if btf is not None:
@@ -604,6 +638,7 @@ class Capture:
 
     def close(self) -> None:
         self._release_self_signal()
+        self.integrity = None
         if self._drain is not None:
             self._drain.close()
             self._drain = None

@@ -60,6 +60,7 @@ class Loop:
                 for ctx_node in self.enricher.updates():  # late container/VM/netns facts
                     self.graph.touch(ctx_node)
                 self._report_losses()
+                self._check_probes(now)
                 self.store.tick()
                 self.write_status(ready=True)
         self.shutdown()
@@ -94,6 +95,15 @@ class Loop:
         if res.nodes or res.event_blocks or res.findings:
             log.info("retention pruned %d nodes, %d event blocks, %d findings",
                      res.nodes, res.event_blocks, res.findings)
+
+    def _check_probes(self, now: float) -> None:
+        """Every capture.probe_check_seconds (at most the watchdog tick): are our BPF
+        attachments still there, running our programs? (spyderd.capture.integrity)"""
+        if now < getattr(self, "_next_probe_check", 0.0):
+            return
+        self._next_probe_check = now + self.cfg.capture.probe_check_seconds
+        for fault in self.capture.check_probes():
+            service.report_probe_fault(fault)
 
     def _report_losses(self) -> None:
         """Log new kernel losses and decode errors (at most once per status tick)."""

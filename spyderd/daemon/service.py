@@ -26,6 +26,7 @@ MSG_GAP_UNCLEAN = "ffaa85f3fb1a44a1b33b3ba1a11e4fa0"  # capture down after a cra
 MSG_GAP_CLEAN = "f19b7fa1e2764af2a8986c41a98829ad"  # capture down between a stop and a start
 MSG_RELOAD_REFUSED = "3a1e23b29f894585825677485ff8604f"  # broken rule set, old rules kept
 MSG_EVENTS_LOST = "0bec99d235c844f486c7d22558f9950f"  # ring-buffer losses / decode errors
+MSG_PROBE_TAMPERED = "f3db43e6418e4117acb4c1ee6f5fd9ef"  # a probe detached or replaced
 
 # Store meta keys (the store's `meta` database).
 META_LAST_ALIVE = "last_alive"  # wall time (s) of the last liveness write of a running daemon
@@ -302,3 +303,21 @@ def _read_pid(path: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def report_probe_fault(fault: Any) -> None:
+    """A critical journald entry for an attachment someone detached or replaced
+    (`spyderd.capture.integrity.Fault`), saying whether it was attached again."""
+    a = fault.attachment
+    if fault.reattached:
+        outcome = f"re-attached ({fault.new_label})"
+    else:
+        outcome = f"NOT re-attached ({fault.reattach_error}): the probe is blind there"
+    fields = {"MESSAGE_ID": MSG_PROBE_TAMPERED, "SPYDER_PROBE": a.probe,
+              "SPYDER_PROBE_PROGRAM": a.program, "SPYDER_PROBE_HOOK": a.hook,
+              "SPYDER_PROBE_STATE": fault.state, "SPYDER_PROBE_LINK_ID": str(a.link_id),
+              "SPYDER_PROBE_PROG_ID": str(a.prog_id), "SPYDER_PROBE_DETAIL": fault.detail,
+              "SPYDER_PROBE_SINCE": _iso(fault.time),
+              "SPYDER_PROBE_REATTACHED": "1" if fault.reattached else "0"}
+    log.critical("probe %s %s: %s; %s", a.probe, fault.state, fault.detail, outcome,
+                 extra=fields)

@@ -80,6 +80,7 @@ def status_dict(d: Daemon, *, ready: bool, stopped: bool = False) -> dict:
         "state_dir": str(d.paths.state_dir),
         "probes": {k: v.to_dict() for k, v in (cap.status.items() if cap else [])},
         "loader": cap.loader_info() if cap else {},
+        "probe_integrity": cap.integrity.status() if cap and cap.integrity else {},
         "kernel_counters": cap.counters() if cap and cap.running else {},
         "events": d.counters.get("events", 0),
         "events_per_s": round(d.counters.get("events", 0) / uptime, 1),

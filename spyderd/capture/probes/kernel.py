@@ -11,8 +11,10 @@ Decisions:
   into the kernel, so it fails with ENOSYS. `capture.syscall_fallback: false` turns it off.
 - ptrace: only the requests that attach or write (capture.ptrace_requests; empty = all),
   so a debugger's PEEK/GETREGS loop stays in the kernel.
-- bpf: only capture.bpf_cmds (default BPF_PROG_LOAD); `request` = command, `flags` = the
-  program type, `name` = the program name.
+- bpf: only capture.bpf_cmds (default BPF_PROG_LOAD and the commands that take a program
+  off its hook or swap it: BPF_PROG_DETACH, BPF_LINK_UPDATE, BPF_LINK_DETACH); `request` =
+  command; for PROG_LOAD `flags` = the program type and `name` = the program name, for the
+  others `flags` = the first word of the attribute (the link or target descriptor).
 - Time: settimeofday, clock_settime always; adjtimex/clock_adjtime only with modes != 0
   (`flags` = modes; reading the clock is not a change). `flags` = the new tv_sec for the
   settime calls, `request` = the clock id.

@@ -56,7 +56,8 @@ def kernel_fields() -> list[Field]:
         ev("kernel.call", "str", KERNEL, _CALLS_DOC, choices=KERNEL_CALLS),
         ev("kernel.target_pid", "int", KERNEL, "ptrace and kill: the target pid.", 0),
         ev("kernel.request", "int", KERNEL,
-           "ptrace request (PTRACE_ATTACH 16, PTRACE_SEIZE 0x4206) or signal number (SIGKILL)."),
+           "ptrace request (PTRACE_ATTACH 16, PTRACE_SEIZE 0x4206), signal number (SIGKILL) "
+           "or bpf() command (BPF_LINK_DETACH 34)."),
         ev("kernel.name", "str", KERNEL, "Module, memfd or host name, or mount target.", ""),
         ev("kernel.source", "str", KERNEL, "mount: the source.", ""),
         ev("kernel.fstype", "str", KERNEL, "mount: the file system type.", ""),

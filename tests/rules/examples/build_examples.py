@@ -795,6 +795,26 @@ def _spyderd_signal() -> tuple[Rec, Rec]:
     return pos, neg
 
 
+@scenario("BPF program detached or link replaced")
+def _bpf_detach() -> tuple[Rec, Rec]:
+    rule = "BPF program detached or link replaced"
+    pos = Rec(rule, True, "bpftool link detach id 42 from a root shell")
+    tool = pos.spawn(login_shell(pos), "/usr/sbin/bpftool", ["bpftool", "link", "detach",
+                                                              "id", "42"])
+    pos.kernel(tool, "bpf", request=34, flags=3, result=0)
+    neg = Rec(rule, False, "systemd detaches a unit's cgroup program, runc swaps a device "
+              "filter, bpftool loads a program")
+    init, _ = spyderd_and_init(neg)
+    neg.kernel(init, "bpf", request=9, flags=27)
+    shim = neg.running("/usr/bin/containerd-shim-runc-v2", ["containerd-shim-runc-v2"])
+    runc = neg.spawn(shim, "/usr/sbin/runc", ["runc", "update", "web"])
+    neg.kernel(runc, "bpf", request=9, flags=5)
+    tool = neg.spawn(login_shell(neg), "/usr/sbin/bpftool", ["bpftool", "prog", "load",
+                                                             "x.o", "/sys/fs/bpf/x"])
+    neg.kernel(tool, "bpf", request=5, flags=1, name="x")
+    return pos, neg
+
+
 def slug(rule: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", rule.lower()).strip("-")
 
