@@ -179,26 +179,39 @@ class LibbpfLoader:
         return ""
 
     def attachments(self, sys: BpfSys) -> list[Attachment]:
-        """Every link of the attached probes with the kernel's ids, for the integrity
-        check (`spyderd.capture.integrity`)."""
+        """Every attachment of the probes with the kernel's ids, for the integrity check
+        (`spyderd.capture.integrity`); one whose ids cannot be read is left out."""
         out = []
         for name, loaded in self.objects.items():
             for prog, link, fd in loaded.obj.links():
-                out.append(self._attachment(sys, name, prog, link, fd))
+                a = self._attachment(sys, name, loaded.obj, prog, link, fd)
+                if a is not None:
+                    out.append(a)
         return out
 
-    def _attachment(self, sys: BpfSys, probe: str, prog: Program, link: int,
-                    fd: int) -> Attachment:
-        info = sys.info(fd) or (0, 0, 0)
-        return Attachment(probe=probe, program=prog.name, hook=prog.section, kind="link",
-                          fd=fd, link_id=info[1], prog_id=info[2], handle=link)
+    def _attachment(self, sys: BpfSys, probe: str, obj: BpfObject, prog: Program,
+                    link: int, fd: int) -> Attachment | None:
+        info = sys.info(fd)
+        if info is not None:
+            return Attachment(probe=probe, program=prog.name, hook=prog.section,
+                              kind="link", fd=fd, link_id=info[1], prog_id=info[2],
+                              handle=link)
+        # kernels before perf links (5.15): libbpf's link holds the perf event itself
+        own = sys.info(obj.prog_fd(prog.name))
+        if own is None or own[1] not in (sys.perf_programs(fd) or []):
+            return None
+        return Attachment(probe=probe, program=prog.name, hook=prog.section, kind="perf",
+                          fd=fd, prog_id=own[1], handle=link)
 
     def reattach(self, sys: BpfSys, a: Attachment) -> Attachment:
         """Attach a detached or replaced program again (`ProbeIntegrity.reattach`)."""
         obj = self.objects[a.probe].obj
         prog = next(p for p, link, _ in obj.links() if link == a.handle)
         link, fd = obj.reattach(a.handle, ours=a.state == "replaced")
-        return self._attachment(sys, a.probe, prog, link, fd)
+        fresh = self._attachment(sys, a.probe, obj, prog, link, fd)
+        if fresh is None:
+            raise LibbpfError(5, f"attached {prog.name} again, but cannot read its ids")
+        return fresh
 
     def unload(self, name: str) -> None:
         loaded = self.objects.pop(name, None)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from spyderd.capture.integrity import (
     BPF_LINK_GET_FD_BY_ID,
@@ -26,7 +27,9 @@ from spyderd.capture.integrity import (
     inspect,
 )
 from spyderd.daemon.service import MSG_PROBE_TAMPERED
-from tests.conftest import journal_entries, wait_for
+from tests.conftest import REPO, Spyderd, journal_entries, wait_for
+
+BPF_RULE = "BPF program detached or link replaced"
 
 
 def _fdinfo(pid: int) -> dict[int, dict[str, str]]:
@@ -63,41 +66,75 @@ def _gdb_close(pid: int, fd: int) -> None:
     assert "$1 = 0" in r.stdout, r.stdout + r.stderr
 
 
+def _bpftool_detach_is_refused_and_found(pid: int, link_id: str) -> None:
+    """`bpftool link detach` on a tracepoint link: the kernel refuses (EOPNOTSUPP), and the
+    attempt is a finding naming bpftool."""
+    tool = subprocess.Popen(["bpftool", "link", "detach", "id", link_id],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = tool.communicate(timeout=30)
+    assert tool.returncode != 0 and "not supported" in out, out
+    found = wait_for(lambda: journal_entries(SYSLOG_IDENTIFIER="spyderd", _PID=str(pid),
+                                             SPYDER_RULE=BPF_RULE, SPYDER_PID=str(tool.pid)),
+                     30)
+    assert found and "result -95" in found[-1]["MESSAGE"], found
+
+
 def _tamper_entries(pid: int) -> list[dict]:
     return journal_entries(SYSLOG_IDENTIFIER="spyderd", MESSAGE_ID=MSG_PROBE_TAMPERED,
                            _PID=str(pid))
 
 
+def _daemon(base: Path, loader: str) -> Spyderd:
+    """spyderd with the kernel probe only (the check is the same for every probe; bcc
+    compiles much faster), on `loader`."""
+    cfg = yaml.safe_load((REPO / "packaging/spyderd.yaml").read_text())
+    cfg["capture"].update(loader=loader, disable=["process", "network", "files", "creds"])
+    path = base / "spyderd.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return Spyderd(base, [str(REPO / "rules")], config=path)
+
+
+@pytest.fixture
+def daemon(tmp_path, journald, loader):
+    d = _daemon(tmp_path, loader)
+    yield d
+    d.stop()
+
+
 @pytest.mark.root
-def test_closed_link_is_reported_and_attached_again(spyderd_factory):
-    d = spyderd_factory()
-    d.start()
-    pid = d.proc.pid
-    links = _fdinfo(pid)
-    fd, info = next(iter(sorted(links.items())))
-    link_id, prog_id = info["link_id"], info["prog_id"]
+def test_closed_attachment_is_reported_and_attached_again(daemon, loader):
+    daemon.start()
+    pid = daemon.proc.pid
+    if loader == "libbpf":  # a link: closing our descriptor detaches it
+        fd, info = next(iter(sorted(_fdinfo(pid).items())))
+        key, value = "SPYDER_PROBE_LINK_ID", info["link_id"]
+        _bpftool_detach_is_refused_and_found(pid, value)
+    else:  # bcc's tracepoints are perf events running the program, without a link
+        fd = _perf_fds(pid)[0]
+        key, value = "SPYDER_PROBE_LINK_ID", "0"
     _gdb_close(pid, fd)
-    found = wait_for(lambda: [e for e in _tamper_entries(pid)
-                              if e.get("SPYDER_PROBE_LINK_ID") == link_id], 30)
-    assert found, "no journald entry for the detached link"
+    found = wait_for(lambda: [e for e in _tamper_entries(pid) if e.get(key) == value], 30)
+    assert found, "no journald entry for the detached attachment"
     e = found[-1]
     assert e["PRIORITY"] == "2" and e["SPYDER_PROBE_STATE"] == "detached", e
-    assert e["SPYDER_PROBE_PROG_ID"] == prog_id and e["SPYDER_PROBE_REATTACHED"] == "1", e
-    assert "re-attached" in e["MESSAGE"]
-    probe = e["SPYDER_PROBE"]
-    # attached again: a new link runs the same program
-    again = [f for f in _fdinfo(pid).values() if f["prog_id"] == prog_id]
-    assert again and again[0]["link_id"] != link_id, again
-    st = json.loads(d.ctl("status", "-o", "json").stdout)
+    assert e["SPYDER_PROBE"] == "kernel", e
+    st = json.loads(daemon.ctl("status", "-o", "json").stdout)
     pi = st["probe_integrity"]
-    assert pi["detached"] == 1 and pi["reattached"] == 1 and pi["reattach_failed"] == 0, pi
-    assert pi["faults"][0]["link_id"] == int(link_id)
-    assert "DETACHED at" in st["probes"][probe]["integrity"]
-    text = d.ctl("status").stdout
-    assert f"link {link_id} detached" in text and "re-attached" in text, text
+    assert pi["detached"] == 1 and pi["faults"][0]["prog_id"] == int(e["SPYDER_PROBE_PROG_ID"])
+    assert "DETACHED at" in st["probes"]["kernel"]["integrity"]
+    text = daemon.ctl("status").stdout
+    if loader == "libbpf":
+        assert e["SPYDER_PROBE_REATTACHED"] == "1" and "re-attached (link" in e["MESSAGE"], e
+        again = [f for f in _fdinfo(pid).values() if f["prog_id"] == info["prog_id"]]
+        assert again and again[0]["link_id"] != value, again  # a new link, same program
+        assert pi["reattached"] == 1 and pi["reattach_failed"] == 0, pi
+        assert f"link {value} detached" in text and "re-attached" in text, text
+    else:
+        assert e["SPYDER_PROBE_REATTACHED"] == "0" and "NOT re-attached" in e["MESSAGE"], e
+        assert pi["reattach_failed"] == 1 and pi["unchecked"].startswith("bcc"), pi
+        assert "NOT re-attached" in text, text
     time.sleep(2)  # reported once, not at every tick
-    assert len([e for e in _tamper_entries(pid)
-                if e.get("SPYDER_PROBE_LINK_ID") == link_id]) == 1
+    assert len([e for e in _tamper_entries(pid) if e.get(key) == value]) == 1
 
 
 # -- without the daemon: the check itself, on real kernel objects where it needs them ----
