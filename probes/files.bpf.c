@@ -899,20 +899,35 @@ static __always_inline void fill_wexec(struct wexec_rec *e, struct wval *w, u32 
     e->rflags = 0;
 }
 
+SPY_CONFIG(task_pt_regs, 0)   /* kernel 5.15+ on x86_64: bpf_get_current_task_btf() usable */
+
+/* The file an open just installed at `fd`. Where the task's BTF pointer is usable its
+ * files->fdt->fd chain is read with plain loads (the verifier's probe-memory access), so
+ * one helper call reads the slot; elsewhere fd_file's five reads. */
+static __always_inline u64 opened_file(long fd) {
+#ifndef SPYDER_BCC
+    if (CFG(task_pt_regs)) {
+        struct task_struct *t = bpf_get_current_task_btf();
+        struct file **slots = t->files->fdt->fd;
+        u64 f = 0;
+        bpf_probe_read_kernel(&f, sizeof(f), &slots[fd & 0xffffff]);
+        return f;
+    }
+#endif
+    return fd_file(bpf_get_current_task(), fd);
+}
+
 /* This process exec'd a #! script or an interpreter with a script operand: is this open
  * the interpreter reading it (same last path component as the name given)? Then check the
  * writer of that file. Returns 1 when the open was taken (a record is on its way), 0 when
  * it is left to the watched-read check. */
-static __always_inline int script_open(void *ctx, u32 tgid, long fd) {
-    struct swait *w = bpf_map_lookup_elem(&script_wait, &tgid);
-    if (!w)
-        return 0;
+static __always_inline int script_open(void *ctx, struct swait *w, u32 tgid, long fd) {
     struct fscratch *sc = scratch();
     if (!sc)
         return 0;
     if (w->left)
         w->left--;
-    u64 file = fd_file(bpf_get_current_task(), fd);
+    u64 file = opened_file(fd);
     u64 dentry = read_ptr(file, OFF_FILE_F_PATH_DENTRY);
     u32 len = read_u32(dentry, OFF_DENTRY_D_NAME_LEN);
     u32 n = w->n;
@@ -981,24 +996,6 @@ static __always_inline void record_writer(u64 file, u64 pt, struct wkey *id) {
  * same for its directory's name. Only a hit resolves the path (tail-called stages) and looks
  * it up in the watch list for OP_READ. */
 
-SPY_CONFIG(task_pt_regs, 0)   /* kernel 5.15+ on x86_64: bpf_get_current_task_btf() usable */
-
-/* The file an open just installed at `fd`. Where the task's BTF pointer is usable its
- * files->fdt->fd chain is read with plain loads (the verifier's probe-memory access), so
- * one helper call reads the slot; elsewhere fd_file's five reads. */
-static __always_inline u64 opened_file(long fd) {
-#ifndef SPYDER_BCC
-    if (CFG(task_pt_regs)) {
-        struct task_struct *t = bpf_get_current_task_btf();
-        struct file **slots = t->files->fdt->fd;
-        u64 f = 0;
-        bpf_probe_read_kernel(&f, sizeof(f), &slots[fd & 0xffffff]);
-        return f;
-    }
-#endif
-    return fd_file(bpf_get_current_task(), fd);
-}
-
 static __always_inline int name_wanted(u64 dentry, u32 lens, u32 where) {
     u64 qstr[2] = {};  /* struct qstr: hash, length (little-endian), then the name */
     bpf_probe_read_kernel(qstr, sizeof(qstr), (void *)(dentry + KOFF(dentry, d_name)));
@@ -1066,7 +1063,8 @@ static __always_inline int read_open(void *ctx, u64 pt, long fd, u32 flags) {
 /* A successful read-only open: a #! script being read by its interpreter, or a watched read. */
 static __always_inline int read_only_open(void *ctx, u64 pt, long fd, u32 flags) {
     u32 tgid = pt >> 32;
-    if (bpf_map_lookup_elem(&script_wait, &tgid) && script_open(ctx, tgid, fd))
+    struct swait *w = bpf_map_lookup_elem(&script_wait, &tgid);
+    if (w && script_open(ctx, w, tgid, fd))
         return 0;
     return read_open(ctx, pt, fd, flags);
 }
