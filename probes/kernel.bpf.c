@@ -362,6 +362,9 @@ struct self_signal {
 };
 BPF_ARRAY(self_signals, struct self_signal, 1);
 SPY_CONFIG(spyderd_tgid, 0)    /* spyderd's own tgid (set even when capture.ignore_self is off) */
+/* spyderd's other threads (kept current by the daemon): kill(tid) of any of them stops or
+ * kills the whole daemon too. kill(-pgid) of its process group counts as well. */
+BPF_HASH(self_tids, u32, u8, 1024);
 
 static __always_inline void note_self_signal(u32 call, s32 target, s32 sig) {
     u32 zero = 0;
@@ -389,7 +392,9 @@ static __always_inline int kill_enter(u32 call, s32 target, s32 sig) {
     /* Aimed at spyderd: always an event, whatever capture.kill_signals says, and noted
      * where a SIGKILL cannot erase it. */
     u32 me = CFG(spyderd_tgid);
-    int at_self = me && (target == (s32)me || target == -1);
+    u32 tid = (u32)target;
+    int at_self = me && (target == (s32)me || target == -1 || target == -(s32)me ||
+                         (target > 0 && bpf_map_lookup_elem(&self_tids, &tid)));
     if (at_self)
         note_self_signal(call, target, sig);
     if (!at_self && !((CFG(kill_sigmask) >> (sig - 1)) & 1))

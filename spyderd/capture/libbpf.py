@@ -68,6 +68,7 @@ _PROTOS: dict[str, tuple[object, list[object]]] = {
     "btf__name_by_offset": (_c.c_char_p, [_P, _c.c_uint32]),
     "bpf_map_update_elem": (_c.c_int, [_c.c_int, _P, _P, _c.c_uint64]),
     "bpf_map_lookup_elem": (_c.c_int, [_c.c_int, _P, _P]),
+    "bpf_map_delete_elem": (_c.c_int, [_c.c_int, _P]),
     "bpf_map_get_next_key": (_c.c_int, [_c.c_int, _P, _P]),
     "bpf_obj_pin": (_c.c_int, [_c.c_int, _c.c_char_p]),
     "bpf_obj_get": (_c.c_int, [_c.c_char_p]),
@@ -172,6 +173,10 @@ class MapView:
         k, v = self._buf(key, self.key_size), self._buf(value, self.value_size)
         rc = self._lib.lib.bpf_map_update_elem(self.fd, k, v, BPF_ANY)
         self._lib.check(rc, "map update")
+
+    def delete(self, key: bytes | int) -> None:
+        """Remove a key; a key already gone is no error."""
+        self._lib.lib.bpf_map_delete_elem(self.fd, self._buf(key, self.key_size))
 
     def lookup(self, key: bytes | int) -> bytes | None:
         k = self._buf(key, self.key_size)

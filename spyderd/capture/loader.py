@@ -247,6 +247,7 @@ class Capture:
         if self._ring is not None:  # after the self-test: it forks, better without threads
             backlog = int(self.config.backlog_mb) << 20
             self._drain = ringbuf.Drain(self._ring, batch_s=self.batch_s, max_bytes=backlog)
+        self.refresh_self_tids()
         return self.status
 
     def _integrity(self, plans: list[Plan]) -> ProbeIntegrity:
@@ -582,6 +583,26 @@ class Capture:
         self._pump(timeout_ms)
         out, self._out = self._out, []
         return out
+
+    def refresh_self_tids(self) -> None:
+        """Keep the kernel probe's `self_tids` map (and the decoder's copy) equal to this
+        daemon's threads: a signal to any of them is a signal to spyderd."""
+        try:
+            tids = {int(t) for t in os.listdir("/proc/self/task")}
+        except OSError:
+            return
+        known = self._ctx.state.get("self_tids", set())
+        if tids == known or self._loader is None:
+            return
+        try:
+            table = self._loader.map("self_tids")
+        except KeyError:  # kernel probe not loaded
+            return
+        for tid in known - tids:
+            table.delete(tid)
+        for tid in tids - known:
+            table.update(tid, 1)
+        self._ctx.state["self_tids"] = tids
 
     def refresh_clock(self) -> None:
         """Re-read the boot-to-wall offset (wall clock may be stepped)."""

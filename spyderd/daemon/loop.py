@@ -57,6 +57,7 @@ class Loop:
                 self._tick_service(now - last_status)
                 last_status = now
                 self.capture.refresh_clock()
+                self.capture.refresh_self_tids()
                 for ctx_node in self.enricher.updates():  # late container/VM/netns facts
                     self.graph.touch(ctx_node)
                 self._report_losses()

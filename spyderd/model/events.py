@@ -293,7 +293,7 @@ class KernelEvent(Event):
     fstype: str = ""
     flags: int = 0
     nr: int = -1
-    target_spyderd: bool = False  # kill/tkill/tgkill aimed at this spyderd (or at -1)
+    target_spyderd: bool = False  # kill/tkill/tgkill aimed at this spyderd (a thread, its group, -1)
     target_name: str = ""  # kill/ptrace: the target's name (/proc/PID/comm), when readable
 
 

@@ -49,7 +49,9 @@ def test_sigstop_gives_a_finding_and_sigkill_is_named_at_the_next_start(spyderd_
     assert by_stopper == [FROZEN], by_stopper
     stopper.wait()
     stopper.stdout.close()
-    killer = _send(pid, signal.SIGKILL, 0.5)
+    # aimed at another thread: the kernel finds it in the daemon's thread map (self_tids)
+    tid = next(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    killer = _send(tid, signal.SIGKILL, 0.5)
     killer_pid = int(killer.stdout.readline())
     d.proc.wait(30)
     killer.wait()
@@ -76,6 +78,15 @@ def test_sigterm_by_hand_gives_a_finding_before_the_clean_stop(spyderd_factory):
     d = spyderd_factory()
     d.start()
     pid = d.proc.pid
+    # kill(2) of one of spyderd's other threads stops the whole daemon: the same finding
+    tid = next(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    stopper = _send(tid, signal.SIGSTOP, 1.0)
+    stopper_pid = int(stopper.stdout.readline())
+    time.sleep(1)
+    os.kill(pid, signal.SIGCONT)
+    stopper.wait()
+    stopper.stdout.close()
+    assert wait_for(lambda: _findings_of(FROZEN, pid, stopper_pid), 30), "thread SIGSTOP"
     stopper = _send(pid, signal.SIGTERM, 1.0)
     stopper_pid = int(stopper.stdout.readline())
     assert d.proc.wait(60) == 0

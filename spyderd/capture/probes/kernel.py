@@ -22,8 +22,8 @@ Decisions:
   capture.kill_signals limits the signals (empty = all).
 - io_uring_setup is an event (`request` = entries, `flags` = setup flags): io_uring's
   file and network operations never pass the syscall tracepoints (docs/audit-coverage.md).
-- Signals aimed at spyderd's own pid (or at -1, every process) are always events, whatever
-  `capture.kill_signals` says, and the last one is kept in a map pinned to bpffs that
+- Signals aimed at spyderd's own pid, one of its threads, its process group or -1 (every
+  process) are always events, whatever `capture.kill_signals` says, and the last one is kept in a map pinned to bpffs that
   outlives a SIGKILL; the next start reads it (`spyderd.capture.tamper`).
 - mount covers mount(2), umount2(2) and move_mount(2) (the new mount API's last step;
   `source` = from path, often empty when it moves an fsmount() descriptor).
@@ -86,9 +86,16 @@ def decode_kernel(buf: bytes, ctx: DecodeContext) -> KernelEvent:
                        uid=v[3], gid=v[4], cgroup_id=v[7], comm=_cstr(v[8]), call=call_name,
                        result=result, target_pid=target, request=request, name=text,
                        source=_cstr(source), fstype=_cstr(fstype), flags=flags, nr=nr,
-                       target_spyderd=signal and target in (os.getpid(), -1),
+                       target_spyderd=signal and aimed_at_self(target, ctx),
                        target_name=target_name(target) if signal or call_name == "ptrace"
                        else "")
+
+
+def aimed_at_self(target: int, ctx: DecodeContext) -> bool:
+    """kill's target is this daemon: its pid, any of its threads (`self_tids`, kept by
+    the capture), its process group (-pid) or every process (-1)."""
+    me = os.getpid()
+    return target in (me, -1, -me) or target in ctx.state.get("self_tids", ())
 
 
 def target_name(pid: int) -> str:

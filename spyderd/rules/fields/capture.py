@@ -213,7 +213,8 @@ def event_fields() -> list[Field]:
         f("dup.local_port", "int", DUP, "Local port of the socket.",
           ev_attr("local_port", DUP, 0)),
         f("kernel.target_spyderd", "bool", KERNEL, "kill/tkill/tgkill: the signal is aimed at "
-          "this spyderd (its pid, or -1: every process).", ev_attr("target_spyderd", KERNEL)),
+          "this spyderd (its pid, one of its threads, its process group, or -1: every "
+          "process).", ev_attr("target_spyderd", KERNEL)),
         f("kernel.target_name", "str", KERNEL, "kill/tkill/tgkill/ptrace: name of the target "
           "process, when it could be read.", ev_attr("target_name", KERNEL, "")),
     ]
