@@ -42,6 +42,13 @@ from spyderd.traces.tracker import TraceTracker
 
 log = logging.getLogger("spyderd.findings")
 RETRY_S = 2.0
+# A trace's counts come from its view in the store, which for a trace of thousands of
+# processes takes seconds to build. After a count that took d seconds the trace is not
+# counted again for RECOUNT_FACTOR * d seconds (at most ~10% of the loop on counting), and
+# the traces below the threshold share RECOUNT_BUDGET_S per loop turn, so a busy trace
+# cannot hold the loop (and the capture behind it) for minutes.
+RECOUNT_FACTOR = 10.0
+RECOUNT_BUDGET_S = 0.25
 
 Publish = Callable[[str, dict[str, Any]], None]
 
@@ -69,6 +76,7 @@ class Findings:
     counters: dict[str, int] = field(default_factory=lambda: {
         "findings": 0, "folded": 0, "suppressed": 0, "sent": 0, "traces_sent": 0})
     retry_at: float = 0.0
+    recount_at: dict[str, float] = field(default_factory=dict)  # trace id -> loop time
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -139,7 +147,7 @@ class Findings:
         for tr in traces if ok else ():
             if not self._deliver_trace(tr, now):
                 break
-        self._count_traces({p.finding.trace_id for p in due} - {t.id for t in traces})
+        self._count_traces({p.finding.trace_id for p in due} - {t.id for t in traces}, now)
         self.graph.flush()
         self.folder.expire(time.time_ns())
         self.tracker.forget_idle(time.time_ns())
@@ -212,24 +220,40 @@ class Findings:
         else:  # a trace no longer in memory: leave its stored record alone
             self.store.write_batch([], [], [], [f], {})
 
-    def _count(self, tr: Trace) -> None:
-        """Counts, users, containers and machines of the trace, from its view in the store."""
+    def _count(self, tr: Trace, now: float) -> bool:
+        """Counts, users, containers and machines of the trace, from its view in the store;
+        False when the last count was too recent for what it cost (counts kept)."""
+        if now < self.recount_at.get(tr.id, now):
+            return False
+        began = time.monotonic()
         try:
             tr.count(view_counts(build_trace(self.store, tr.id)))
         except KeyError as exc:  # root pruned or not yet stored: keep what we know
             log.debug("trace %s: no view (%s)", tr.id, exc)
+        self.recount_at[tr.id] = now + RECOUNT_FACTOR * (time.monotonic() - began)
+        return True
 
-    def _count_traces(self, ids: set[str]) -> None:
-        """Keep the counts of traces below the threshold current too (`spyderctl traces`)."""
-        records = {tid: self.tracker.traces[tid] for tid in ids if tid in self.tracker.traces}
-        for tr in records.values():
-            self._count(tr)
+    def _count_traces(self, ids: set[str], now: float) -> None:
+        """Keep the counts of traces below the threshold current too (`spyderctl traces`),
+        least recently counted first, within the loop turn's budget."""
+        start = time.monotonic()
+        records = {}
+        for tid in sorted(ids, key=lambda t: self.recount_at.get(t, 0.0)):
+            tr = self.tracker.traces.get(tid)
+            if tr is None:
+                continue
+            if time.monotonic() - start > RECOUNT_BUDGET_S:
+                break
+            if self._count(tr, now):
+                records[tid] = tr
         if records:
             self.store.write_batch([], [], [], [],
                                    {tid: tr.to_dict() for tid, tr in records.items()})
+        for tid in [t for t in self.recount_at if t not in self.tracker.traces]:
+            del self.recount_at[tid]
 
     def _deliver_trace(self, tr: Trace, now: float) -> bool:
-        self._count(tr)
+        self._count(tr, now)
         ok = True
         for sink in self.sinks:
             if tr.emitted.get(sink.name, 0) >= tr.score:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from traces_support import FakeMatch, FakeRule, FakeSink, World, ev_of, pipeline
 
+from spyderd.findings import intake
 from spyderd.findings.intake import RETRY_S, Findings
 from spyderd.model import FileEvent, WroteExecEvent
 from spyderd.traces.build import chain_text
@@ -276,3 +277,34 @@ def test_trace_of_a_pid_around_a_time(tmp_path):
     assert _trace_of_pid(w.store, 200, later.start) == f.trace_id  # what it did then
     assert _trace_of_pid(w.store, 200, sh.start) == sh.id  # no finding then: the process
     assert _trace_of_pid(w.store, 999, 0) is None
+
+
+def test_a_costly_trace_is_not_recounted_every_loop_turn(tmp_path, monkeypatch):
+    """Counting a trace builds its view from the store (seconds for thousands of processes):
+    after a count that took d seconds the trace waits RECOUNT_FACTOR * d before the next, so
+    a busy trace cannot hold the daemon's loop."""
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    _srv, sh, rid, curl = attack(w)
+    builds: list[str] = []
+    real = intake.build_trace
+
+    def slow_build(store, ident):  # the real view, as if it had taken 2 s to build
+        builds.append(ident)
+        clock[0] += 2.0
+        return real(store, ident)
+
+    clock = [1000.0]
+    monkeypatch.setattr(intake, "build_trace", slow_build)
+    monkeypatch.setattr(intake.time, "monotonic", lambda: clock[0])
+    rule = FakeRule("Recon", "medium", 4)
+    f1 = p.new(ev_of(rid), rid, FakeMatch(rule), now=0)
+    p.send_due(5)
+    assert len(builds) == 1 and sink.findings[-1]["id"] == f1.id
+    p.new(ev_of(curl), curl, FakeMatch(FakeRule("Download", "low", 5)), now=6)
+    p.send_due(12)  # counted 7 s ago at a cost of 2 s: not again before 5 + 20
+    assert len(builds) == 1 and len(sink.findings) == 2
+    p.new(ev_of(sh), sh, FakeMatch(FakeRule("Shell", "low", 5)), now=26)
+    p.send_due(30)
+    assert len(builds) == 2
+    assert w.store.trace(f1.trace_id)["counts"]["processes"] >= 4
