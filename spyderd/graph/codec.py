@@ -659,8 +659,10 @@ class Block:
             return [e for e in self.edges() if e.src == node_id]
         return [e for e in self.edges() if e.dst == node_id]
 
-    def events(self) -> list[dict[str, Any]]:
-        """Every event of the block, in the order written (time order), as dicts."""
+    def events(self, field: str | None = None, value: Any = None) -> list[dict[str, Any]]:
+        """Every event of the block, in the order written (time order), as dicts; with
+        `field`, only those whose `field` equals `value` (rows are picked on the column,
+        so a lookup by pid builds dicts for its own events only)."""
         if self.ev_raw is None:
             return []
         ev_body = decode_block(self.ev_raw)
@@ -671,11 +673,16 @@ class Block:
             if "ktime" in keys and "time" in keys:
                 ti, ki = keys.index("time"), keys.index("ktime")
                 data[ki] = [t - off for t, off in zip(data[ti], data[ki])]
-            groups.append((keys, list(zip(*data))))
+            keep = None
+            if field is not None:
+                col = data[keys.index(field)] if field in keys else ()
+                keep = {i for i, v in enumerate(col) if v == value}
+            groups.append((keys, list(zip(*data)), keep))
         pos = [0] * len(groups)
         out = []
         for g in part["g"]:
-            keys, rows = groups[g]
-            out.append({k: _copy(v) for k, v in zip(keys, rows[pos[g]])})
+            keys, rows, keep = groups[g]
+            if keep is None or pos[g] in keep:
+                out.append({k: _copy(v) for k, v in zip(keys, rows[pos[g]])})
             pos[g] += 1
         return out

@@ -649,7 +649,9 @@ class Store:
                 b = self.block(txn, seq)
                 if b is None:
                     continue
-                for ev in b.with_events(raw).events():
+                pick = ("pid", pid) if pid is not None else ("uid", uid) if uid is not None \
+                    else (None, None)
+                for ev in b.with_events(raw).events(*pick):
                     if ev["time"] < since_ns or (until_ns is not None and ev["time"] > until_ns):
                         continue
                     if prefix is None or _event_matches(ev, pid, path, remote_ip, uid,
