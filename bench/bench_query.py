@@ -10,7 +10,7 @@ event; process start times and pids are as generated, pids reused every ~3 s of 
 original stream, so a pid names a few dozen processes over the store's life). It prints
 progress and the store size.
 
-`--measure` runs, for `--lookups` random pids and paths, what `spyderctl events --pid N
+`--measure` runs, for `--lookups` random pids (`--path-lookups` paths), what `spyderctl events --pid N
 --since -1h` and `spyderctl query 'process.name = curl' --pid N --since -1h` do, in this
 process, each on a freshly opened read-only store (as a new spyderctl opens it; the page
 cache stays warm as it would on a host): the indexed store read, the JSON lines
@@ -98,7 +98,7 @@ def events_json(store: Store, since: int, **filters) -> int:
     return sum(len(json.dumps(ev)) > 0 for ev in store.events(since, None, **filters))
 
 
-def measure(d: Path, lookups: int, cli: int) -> None:
+def measure(d: Path, lookups: int, cli: int, path_lookups: int) -> None:
     probe = Store(d, readonly=True)
     end = newest_time(probe)
     st = probe.stats()
@@ -123,7 +123,8 @@ def measure(d: Path, lookups: int, cli: int) -> None:
          lambda _, f: (lambda s: events_json(s, since, path=f))),
     ):
         lat, rows = [], []
-        for p, f in zip(pids, paths):
+        n = path_lookups if "--path" in label else lookups
+        for p, f in zip(pids[:n], paths[:n]):
             ms, n = timed(d, fn(p, f))
             lat.append(ms)
             rows.append(n)
@@ -160,11 +161,13 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--lookups", type=int, default=100)
     ap.add_argument("--cli", type=int, default=10)
+    ap.add_argument("--path-lookups", type=int, default=20,
+                    help="path lookups (each reads every block of the hour that wrote the path)")
     a = ap.parse_args()
     if a.build:
         build(a.build, a.events, a.hours)
     if a.measure:
-        measure(a.measure, a.lookups, a.cli)
+        measure(a.measure, a.lookups, a.cli, a.path_lookups)
 
 
 if __name__ == "__main__":
