@@ -77,6 +77,7 @@ class Findings:
         "findings": 0, "folded": 0, "suppressed": 0, "sent": 0, "traces_sent": 0})
     retry_at: float = 0.0
     recount_at: dict[str, float] = field(default_factory=dict)  # trace id -> loop time
+    stopping: bool = False
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -223,8 +224,8 @@ class Findings:
     def _count(self, tr: Trace, now: float) -> bool:
         """Counts, users, containers and machines of the trace, from its view in the store;
         False when the last count was too recent for what it cost (counts kept)."""
-        if now < self.recount_at.get(tr.id, now):
-            return False
+        if now < self.recount_at.get(tr.id, now) or (self.stopping and tr.id in self.recount_at):
+            return False  # at a stop, counts made before stand: the stop must not wait
         began = time.monotonic()
         try:
             tr.count(view_counts(build_trace(self.store, tr.id)))
@@ -275,6 +276,7 @@ class Findings:
     def flush_all(self) -> None:
         """At shutdown: try everything pending now rather than hold it across a stop."""
         self.retry_at = 0.0
+        self.stopping = True
         far = time.monotonic() + 3600
         for p in self.pending:
             p.due = 0.0

@@ -308,3 +308,19 @@ def test_a_costly_trace_is_not_recounted_every_loop_turn(tmp_path, monkeypatch):
     p.send_due(30)
     assert len(builds) == 2
     assert w.store.trace(f1.trace_id)["counts"]["processes"] >= 4
+
+
+def test_a_stop_does_not_recount_counted_traces(tmp_path, monkeypatch):
+    """flush_all at a stop sends what is pending without rebuilding views already counted
+    (a trace of thousands of processes held a SIGTERM for over a minute)."""
+    w, sink = World(tmp_path), FakeSink()
+    p = pipeline(w, sink)
+    _srv, sh, rid, _curl = attack(w)
+    p.new(ev_of(rid), rid, FakeMatch(FakeRule("Recon", "medium", 4)), now=0)
+    p.send_due(5)
+    builds: list[str] = []
+    real = intake.build_trace
+    monkeypatch.setattr(intake, "build_trace", lambda s, i: builds.append(i) or real(s, i))
+    p.new(ev_of(sh), sh, FakeMatch(FakeRule("Shell", "high")), now=6)
+    p.flush_all()
+    assert builds == [] and sink.findings[-1]["rule"] == "Shell"
